@@ -1,0 +1,72 @@
+"""The reference interpreter: each node runs its op's NumPy reference. Every other backend
+is tested against it."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import RuntimeCheckError
+from ..function import Program, register_backend
+from ..graph import toposort
+
+
+class RunContext:
+    """What a reference needs at run time: the batch size, a node's RNG, failure reporting."""
+
+    def __init__(self, n, rngs):
+        self.n = n
+        self.rngs = rngs
+        self.node = None
+
+    @property
+    def rng(self) -> np.random.Generator:
+        return self.rngs[self.node.id]
+
+    def fail(self, message: str):
+        node = self.node
+        raise RuntimeCheckError(f"{node.op}: {message} (node created at {node.loc})")
+
+
+def evaluate(nodes, env: dict, ctx: RunContext) -> dict:
+    """Run `nodes` (topologically sorted) over `env` (tensor -> array), filling it in."""
+    for node in nodes:
+        if node.op == "placeholder":
+            continue
+        if node.op == "parameter":
+            env[node.outputs[0]] = node.value.data
+            continue
+        if node.op == "constant":
+            env[node.outputs[0]] = node.value
+            continue
+        ctx.node = node
+        values = [env[t] for t in node.inputs]
+        results = node.record.reference(values, node.attrs, ctx)
+        for t, r in zip(node.outputs, results):
+            env[t] = np.asarray(r, dtype=t.dtype)
+    return env
+
+
+class NumpyExecutable:
+    def __init__(self, program: Program, optimize: bool = False, **options):
+        self.program = program
+        roots = program.roots
+        if optimize:
+            from ..passes import optimize as run_passes
+
+            roots = run_passes(roots, level="reference")
+        self.roots = roots
+        self.nodes = toposort(roots)
+        self.rngs = {n.id: np.random.default_rng(n.attrs["seed"])
+                     for n in self.nodes if n.op == "random_uniform"}
+
+    def run(self, feeds, n):
+        env = dict(zip(self.program.inputs, feeds))
+        evaluate(self.nodes, env, RunContext(n, self.rngs))
+        k = len(self.program.outputs)
+        outputs = [np.array(env[t], copy=True) for t in self.roots[:k]]
+        new_values = [np.array(env[t], copy=True) for t in self.roots[k:]]  # all at once
+        for (param, _), value in zip(self.program.updates, new_values):
+            np.copyto(param.data, value, casting="same_kind")
+        return outputs
+
+
+register_backend("numpy", lambda program, optimize=False, **o: NumpyExecutable(program, False))

@@ -1,0 +1,221 @@
+"""`gc.compile`: a callable over a graph, with validated feeds, outputs and parameter updates.
+
+The checks here are shared by every backend; a backend only turns a `Program` into an
+executable whose `run(feeds, n)` returns the outputs and applies the updates in place.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import dtypes as dt
+from .errors import FeedError, FeedTypeError, user_location
+from .graph import toposort
+from .shapes import fmt_shape
+from .tensor import Parameter, Tensor
+
+
+@dataclass
+class Program:
+    """What a backend compiles: placeholders in call order, outputs, and parameter updates."""
+
+    inputs: list          # placeholder tensors
+    outputs: list         # tensors to return
+    updates: list         # (Parameter, new value tensor) pairs, applied after the outputs
+    parameters: list      # every Parameter the program reads or updates
+    loc: str = ""         # where the user called gc.compile
+
+    @property
+    def roots(self) -> list:
+        """Every tensor the program must compute: outputs then update values."""
+        return list(self.outputs) + [v for _, v in self.updates]
+
+
+_BACKENDS = {}
+
+
+def register_backend(name: str, factory) -> None:
+    _BACKENDS[name] = factory
+
+
+def _backend(name: str):
+    if name not in _BACKENDS:
+        if name == "numpy":
+            from .backends import numpy_backend  # noqa: F401
+        elif name == "cpu":
+            from .backends import cpu  # noqa: F401
+        elif name == "cuda":
+            from .backends import cuda  # noqa: F401
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of 'cpu', 'numpy', 'cuda'")
+    return _BACKENDS[name]
+
+
+def compile(inputs, outputs, updates=None, backend: str = "cpu", optimize: bool = True,
+            **options):
+    """Compile a graph into a callable.
+
+    inputs: placeholders, in the order the callable takes them positionally.
+    outputs: a tensor (the call returns one array) or a list/tuple (returns a tuple).
+    updates: (Parameter, tensor) pairs; after the outputs are computed, each parameter takes
+        its new value, all at once.
+    backend: "cpu" (fused Numba kernels, the default), "numpy" (the reference interpreter).
+    """
+    loc = user_location()
+    if isinstance(inputs, Tensor):
+        inputs = [inputs]
+    inputs = list(inputs)
+    single = isinstance(outputs, Tensor)
+    outputs = [outputs] if single else list(outputs)
+    for t in inputs:
+        if not isinstance(t, Tensor) or t.op != "placeholder":
+            raise TypeError(f"compile: inputs must be placeholders, got {t!r} (at {loc})")
+    names = [t.name for t in inputs if t.name]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise ValueError(f"compile: two inputs are named {sorted(dupes)[0]!r} (at {loc})")
+    if len({id(t) for t in inputs}) != len(inputs):
+        raise ValueError(f"compile: the same placeholder is listed twice (at {loc})")
+    for t in outputs:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"compile: outputs must be graphc Tensors, got {t!r} (at {loc})")
+    checked_updates = []
+    for item in updates or []:
+        try:
+            param, value = item
+        except (TypeError, ValueError):
+            raise TypeError(f"compile: each update must be a (Parameter, tensor) pair, got "
+                            f"{item!r} (at {loc})") from None
+        if not isinstance(param, Parameter):
+            raise TypeError(f"compile: can only update a Parameter, got {param!r} (at {loc})")
+        from .tensor import as_tensor
+
+        value = as_tensor(value, like=param)
+        if value.shape != param.shape:
+            raise ValueError(f"compile: update of {param.name!r} has shape "
+                             f"{fmt_shape(value.shape)}, the parameter {fmt_shape(param.shape)}"
+                             f" (at {loc})")
+        if not np.can_cast(value.dtype, param.dtype, "same_kind"):
+            raise TypeError(f"compile: update of {param.name!r} is {value.dtype}, the parameter "
+                            f"{param.dtype} (at {loc})")
+        if any(p is param for p, _ in checked_updates):
+            raise ValueError(f"compile: parameter {param.name!r} is updated twice (at {loc})")
+        from .ops import cast
+
+        checked_updates.append((param, cast(value, param.dtype)))
+
+    program_roots = outputs + [v for _, v in checked_updates]
+    nodes = toposort(program_roots)
+    input_ids = {id(t) for t in inputs}
+    params = []
+    for node in nodes:
+        if node.op == "placeholder" and id(node.outputs[0]) not in input_ids:
+            ph = node.outputs[0]
+            raise ValueError(f"compile: the outputs depend on placeholder {ph.name!r} "
+                             f"{fmt_shape(ph.shape)} (created at {node.loc}), which is not "
+                             f"among the inputs (at {loc})")
+        if node.op == "parameter":
+            params.append(node.value)
+    for p, _ in checked_updates:
+        if not any(q is p for q in params):
+            params.append(p)
+    program = Program(inputs, outputs, checked_updates, params, loc)
+    executable = _backend(backend)(program, optimize=optimize, **options)
+    return Function(program, executable, single, backend)
+
+
+class Function:
+    """A compiled graph. Call it with feeds positionally or by placeholder name.
+
+    Calls are serialised by a lock per function, and the locks of its parameters are held
+    while it runs, so two threads calling it (or two functions sharing parameters) see
+    consistent values. A call that fails while its feeds are checked updates nothing.
+    """
+
+    def __init__(self, program: Program, executable, single: bool, backend: str):
+        self.program = program
+        self.executable = executable
+        self.single = single
+        self.backend = backend
+        self._lock = threading.Lock()
+        self._param_locks = [p.lock for p in sorted(program.parameters, key=lambda p: p.node.id)]
+        self._specs = [(t.name or f"input{i}", t.shape, t.dtype)
+                       for i, t in enumerate(program.inputs)]
+        self._index = {name: i for i, (name, _, _) in enumerate(self._specs)}
+
+    @property
+    def inputs(self):
+        return self.program.inputs
+
+    def _bind(self, args, kwargs):
+        specs = self._specs
+        if len(args) > len(specs):
+            raise FeedError(f"takes {len(specs)} inputs ({', '.join(s[0] for s in specs)}), "
+                            f"got {len(args)} positional values")
+        values: list = list(args) + [None] * (len(specs) - len(args))
+        given = [True] * len(args) + [False] * (len(specs) - len(args))
+        for key, value in kwargs.items():
+            if key not in self._index:
+                raise FeedError(f"unknown input {key!r}; the inputs are "
+                                f"{', '.join(s[0] for s in specs)}")
+            i = self._index[key]
+            if given[i]:
+                raise FeedError(f"input {key!r} given twice")
+            values[i], given[i] = value, True
+        missing = [specs[i][0] for i, g in enumerate(given) if not g]
+        if missing:
+            raise FeedError(f"missing input(s): {', '.join(missing)}")
+        n = None
+        n_from = None
+        feeds = []
+        for (name, shape, dtype), value in zip(specs, values):
+            arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+            if arr.dtype.name != dtype:
+                if arr.dtype == object or not np.can_cast(arr.dtype, dtype, "same_kind"):
+                    raise FeedTypeError(f"input {name!r}: cannot cast a {arr.dtype} value to "
+                                        f"{dtype} safely; expected {dtype}{fmt_shape(shape)}")
+                arr = arr.astype(dtype)
+            if arr.ndim != len(shape):
+                raise FeedError(f"input {name!r}: expected shape {fmt_shape(shape)} (rank "
+                                f"{len(shape)}), got {arr.shape}")
+            for want, got in zip(shape, arr.shape):
+                if want is None:
+                    if n is None:
+                        n, n_from = got, name
+                    elif got != n:
+                        raise FeedError(f"input {name!r} has batch size {got} but input "
+                                        f"{n_from!r} has {n}; every N in one call must agree")
+                elif want != got:
+                    raise FeedError(f"input {name!r}: expected shape {fmt_shape(shape)}, got "
+                                    f"{arr.shape}")
+            if not arr.flags.c_contiguous:
+                arr = np.ascontiguousarray(arr)
+            feeds.append(arr)
+        return feeds, n
+
+    def __call__(self, *args, **kwargs):
+        feeds, n = self._bind(args, kwargs)
+        with self._lock:
+            for lock in self._param_locks:
+                lock.acquire()
+            try:
+                outputs = self.executable.run(feeds, n)
+            finally:
+                for lock in reversed(self._param_locks):
+                    lock.release()
+        return outputs[0] if self.single else tuple(outputs)
+
+    def dump(self) -> str:
+        """The compiled plan as text (what `graphc dump --optimized` prints)."""
+        describe = getattr(self.executable, "describe", None)
+        if describe is None:
+            from .printing import dump
+
+            return dump(self.program.roots)
+        return describe()
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{n}:{dt.SHORT[d]}{fmt_shape(s)}" for n, s, d in self._specs)
+        return f"<graphc.Function ({ins}) backend={self.backend}>"

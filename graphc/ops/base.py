@@ -1,0 +1,57 @@
+"""Helpers the op families share: operand conversion, broadcasting rules, gradient sums."""
+from __future__ import annotations
+
+from .. import dtypes as dt
+from ..errors import ShapeError
+from ..shapes import broadcast_shapes
+from ..tensor import Tensor, apply, as_tensor
+
+
+def operands(*values):
+    """Convert operands to tensors of one promoted dtype (Python scalars are weakly typed)."""
+    anchor = next((v for v in values if isinstance(v, Tensor)), None)
+    tensors = [as_tensor(v, like=anchor) for v in values]
+    dtype = dt.promote(*(t.dtype for t in tensors))
+    return [cast(t, dtype) for t in tensors]
+
+
+def cast(x, dtype) -> Tensor:
+    """x as `dtype` (a no-op when it already is)."""
+    x = as_tensor(x)
+    dtype = dt.canonical(dtype)
+    if x.dtype == dtype:
+        return x
+    return apply("cast", x, dtype=dtype)
+
+
+def unbroadcast(g: Tensor | None, shape) -> Tensor | None:
+    """Sum a broadcast gradient back to an operand's shape (the VJP of implicit broadcasting)."""
+    if g is None or g.shape == tuple(shape):
+        return g
+    return apply("sum_to", g, shape=tuple(shape))
+
+
+def elementwise_infer(out_dtype=None):
+    """Shape rule of an elementwise op: broadcast the operands; dtype = promoted or fixed."""
+
+    def infer(types, attrs):
+        shape = broadcast_shapes(*(s for s, _ in types))
+        dtype = out_dtype or dt.promote(*(d for _, d in types))
+        return [(shape, dtype)]
+
+    return infer
+
+
+def require_float(types, op: str):
+    for _, d in types:
+        if not dt.is_float(d):
+            raise ShapeError(f"{op} needs a float operand, got {d}")
+
+
+def lit(value, dtype: str) -> str:
+    """A typed scalar literal for generated kernel code."""
+    if dtype == "bool":
+        return "True" if value else "False"
+    if dt.is_int(dtype):
+        return f"np.{dtype}({int(value)})"
+    return f"np.{dtype}({float(value)!r})"

@@ -1,0 +1,322 @@
+"""Elementwise ops: arithmetic, math functions, activations, comparisons, where, cast.
+
+Each record carries a `scalar` function that writes the op as a scalar expression for the
+kernel generator: scalar(args, out_dtype, in_dtypes) -> source text.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes as dt
+from ..errors import ShapeError
+from ..tensor import Tensor, apply, as_tensor
+from .base import cast, elementwise_infer, lit, operands, require_float, unbroadcast
+from .registry import ELEMENTWISE, Op, register
+
+
+def _float_infer(types, attrs):
+    require_float(types, "this op")
+    return elementwise_infer()(types, attrs)
+
+
+def _unary(name, ref, vjp, scalar, float_only=True, doc=""):
+    register(Op(name, ELEMENTWISE, _float_infer if float_only else elementwise_infer(),
+                lambda v, a, c: [ref(v[0])], vjp, scalar=scalar, doc=doc))
+
+
+def _binary(name, ref, vjp, scalar, out_dtype=None, differentiable=True, doc=""):
+    from .registry import not_differentiable
+
+    register(Op(name, ELEMENTWISE, elementwise_infer(out_dtype),
+                lambda v, a, c: [ref(v[0], v[1])], vjp if differentiable else not_differentiable,
+                scalar=scalar, differentiable=differentiable, doc=doc))
+
+
+# --- VJPs (each built from graph ops, so they can be differentiated again) ---------------------
+def _add_vjp(node, grads):
+    (g,) = grads
+    a, b = node.inputs
+    return [unbroadcast(g, a.shape), unbroadcast(g, b.shape)]
+
+
+def _sub_vjp(node, grads):
+    (g,) = grads
+    a, b = node.inputs
+    return [unbroadcast(g, a.shape), unbroadcast(neg(g), b.shape)]
+
+
+def _mul_vjp(node, grads):
+    (g,) = grads
+    a, b = node.inputs
+    return [unbroadcast(mul(g, b), a.shape), unbroadcast(mul(g, a), b.shape)]
+
+
+def _div_vjp(node, grads):
+    (g,) = grads
+    a, b = node.inputs
+    ga = div(g, b)
+    gb = neg(div(mul(g, node.outputs[0]), b))
+    return [unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)]
+
+
+def _pow_vjp(node, grads):
+    (g,) = grads
+    a, b = node.inputs
+    y = node.outputs[0]
+    ga = mul(g, mul(b, pow(a, sub(b, 1))))
+    gb = mul(g, mul(y, log(a)))
+    return [unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)]
+
+
+def _minmax_vjp(pick_first):
+    def vjp(node, grads):
+        (g,) = grads
+        a, b = node.inputs
+        first = pick_first(a, b)  # ties go to the first operand
+        zero = as_tensor(0, like=g)
+        return [unbroadcast(where(first, g, zero), a.shape),
+                unbroadcast(where(first, zero, g), b.shape)]
+
+    return vjp
+
+
+def _neg_vjp(node, grads):
+    return [neg(grads[0])]
+
+
+def _exp_vjp(node, grads):
+    return [mul(grads[0], node.outputs[0])]
+
+
+def _log_vjp(node, grads):
+    return [div(grads[0], node.inputs[0])]
+
+
+def _sqrt_vjp(node, grads):
+    return [div(mul(grads[0], 0.5), node.outputs[0])]
+
+
+def _abs_vjp(node, grads):
+    return [mul(grads[0], sign(node.inputs[0]))]
+
+
+def _sin_vjp(node, grads):
+    return [mul(grads[0], cos(node.inputs[0]))]
+
+
+def _cos_vjp(node, grads):
+    return [neg(mul(grads[0], sin(node.inputs[0])))]
+
+
+def _tanh_vjp(node, grads):
+    y = node.outputs[0]
+    return [mul(grads[0], sub(1, mul(y, y)))]
+
+
+def _sigmoid_vjp(node, grads):
+    y = node.outputs[0]
+    return [mul(grads[0], mul(y, sub(1, y)))]
+
+
+def _relu_vjp(node, grads):
+    (g,) = grads
+    x = node.inputs[0]
+    return [where(greater(x, 0), g, as_tensor(0, like=g))]
+
+
+def _where_vjp(node, grads):
+    (g,) = grads
+    c, a, b = node.inputs
+    zero = as_tensor(0, like=g)
+    return [None, unbroadcast(where(c, g, zero), a.shape), unbroadcast(where(c, zero, g), b.shape)]
+
+
+def _cast_vjp(node, grads):
+    x = node.inputs[0]
+    if not dt.is_float(x.dtype):
+        return [None]
+    return [cast(grads[0], x.dtype)]
+
+
+def _sigmoid_ref(x):
+    with np.errstate(over="ignore"):
+        return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+
+
+def _safe(fn):
+    def ref(*args):
+        with np.errstate(all="ignore"):
+            return fn(*args)
+
+    return ref
+
+
+_binary("add", np.add, _add_vjp, lambda a, d, i: f"({a[0]} + {a[1]})")
+_binary("sub", np.subtract, _sub_vjp, lambda a, d, i: f"({a[0]} - {a[1]})")
+_binary("mul", np.multiply, _mul_vjp, lambda a, d, i: f"({a[0]} * {a[1]})")
+_binary("div", _safe(np.true_divide), _div_vjp, lambda a, d, i: f"({a[0]} / {a[1]})")
+_binary("pow", _safe(np.power), _pow_vjp, lambda a, d, i: f"({a[0]} ** {a[1]})")
+_binary("maximum", np.maximum, _minmax_vjp(lambda a, b: greater_equal(a, b)),
+        lambda a, d, i: f"max({a[0]}, {a[1]})")
+_binary("minimum", np.minimum, _minmax_vjp(lambda a, b: less_equal(a, b)),
+        lambda a, d, i: f"min({a[0]}, {a[1]})")
+for _name, _ref, _sym in [("less", np.less, "<"), ("less_equal", np.less_equal, "<="),
+                          ("greater", np.greater, ">"), ("greater_equal", np.greater_equal, ">="),
+                          ("equal", np.equal, "=="), ("not_equal", np.not_equal, "!=")]:
+    _binary(_name, _ref, None, (lambda s: lambda a, d, i: f"({a[0]} {s} {a[1]})")(_sym),
+            out_dtype="bool", differentiable=False)
+
+_unary("neg", np.negative, _neg_vjp, lambda a, d, i: f"(-{a[0]})", float_only=False)
+_unary("exp", _safe(np.exp), _exp_vjp, lambda a, d, i: f"np.exp({a[0]})")
+_unary("log", _safe(np.log), _log_vjp, lambda a, d, i: f"np.log({a[0]})")
+_unary("sqrt", _safe(np.sqrt), _sqrt_vjp, lambda a, d, i: f"np.sqrt({a[0]})")
+_unary("abs", np.abs, _abs_vjp, lambda a, d, i: f"abs({a[0]})", float_only=False)
+_unary("sin", np.sin, _sin_vjp, lambda a, d, i: f"np.sin({a[0]})")
+_unary("cos", np.cos, _cos_vjp, lambda a, d, i: f"np.cos({a[0]})")
+_unary("tanh", np.tanh, _tanh_vjp, lambda a, d, i: f"np.tanh({a[0]})")
+_unary("sigmoid", _sigmoid_ref, _sigmoid_vjp,
+       lambda a, d, i: f"({lit(1, d)} / ({lit(1, d)} + np.exp(-{a[0]})))")
+_unary("relu", lambda x: np.maximum(x, 0), _relu_vjp,
+       lambda a, d, i: f"max({a[0]}, {lit(0, d)})")
+_unary("sign", np.sign, lambda node, grads: [None], lambda a, d, i: f"np.sign({a[0]})",
+       float_only=False)
+
+
+def _where_infer(types, attrs):
+    (cs, cd), (as_, ad), (bs, bd) = types
+    if cd != "bool":
+        raise ShapeError(f"where: the condition must be bool, got {cd}")
+    return elementwise_infer()([(cs, ad), (as_, ad), (bs, bd)], attrs)
+
+
+register(Op("where", ELEMENTWISE, _where_infer,
+            lambda v, a, c: [np.where(v[0], v[1], v[2])], _where_vjp,
+            scalar=lambda a, d, i: f"({a[1]} if {a[0]} else {a[2]})"))
+
+
+def _cast_infer(types, attrs):
+    return [(types[0][0], dt.canonical(attrs["dtype"]))]
+
+
+def _cast_scalar(a, d, i):
+    if d == "bool":
+        return f"({a[0]} != 0)"
+    return f"np.{d}({a[0]})"
+
+
+register(Op("cast", ELEMENTWISE, _cast_infer,
+            lambda v, a, c: [v[0].astype(a["dtype"])], _cast_vjp, scalar=_cast_scalar))
+
+
+# --- user-facing functions ---------------------------------------------------------------------
+def add(a, b) -> Tensor:
+    return apply("add", *operands(a, b))
+
+
+def sub(a, b) -> Tensor:
+    return apply("sub", *operands(a, b))
+
+
+def mul(a, b) -> Tensor:
+    return apply("mul", *operands(a, b))
+
+
+def div(a, b) -> Tensor:
+    a, b = operands(a, b)
+    if not dt.is_float(a.dtype):  # true division of integers gives floats, as in numpy
+        a, b = cast(a, "float32"), cast(b, "float32")
+    return apply("div", a, b)
+
+
+def pow(a, b) -> Tensor:  # noqa: A001 - mirrors numpy's name
+    return apply("pow", *operands(a, b))
+
+
+def maximum(a, b) -> Tensor:
+    return apply("maximum", *operands(a, b))
+
+
+def minimum(a, b) -> Tensor:
+    return apply("minimum", *operands(a, b))
+
+
+def less(a, b) -> Tensor:
+    return apply("less", *operands(a, b))
+
+
+def less_equal(a, b) -> Tensor:
+    return apply("less_equal", *operands(a, b))
+
+
+def greater(a, b) -> Tensor:
+    return apply("greater", *operands(a, b))
+
+
+def greater_equal(a, b) -> Tensor:
+    return apply("greater_equal", *operands(a, b))
+
+
+def equal(a, b) -> Tensor:
+    return apply("equal", *operands(a, b))
+
+
+def not_equal(a, b) -> Tensor:
+    return apply("not_equal", *operands(a, b))
+
+
+def neg(x) -> Tensor:
+    return apply("neg", as_tensor(x))
+
+
+def _float_unary(name):
+    def fn(x) -> Tensor:
+        x = as_tensor(x)
+        if not dt.is_float(x.dtype):
+            x = cast(x, "float32")
+        return apply(name, x)
+
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise {name}."
+    return fn
+
+
+exp = _float_unary("exp")
+log = _float_unary("log")
+sqrt = _float_unary("sqrt")
+sin = _float_unary("sin")
+cos = _float_unary("cos")
+tanh = _float_unary("tanh")
+sigmoid = _float_unary("sigmoid")
+relu = _float_unary("relu")
+
+
+def abs(x) -> Tensor:  # noqa: A001
+    return apply("abs", as_tensor(x))
+
+
+def sign(x) -> Tensor:
+    return apply("sign", as_tensor(x))
+
+
+def where(cond, a, b) -> Tensor:
+    """Elementwise select: a where cond is true, else b (how graphc users mask)."""
+    cond = as_tensor(cond)
+    if cond.dtype != "bool":
+        cond = not_equal(cond, 0)
+    a, b = operands(a, b)
+    return apply("where", cond, a, b)
+
+
+def leaky_relu(x, slope: float = 0.2) -> Tensor:
+    """x where x > 0, else slope * x (composite: where + mul)."""
+    x = as_tensor(x)
+    return where(greater(x, 0), x, mul(x, slope))
+
+
+def clip(x, lo, hi) -> Tensor:
+    """x limited to [lo, hi] (composite: minimum(maximum(x, lo), hi))."""
+    return minimum(maximum(x, lo), hi)
+
+
+def square(x) -> Tensor:
+    return mul(x, x)

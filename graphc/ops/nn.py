@@ -1,0 +1,203 @@
+"""Neural-network ops: softmax, log_softmax, softmax_cross_entropy, one_hot, dropout, losses."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes as dt
+from ..errors import ShapeError
+from ..shapes import normalize_axes
+from ..tensor import Tensor, apply, as_tensor
+from .base import cast
+from .registry import NN, RANDOM, Op, register, not_differentiable
+
+
+def _softmax_infer(types, attrs):
+    (shape, dtype), = types
+    if not dt.is_float(dtype):
+        raise ShapeError(f"needs a float tensor, got {dtype}")
+    if not 0 <= attrs["axis"] < len(shape):
+        raise ShapeError(f"axis {attrs['axis']} out of range for rank {len(shape)}")
+    return [(shape, dtype)]
+
+
+def _softmax_ref(values, attrs, ctx):
+    x = values[0]
+    e = np.exp(x - x.max(axis=attrs["axis"], keepdims=True))
+    return [e / e.sum(axis=attrs["axis"], keepdims=True)]
+
+
+def _log_softmax_ref(values, attrs, ctx):
+    x = values[0]
+    shifted = x - x.max(axis=attrs["axis"], keepdims=True)
+    return [shifted - np.log(np.exp(shifted).sum(axis=attrs["axis"], keepdims=True))]
+
+
+def _softmax_vjp(node, grads):
+    """dx = y * (g - sum(g * y, axis))."""
+    from .elementwise import mul, sub
+    from .reduce import sum as rsum
+
+    (g,) = grads
+    y = node.outputs[0]
+    s = rsum(mul(g, y), node.attrs["axis"], keepdims=True)
+    return [mul(y, sub(g, s))]
+
+
+def _log_softmax_vjp(node, grads):
+    """dx = g - softmax(x) * sum(g, axis)."""
+    from .elementwise import mul, sub
+    from .reduce import sum as rsum
+
+    (g,) = grads
+    axis = node.attrs["axis"]
+    p = apply("softmax", node.inputs[0], axis=axis)
+    return [sub(g, mul(p, rsum(g, axis, keepdims=True)))]
+
+
+register(Op("softmax", NN, _softmax_infer, _softmax_ref, _softmax_vjp))
+register(Op("log_softmax", NN, _softmax_infer,
+            _log_softmax_ref, _log_softmax_vjp))
+
+
+def _sce_infer(types, attrs):
+    (ls, ld), (ts, td) = types
+    if len(ls) != 2:
+        raise ShapeError(f"logits must be (batch, classes), got rank {len(ls)}")
+    if not dt.is_float(ld):
+        raise ShapeError(f"logits must be float, got {ld}")
+    if not dt.is_int(td):
+        raise ShapeError(f"labels must be integer class indices, got {td}")
+    if tuple(ts) != (ls[0],):
+        raise ShapeError("labels must have shape (batch,) matching the logits")
+    return [((), ld)]
+
+
+def _check_labels(labels, classes, ctx):
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels[(labels < 0) | (labels >= classes)][0]
+        ctx.fail(f"label {int(bad)} is outside [0, {classes})")
+
+
+def _sce_ref(values, attrs, ctx):
+    x, t = values
+    _check_labels(t, x.shape[1], ctx)
+    logp = _log_softmax_ref([x], {"axis": 1}, ctx)[0]
+    return [-logp[np.arange(x.shape[0]), t].sum() / max(x.shape[0], 1)]
+
+
+def _sce_vjp(node, grads):
+    """d logits = (softmax(x) - one_hot(t)) * g / N."""
+    from .elementwise import div, mul, sub
+    from .reduce import numel
+
+    (g,) = grads
+    x, t = node.inputs
+    p = apply("softmax", x, axis=1)
+    onehot = apply("one_hot", t, classes=x.shape[1], dtype=x.dtype)
+    return [mul(sub(p, onehot), div(g, numel(x, 0, x.dtype))), None]
+
+
+register(Op("softmax_cross_entropy", NN, _sce_infer, _sce_ref, _sce_vjp,
+            doc="mean over the batch of -log softmax(logits)[label]"))
+
+
+def _one_hot_infer(types, attrs):
+    (shape, dtype), = types
+    if not dt.is_int(dtype):
+        raise ShapeError(f"one_hot needs integer labels, got {dtype}")
+    return [(tuple(shape) + (attrs["classes"],), attrs["dtype"])]
+
+
+def _one_hot_ref(values, attrs, ctx):
+    t = values[0]
+    _check_labels(t, attrs["classes"], ctx)
+    return [np.eye(attrs["classes"], dtype=attrs["dtype"])[t]]
+
+
+register(Op("one_hot", NN, _one_hot_infer, _one_hot_ref, not_differentiable,
+            differentiable=False))
+
+
+def _uniform_infer(types, attrs):
+    (shape, dtype), = types
+    return [(shape, attrs["dtype"])]
+
+
+def _uniform_ref(values, attrs, ctx):
+    return [ctx.rng.random(values[0].shape, dtype=np.float64).astype(attrs["dtype"])]
+
+
+register(Op("random_uniform", RANDOM, _uniform_infer, _uniform_ref, not_differentiable,
+            differentiable=False,
+            doc="uniform [0, 1) numbers of the operand's shape, drawn at run time"))
+
+
+# --- user-facing functions ----------------------------------------------------------------------
+def _axis(x, axis):
+    (axis,) = normalize_axes(axis, x.ndim)
+    return axis
+
+
+def softmax(x, axis: int = -1) -> Tensor:
+    x = as_tensor(x)
+    return apply("softmax", x, axis=_axis(x, axis))
+
+
+def log_softmax(x, axis: int = -1) -> Tensor:
+    x = as_tensor(x)
+    return apply("log_softmax", x, axis=_axis(x, axis))
+
+
+def softmax_cross_entropy(logits, labels) -> Tensor:
+    """Mean over the batch of the cross entropy of softmax(logits) and integer labels."""
+    logits, labels = as_tensor(logits), as_tensor(labels)
+    return apply("softmax_cross_entropy", logits, labels)
+
+
+def one_hot(labels, classes: int, dtype="float32") -> Tensor:
+    return apply("one_hot", as_tensor(labels), classes=int(classes), dtype=dt.canonical(dtype))
+
+
+def mean_squared_error(a, b) -> Tensor:
+    """sum((a - b)^2) / batch size, as in DeZero."""
+    from .elementwise import mul, sub
+    from .reduce import numel
+    from .reduce import sum as rsum
+
+    d = sub(a, b)
+    return rsum(mul(d, d)) / numel(d, 0, d.dtype)
+
+
+def accuracy(logits, labels) -> Tensor:
+    """Fraction of rows whose argmax equals the label (not differentiable)."""
+    from .elementwise import equal
+    from .reduce import argmax, mean
+
+    logits, labels = as_tensor(logits), as_tensor(labels)
+    return mean(cast(equal(argmax(logits, -1), cast(labels, "int64")), logits.dtype))
+
+
+_dropout_counter = [0]
+
+
+def dropout(x, ratio: float = 0.5, train=True, seed: int | None = None) -> Tensor:
+    """Inverted dropout: in training, zero each element with probability `ratio` and scale the
+    rest by 1/(1-ratio); in test mode, x unchanged. `train` is a bool or a bool scalar tensor
+    (a placeholder, to switch per call). The mask is drawn at run time from a generator seeded
+    by `seed` (default: a fresh seed per dropout node, from gc.set_seed)."""
+    from .elementwise import div, less, where
+
+    x = as_tensor(x)
+    if not 0 <= ratio < 1:
+        raise ShapeError(f"dropout ratio must be in [0, 1), got {ratio}")
+    if isinstance(train, bool) and not train or ratio == 0:
+        return x
+    if seed is None:
+        from ..random import next_seed
+
+        seed = next_seed()
+    u = apply("random_uniform", x, dtype=x.dtype, seed=int(seed))
+    dropped = where(less(u, ratio), 0.0, div(x, 1.0 - ratio))
+    if isinstance(train, bool):
+        return dropped
+    return where(train, dropped, x)

@@ -1,0 +1,140 @@
+"""Reductions: sum, max, min, argmax, numel; mean as sum / numel."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes as dt
+from ..errors import ShapeError
+from ..shapes import normalize_axes
+from ..tensor import Tensor, apply, as_tensor
+from .base import cast
+from .registry import NN, REDUCE, Op, register, not_differentiable
+
+
+def _reduce_shape(shape, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _reduce_infer(types, attrs):
+    (shape, dtype), = types
+    axes = attrs["axes"]
+    for a in axes:
+        if not 0 <= a < len(shape):
+            raise ShapeError(f"axis {a} is out of range for rank {len(shape)}")
+    return [(_reduce_shape(shape, axes, attrs["keepdims"]), dtype)]
+
+
+def keepdims_shape(x: Tensor, axes) -> tuple:
+    return _reduce_shape(x.shape, axes, True)
+
+
+def _sum_vjp(node, grads):
+    (g,) = grads
+    x = node.inputs[0]
+    g = apply("reshape", g, shape=keepdims_shape(x, node.attrs["axes"]))
+    return [apply("broadcast_to", g, shape=x.shape)]
+
+
+def _extreme_vjp(node, grads):
+    """Only the selected element(s) get the gradient; ties share it equally (as torch.amax)."""
+    from .elementwise import div, equal
+
+    (g,) = grads
+    x = node.inputs[0]
+    axes = node.attrs["axes"]
+    kshape = keepdims_shape(x, axes)
+    y = apply("reshape", node.outputs[0], shape=kshape)
+    mask = cast(equal(x, apply("broadcast_to", y, shape=x.shape)), x.dtype)
+    count = apply("sum", mask, axes=axes, keepdims=True)
+    share = div(apply("reshape", g, shape=kshape), count)
+    from .elementwise import mul
+
+    return [mul(mask, apply("broadcast_to", share, shape=x.shape))]
+
+
+def _ref(fn):
+    def reference(values, attrs, ctx):
+        x = values[0]
+        return [fn(x, axis=attrs["axes"], keepdims=attrs["keepdims"])]
+
+    return reference
+
+
+register(Op("sum", REDUCE, _reduce_infer, _ref(np.sum), _sum_vjp, doc="sum over axes"))
+register(Op("max", REDUCE, _reduce_infer, _ref(np.max), _extreme_vjp, doc="max over axes"))
+register(Op("min", REDUCE, _reduce_infer, _ref(np.min), _extreme_vjp, doc="min over axes"))
+
+
+def _argmax_infer(types, attrs):
+    (shape, dtype), = types
+    axis = attrs["axis"]
+    return [(tuple(d for i, d in enumerate(shape) if i != axis), "int64")]
+
+
+register(Op("argmax", REDUCE, _argmax_infer,
+            lambda v, a, c: [np.argmax(v[0], axis=a["axis"])], not_differentiable,
+            differentiable=False, doc="index of the largest element along one axis"))
+
+
+def _numel_infer(types, attrs):
+    return [((), attrs["dtype"])]
+
+
+def _numel_ref(values, attrs, ctx):
+    shape = values[0].shape
+    return [np.array(np.prod([shape[a] for a in attrs["axes"]], dtype=np.int64),
+                     dtype=attrs["dtype"])]
+
+
+register(Op("numel", NN, _numel_infer, _numel_ref, not_differentiable, differentiable=False,
+            doc="number of elements over axes, read from the run-time shape (for means)"))
+
+
+# --- user-facing functions ---------------------------------------------------------------------
+def _reduce(op, x, axis, keepdims):
+    x = as_tensor(x)
+    axes = normalize_axes(axis, x.ndim)
+    if op in ("sum",) and x.dtype == "bool":
+        x = cast(x, "int64")
+    return apply(op, x, axes=axes, keepdims=bool(keepdims))
+
+
+def sum(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001
+    """Sum over `axis` (None: all axes; int or tuple)."""
+    return _reduce("sum", x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001
+    return _reduce("max", x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001
+    return _reduce("min", x, axis, keepdims)
+
+
+def numel(x, axis=None, dtype="float32") -> Tensor:
+    """Number of elements of x over `axis`, as a scalar; folds to a constant without N."""
+    x = as_tensor(x)
+    axes = normalize_axes(axis, x.ndim)
+    dims = [x.shape[a] for a in axes]
+    if None not in dims:
+        return as_tensor(np.array(np.prod(dims, dtype=np.int64), dtype=dt.canonical(dtype)))
+    return apply("numel", x, axes=axes, dtype=dt.canonical(dtype))
+
+
+def mean(x, axis=None, keepdims=False) -> Tensor:
+    """Mean over `axis`: sum / numel (the count is bound at run time when it involves N)."""
+    from .elementwise import div
+
+    x = as_tensor(x)
+    if not dt.is_float(x.dtype):
+        x = cast(x, "float32")
+    return div(sum(x, axis, keepdims), numel(x, axis, x.dtype))
+
+
+def argmax(x, axis=-1) -> Tensor:
+    x = as_tensor(x)
+    (axis,) = normalize_axes(axis, x.ndim)
+    return apply("argmax", x, axis=axis)
