@@ -1,0 +1,467 @@
+"""The cpu backend: a flat plan of fused Numba kernels, BLAS calls and hand-written kernels
+over preallocated buffers.
+
+Compile time: passes -> schedule (graphc.passes.fuse) -> one generated kernel per fused group
+(loaded through the on-disk cache) -> a static plan of steps with buffer liveness.
+Per batch size N (once per new N): shapes are bound, the arena is laid out, and a Python
+runner is generated whose body is one prebound call per step. Calling the function runs
+that runner: no graph work, no per-op dispatch.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from ... import dtypes as dt
+from ...errors import RuntimeCheckError
+from ...function import Program
+from ...graph import toposort
+from ...passes.fuse import (
+    FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep, _is_swap_transpose, schedule,
+)
+from ...printing import names_for
+from ...shapes import bind, fmt_shape
+from .lower import loop_sizes, lower_group, view_shape
+from .memory import plan_memory
+
+PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", 1 << 17))  # elements
+SMALL_MATMUL = 1 << 18  # m*n*k below which a Numba loop beats a BLAS call's overhead
+CHECKED_KERNELS = {"softmax_cross_entropy", "one_hot"}
+
+
+def _log(msg: str) -> None:
+    if "compile" in os.environ.get("GRAPHC_LOG", "").split(","):
+        import sys
+
+        print(f"graphc: {msg}", file=sys.stderr)
+
+
+class CpuExecutable:
+    def __init__(self, program: Program, optimize: bool = True, fastmath: bool = False,
+                 memory_reuse: bool = True, **options):
+        if options:
+            raise TypeError(f"unknown compile option(s) for the cpu backend: {sorted(options)}")
+        t0 = time.perf_counter()
+        self.program = program
+        roots = program.roots
+        if optimize:
+            from ...passes import optimize as run_passes
+
+            roots = run_passes(roots)
+        self.roots = roots
+        self.fastmath = fastmath
+        self.memory_reuse = memory_reuse
+        self.nodes = toposort(roots)
+        self.names = names_for(self.nodes)
+        self.steps = schedule(roots)
+        self._analyse()
+        self.kernel_log: list = []
+        self._load_kernels()
+        self.rngs = {n.id: np.random.default_rng(n.attrs["seed"])
+                     for n in self.nodes if n.op == "random_uniform"}
+        self._bound: dict = {}
+        self.compile_seconds = time.perf_counter() - t0
+
+    # --- static analysis ---------------------------------------------------------------------
+    def _analyse(self):
+        roots = self.roots
+        k = len(self.program.outputs)
+        self.out_tensors = roots[:k]
+        self.update_values = roots[k:]
+        self.users: dict = {}
+        for node in self.nodes:
+            for t in node.inputs:
+                self.users.setdefault(t, []).append(node)
+        self.step_of: dict = {}
+        for step in self.steps:
+            for node in step.nodes:
+                for t in node.outputs:
+                    self.step_of[t] = step
+            if isinstance(step, FusedGroup) and step.epilogue is not None:
+                self.step_of[step.epilogue.outputs[0]] = step
+        self.root_ids = {id(t) for t in self.out_tensors}
+
+    def virtual(self, t) -> bool:
+        """Broadcasts/transposes absorbed by their consumers (never materialised)."""
+        if t.node.op in ("placeholder", "parameter", "constant"):
+            return False
+        return t not in self.step_of and (t.node.op == "broadcast_to" or
+                                          _is_swap_transpose(t))
+
+    def needed_outside(self, group):
+        member_ids = {n.id for n in group.nodes}
+        epi = group.epilogue
+
+        def check(t):
+            if id(t) in self.root_ids or any(t is v for v in self.update_values):
+                return True
+            for u in self.users.get(t, []):
+                if u.id in member_ids or u is epi:
+                    continue
+                return True
+            return False
+
+        return check
+
+    def _load_kernels(self):
+        from kernels.cache import load_kernel
+        from kernels.codegen.elementwise import render
+
+        self.lowered = {}
+        for step in self.steps:
+            if not isinstance(step, FusedGroup):
+                continue
+            low = lower_group(step, self.needed_outside(step), self.virtual, self.names,
+                              fastmath=self.fastmath)
+            source = render(low.spec, comments=False)
+            fns = {}
+            for entry in ("serial", "parallel"):
+                fn, info = load_kernel(source, entry, deps=("kernels.mathlib",))
+                fns[entry] = fn
+            low.module = info.get("module", "?")
+            low.source = source
+            low.fns = fns
+            self.lowered[step.index] = low
+            self.kernel_log.append(info)
+
+    # --- storage of every tensor -----------------------------------------------------------
+    def _storage(self):
+        """kind of each materialised tensor: feed/param/const/arena/fresh/view/inplace."""
+        kinds = {}
+        feed_ids = {id(t) for t in self.program.inputs}
+        for node in self.nodes:
+            t = node.outputs[0]
+            if node.op == "placeholder":
+                kinds[t] = "feed"
+            elif node.op == "parameter":
+                kinds[t] = "param"
+            elif node.op == "constant":
+                kinds[t] = "const"
+        del feed_ids
+        self.inplace_updates = {}
+        for step in self.steps:
+            if isinstance(step, ViewStep):
+                kinds[step.nodes[0].outputs[0]] = "view"
+                continue
+            if isinstance(step, FallbackStep):
+                for t in step.outputs:
+                    kinds[t] = "fresh"
+                continue
+            outs = list(step.outputs)
+            if isinstance(step, FusedGroup):
+                low = self.lowered[step.index]
+                outs = list(low.outputs) + ([low.reduce_out] if low.reduce_out is not None
+                                            else [])
+            for t in outs:
+                kinds[t] = "fresh" if id(t) in self.root_ids else "arena"
+        # parameter updates written in place by the kernel that computes them
+        last_checked = max((s.index for s in self.steps
+                            if isinstance(s, FallbackStep) or
+                            (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)),
+                           default=-1)
+        for (param, _), v in zip(self.program.updates, self.update_values):
+            step = self.step_of.get(v)
+            if not isinstance(step, FusedGroup) or kinds.get(v) != "arena":
+                continue
+            if step.index <= last_checked or len(self.users.get(v, [])) > 0:
+                continue
+            if any(v is w for w in self.update_values if w is not v) or \
+                    sum(1 for w in self.update_values if w is v) > 1:
+                continue
+            if any(self._reads(s, param) for s in self.steps if s.index > step.index):
+                continue
+            kinds[v] = "inplace"
+            self.inplace_updates[id(v)] = param
+        self.kinds = kinds
+
+    def _reads(self, step, t) -> bool:
+        return any(x is t for x in self._step_inputs(step))
+
+    def _step_inputs(self, step) -> list:
+        if isinstance(step, FusedGroup):
+            return list(self.lowered[step.index].inputs)
+        if isinstance(step, MatmulStep):
+            return [step.a, step.b]
+        return [x for n in step.nodes for x in n.inputs]
+
+    def _base(self, t):
+        while self.kinds.get(t) == "view":
+            t = t.node.inputs[0]
+        return t
+
+    # --- binding per batch size ---------------------------------------------------------------
+    def bind(self, n):
+        if n in self._bound:
+            return self._bound[n]
+        if not hasattr(self, "kinds"):
+            self._storage()
+        runner = _Binder(self, n).build()
+        self._bound[n] = runner
+        return runner
+
+    def run(self, feeds, n):
+        runner = self.bind(n)
+        return runner(*feeds)
+
+    def describe(self, n=None, kernels: bool = False) -> str:
+        from .describe import describe
+
+        return describe(self, n, kernels)
+
+
+class _Binder:
+    """Generates the Python runner of one plan for one batch size."""
+
+    def __init__(self, ex: CpuExecutable, n):
+        self.ex = ex
+        self.n = n
+        self.globals = {"np": np}
+        self.lines: list = []
+        self.names: dict = {}   # tensor -> python expression
+        self.counter = 0
+
+    def shape(self, t) -> tuple:
+        return bind(t.shape, self.n)
+
+    def glob(self, value, prefix="g") -> str:
+        name = f"{prefix}{self.counter}"
+        self.counter += 1
+        self.globals[name] = value
+        return name
+
+    def build(self):
+        ex = self.ex
+        n = self.n
+        kinds = ex.kinds
+        # liveness of arena buffers
+        defined, last, size, inplace_cands = {}, {}, {}, {}
+        arena_keys = []
+        for step in ex.steps:
+            for t in ex._step_inputs(step):
+                b = ex._base(self._real(t))
+                if kinds.get(b) == "arena":
+                    last[b] = max(last.get(b, -1), step.index)
+            for t in self._step_outputs(step):
+                if kinds.get(t) == "arena":
+                    defined[t] = step.index
+                    last.setdefault(t, step.index)
+                    size[t] = int(np.prod(self.shape(t), dtype=np.int64)) * \
+                        np.dtype(t.dtype).itemsize
+                    arena_keys.append(t)
+                    if isinstance(step, FusedGroup) and t is not \
+                            ex.lowered[step.index].reduce_out:
+                        low = ex.lowered[step.index]
+                        inplace_cands[t] = [x for x, p in zip(low.inputs, low.in_patterns)
+                                            if all(p) and x.shape == t.shape and
+                                            x.dtype == t.dtype and kinds.get(x) == "arena"]
+        for t in ex.update_values + ex.out_tensors:
+            b = ex._base(t)
+            if kinds.get(b) == "arena":
+                last[b] = len(ex.steps)
+        self.memory = plan_memory(arena_keys, defined, last, size, inplace_cands,
+                                  reuse=ex.memory_reuse)
+        arena = np.empty(max(self.memory.peak, 64), dtype=np.uint8)
+        self.arena = arena
+        for t in arena_keys:
+            off = self.memory.offsets[t]
+            nbytes = size[t]
+            view = arena[off:off + nbytes].view(t.dtype).reshape(self.shape(t))
+            self.names[t] = self.glob(view, "a")
+        for node in ex.nodes:
+            t = node.outputs[0]
+            if node.op == "parameter":
+                self.names[t] = self.glob(node.value.data, "p")
+            elif node.op == "constant":
+                self.names[t] = self.glob(np.ascontiguousarray(node.value), "c")
+        for i, t in enumerate(ex.program.inputs):
+            self.names[t] = f"f{i}"
+        for v, in_id in ((v, id(v)) for v in ex.update_values):
+            if in_id in ex.inplace_updates:
+                self.names[v] = self.glob(ex.inplace_updates[in_id].data, "p")
+
+        args = ", ".join(f"f{i}" for i in range(len(ex.program.inputs)))
+        self.lines.append(f"def run({args}):")
+        for step in ex.steps:
+            self.emit(step)
+        # updates not done in place: computed above, copied now, all at once
+        for (param, _), v in zip(ex.program.updates, ex.update_values):
+            if id(v) in ex.inplace_updates:
+                continue
+            self.lines.append(f"    np.copyto({self.glob(param.data, 'p')}, "
+                              f"{self.ref(v)})  # update {param.name}")
+        outs = []
+        for t in ex.out_tensors:
+            expr = self.ref(t)
+            if kinds.get(t) != "fresh" or self._is_alias_output(t):
+                expr = f"np.array({expr})"
+            outs.append(expr)
+        self.lines.append(f"    return [{', '.join(outs)}]")
+        self.source = "\n".join(self.lines) + "\n"
+        code = compile(self.source, f"<graphc plan N={n}>", "exec")
+        exec(code, self.globals)
+        run = self.globals["run"]
+        run.source = self.source
+        run.memory = self.memory
+        return run
+
+    def _is_alias_output(self, t) -> bool:
+        # a root listed twice must not hand the caller one array twice
+        return sum(1 for u in self.ex.out_tensors if u is t) > 1
+
+    def _real(self, t):
+        return t.node.inputs[0] if self.ex.virtual(t) and t.node.op == "transpose" else t
+
+    def _step_outputs(self, step):
+        if isinstance(step, FusedGroup):
+            low = self.ex.lowered[step.index]
+            return list(low.outputs) + ([low.reduce_out] if low.reduce_out is not None else [])
+        return list(step.outputs)
+
+    def ref(self, t) -> str:
+        if t in self.names:
+            return self.names[t]
+        raise KeyError(f"no buffer for {t!r}")
+
+    def out_ref(self, t) -> str:
+        """Name of the buffer a step writes t into (fresh outputs are allocated per call)."""
+        if t in self.names:
+            return self.names[t]
+        name = f"o{self.counter}"
+        self.counter += 1
+        dtype = self.glob(np.dtype(t.dtype), "d")
+        self.lines.append(f"    {name} = np.empty({self.shape(t)!r}, {dtype})")
+        self.names[t] = name
+        return name
+
+    def view(self, expr: str, shape: tuple) -> str:
+        """expr reshaped; precomputed once when expr is a prebound global."""
+        if expr in self.globals:
+            arr = self.globals[expr]
+            if arr.shape == tuple(shape):
+                return expr
+            return self.glob(arr.reshape(shape), "v")
+        return f"{expr}.reshape({tuple(shape)!r})"
+
+    def check(self, call: str, step) -> None:
+        node = step.nodes[0]
+        fail = self.glob(_failer(node), "fail")
+        self.lines.append(f"    if {call}:")
+        self.lines.append(f"        {fail}()")
+
+    def emit(self, step):
+        ex = self.ex
+        L = self.lines
+        L.append(f"    # step {step.index}: {type(step).__name__} "
+                 f"{' '.join(nd.op for nd in step.nodes)}")
+        if isinstance(step, FusedGroup):
+            low = ex.lowered[step.index]
+            domain = self.shape(step.nodes[0].outputs[0]) if step.nodes else \
+                self.shape(step.epilogue.inputs[0])
+            sizes = loop_sizes(low, domain)
+            total = int(np.prod(sizes, dtype=np.int64))
+            variant = "parallel" if total >= PARALLEL_MIN and low.spec.parallel_ok else "serial"
+            args = [str(s) for s in sizes]
+            for x, pat in zip(low.inputs, low.in_patterns):
+                args.append(self.view(self.ref(x), view_shape(sizes, pat)))
+            outs = list(low.outputs)
+            for t in outs:
+                args.append(self.view(self.out_ref(t), tuple(sizes)))
+            if low.reduce_out is not None:
+                args.append(self.view(self.out_ref(low.reduce_out),
+                                      view_shape(sizes, [not r for r in low.red_pattern])))
+            fn = self.glob(low.fns[variant], "k")
+            L.append(f"    {fn}({', '.join(args)})  # {low.spec.name} ({variant})")
+            return
+        node = step.nodes[0]
+        out = node.outputs[0]
+        if isinstance(step, ViewStep):
+            src = self.ref(node.inputs[0])
+            shape = self.shape(out)
+            if src in self.globals:
+                self.names[out] = self.view(src, shape)
+            else:
+                name = f"r{self.counter}"
+                self.counter += 1
+                L.append(f"    {name} = {src}.reshape({shape!r})")
+                self.names[out] = name
+            return
+        if isinstance(step, MatmulStep):
+            a, b = self.ref(step.a), self.ref(step.b)
+            m, k = self.shape(out)[0], self.shape(step.a)[0 if step.trans_a else 1]
+            ncols = self.shape(out)[1]
+            c = self.out_ref(out)
+            if m * ncols * k <= SMALL_MATMUL or not dt.is_float(out.dtype):
+                from kernels.cpu.nn import small_matmul
+
+                fn = self.glob(small_matmul, "k")
+                L.append(f"    {fn}({a}, {b}, {c}, {step.trans_a}, {step.trans_b})")
+            else:
+                from kernels import blas
+
+                fn = self.glob(blas.gemm, "gemm")
+                L.append(f"    {fn}({a}, {b}, out={c}, trans_a={step.trans_a}, "
+                         f"trans_b={step.trans_b})")
+            return
+        if isinstance(step, KernelStep):
+            from kernels.cpu import nn as K
+
+            fn = self.glob(getattr(K, {"softmax": "softmax_rows",
+                                       "log_softmax": "log_softmax_rows",
+                                       "argmax": "argmax_rows"}.get(step.kernel, step.kernel)),
+                           "k")
+            x = node.inputs[0]
+            if step.kernel in ("softmax", "log_softmax"):
+                shape2 = (-1, self.shape(x)[-1]) if x.ndim else (1, 1)
+                rows = int(np.prod(self.shape(x)[:-1], dtype=np.int64))
+                shape2 = (rows, self.shape(x)[-1])
+                xs = self.view(self.ref(x), shape2)
+                ys = self.view(self.out_ref(out), shape2)
+                L.append(f"    {fn}({xs}, {ys})")
+            elif step.kernel == "softmax_cross_entropy":
+                c = self.view(self.out_ref(out), (1,))
+                self.check(f"{fn}({self.ref(x)}, {self.ref(node.inputs[1])}, {c})", step)
+            elif step.kernel == "one_hot":
+                self.check(f"{fn}({self.ref(x)}, {self.out_ref(out)})", step)
+            else:
+                L.append(f"    {fn}({self.ref(x)}, {self.out_ref(out)})")
+            return
+        # NumPy fallback: the op's reference, with run-time checks
+        fb = self.glob(_fallback(node, self.n, ex.rngs), "fb")
+        outs = []
+        for t in node.outputs:
+            name = f"r{self.counter}"
+            self.counter += 1
+            self.names[t] = name
+            outs.append(name)
+        ins = ", ".join(self.ref(t) for t in node.inputs)
+        L.append(f"    {', '.join(outs)}, = {fb}({ins})")
+
+
+def _failer(node):
+    def fail():
+        raise RuntimeCheckError(f"{node.op}: a label is outside [0, classes) (node created at "
+                                f"{node.loc})")
+
+    return fail
+
+
+def _fallback(node, n, rngs):
+    from ..numpy_backend import RunContext
+
+    ctx = RunContext(n, rngs)
+    ctx.node = node
+    reference = node.record.reference
+    attrs = node.attrs
+    dtypes = [t.dtype for t in node.outputs]
+
+    def run(*values):
+        results = reference(list(values), attrs, ctx)
+        return [np.ascontiguousarray(r, dtype=d) for r, d in zip(results, dtypes)]
+
+    return run
+
+
+def describe_shape(t) -> str:
+    return f"{dt.SHORT[t.dtype]}{fmt_shape(t.shape)}"

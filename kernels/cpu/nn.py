@@ -1,0 +1,117 @@
+"""Hand-written Numba kernels for ops that generic fusion does not cover well: row-wise
+softmax / log_softmax, softmax cross-entropy (with its label check), one_hot, argmax and a
+small-matrix product (below BLAS's call overhead).
+
+Kernels return a status code instead of raising: the plan turns a non-zero status into a
+ValueError naming the op and the user's line, so no Numba traceback reaches the user.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_OPTS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz", "arcp"})
+
+
+@numba.njit(**_OPTS)
+def softmax_rows(x, out):
+    """out = softmax over the last axis of a 2-D view."""
+    rows, cols = x.shape
+    for r in range(rows):
+        m = -np.inf
+        for c in range(np.uint64(cols)):
+            m = max(m, x[r, c])
+        s = 0.0
+        for c in range(np.uint64(cols)):
+            e = np.exp(x[r, c] - m)
+            out[r, c] = e
+            s += e
+        inv = 1.0 / s
+        for c in range(np.uint64(cols)):
+            out[r, c] = out[r, c] * inv
+    return 0
+
+
+@numba.njit(**_OPTS)
+def log_softmax_rows(x, out):
+    rows, cols = x.shape
+    for r in range(rows):
+        m = -np.inf
+        for c in range(np.uint64(cols)):
+            m = max(m, x[r, c])
+        s = 0.0
+        for c in range(np.uint64(cols)):
+            s += np.exp(x[r, c] - m)
+        lse = m + np.log(s)
+        for c in range(np.uint64(cols)):
+            out[r, c] = x[r, c] - lse
+    return 0
+
+
+@numba.njit(**_OPTS)
+def softmax_cross_entropy(x, labels, out):
+    """out[0] = mean over rows of logsumexp(x[r]) - x[r, label]; status 1 + row of a bad
+    label (outside [0, classes))."""
+    rows, cols = x.shape
+    total = 0.0
+    for r in range(rows):
+        t = labels[r]
+        if t < 0 or t >= cols:
+            return 1 + r
+        m = -np.inf
+        for c in range(np.uint64(cols)):
+            m = max(m, x[r, c])
+        s = 0.0
+        for c in range(np.uint64(cols)):
+            s += np.exp(x[r, c] - m)
+        total += m + np.log(s) - x[r, t]
+    out[0] = total / max(rows, 1)
+    return 0
+
+
+@numba.njit(**_OPTS)
+def one_hot(labels, out):
+    """out[r, :] = 0 except out[r, labels[r]] = 1; status 1 + r for a bad label."""
+    rows, cols = out.shape
+    for r in range(rows):
+        t = labels[r]
+        if t < 0 or t >= cols:
+            return 1 + r
+        for c in range(np.uint64(cols)):
+            out[r, c] = 0
+        out[r, t] = 1
+    return 0
+
+
+@numba.njit(**_OPTS)
+def argmax_rows(x, out):
+    rows, cols = x.shape
+    for r in range(rows):
+        best = 0
+        m = x[r, 0]
+        for c in range(1, cols):
+            if x[r, c] > m:
+                m = x[r, c]
+                best = c
+        out[r] = best
+    return 0
+
+
+@numba.njit(**_OPTS)
+def small_matmul(a, b, out, trans_a, trans_b):
+    """out = op(a) @ op(b) for small matrices, where op transposes when asked (i-k-j order,
+    so the inner loop runs along rows of b and out)."""
+    m, n = out.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    for i in range(m):
+        for j in range(np.uint64(n)):
+            out[i, j] = 0
+        for p in range(k):
+            av = a[p, i] if trans_a else a[i, p]
+            if trans_b:
+                for j in range(np.uint64(n)):
+                    out[i, j] += av * b[j, p]
+            else:
+                for j in range(np.uint64(n)):
+                    out[i, j] += av * b[p, j]
+    return 0
