@@ -87,12 +87,17 @@ def dump(outputs, optimized: bool = False, format: str = "text") -> str:
     return "\n".join(lines)
 
 
+def _dot_escape(text: str) -> str:
+    """Make a user-given name safe inside a double-quoted dot label."""
+    return str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def to_dot(nodes, names, outputs) -> str:
     lines = ["digraph graphc {", "  rankdir=TB;", '  node [shape=box, fontname="monospace"];']
     for node in nodes:
         label = f"{node.op}\\n" + ", ".join(f"{names[t]}:{_type(t)}" for t in node.outputs)
         if node.attrs.get("name"):
-            label = f"{node.attrs['name']}\\n" + label
+            label = f"{_dot_escape(node.attrs['name'])}\\n" + label
         shape = "ellipse" if node.op in ("placeholder", "parameter", "constant") else "box"
         lines.append(f'  n{node.id} [label="{label}", shape={shape}];')
         for t in node.inputs:

@@ -1,0 +1,211 @@
+"""gc.save / gc.load: round trips, arrays beside the JSON, failed saves, garbage files."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import serialize
+from graphc.graph import placeholders, toposort
+
+
+def model():
+    """A small graph with a placeholder, two Parameters and a large constant."""
+    rng = np.random.default_rng(0)
+    x = gc.placeholder((None, 3), name="x")
+    W = gc.Parameter(rng.standard_normal((3, 4)).astype(np.float32), name="W")
+    b = gc.Parameter(rng.standard_normal(4), name="b")  # float64
+    scale = gc.constant(np.linspace(0.5, 2.0, 12, dtype=np.float32).reshape(3, 4))
+    h = gc.tanh(gc.linear(x, W * scale, b))
+    return [h.sum(axis=1), h.mean()]
+
+
+def params(outputs):
+    return [n.value for n in toposort(outputs) if n.op == "parameter"]
+
+
+def run_numpy(outputs, feed):
+    fn = gc.compile(placeholders(outputs), outputs, backend="numpy")
+    return fn(feed)
+
+
+def snapshot(folder):
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+def test_round_trip_same_text_and_values(tmp_path):
+    outputs = model()
+    path = tmp_path / "g.json"
+    gc.save(path, outputs)
+    assert sorted(os.listdir(tmp_path)) == ["g.json", "g.npz"]
+    loaded = gc.load(path)
+    assert isinstance(loaded, list) and len(loaded) == 2
+    assert gc.dump(loaded) == gc.dump(outputs)
+    feed = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
+    for want, got in zip(run_numpy(outputs, feed), run_numpy(loaded, feed)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_parameters_come_back_with_their_values(tmp_path):
+    outputs = model()
+    gc.save(tmp_path / "g.json", outputs)
+    loaded = gc.load(tmp_path / "g.json")
+    old, new = params(outputs), params(loaded)
+    assert [p.name for p in new] == ["W", "b"]
+    for p, q in zip(old, new):
+        assert isinstance(q, gc.Parameter) and q is not p
+        assert q.dtype == p.dtype and q.shape == p.shape
+        np.testing.assert_array_equal(q.value, p.value)
+    old[0].value = np.zeros((3, 4), np.float32)  # the loaded copy is independent
+    assert np.abs(new[0].value).sum() > 0
+
+
+def test_arrays_live_in_the_npz_not_the_json(tmp_path):
+    outputs = model()
+    gc.save(tmp_path / "g.json", outputs)
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert doc["arrays"] == "g.npz"
+    with np.load(tmp_path / "g.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    constants = [r for r in doc["nodes"] if r["op"] == "constant"]
+    scale = next(arrays[r["array"]] for r in constants if r["attrs"]["dtype"] == "float32"
+                 and arrays[r["array"]].shape == (3, 4))
+    np.testing.assert_array_equal(
+        scale, np.linspace(0.5, 2.0, 12, dtype=np.float32).reshape(3, 4))
+    W = next(arrays[r["array"]] for r in doc["nodes"] if r["attrs"].get("name") == "W")
+    np.testing.assert_array_equal(W, params(outputs)[0].value)
+    text = (tmp_path / "g.json").read_text()
+    for value in W.ravel():  # no array values in the JSON
+        assert f"{value:.5f}" not in text
+
+
+def test_single_output_comes_back_single(tmp_path):
+    x = gc.placeholder((2,), "float64", name="x")
+    y = gc.exp(x) * 3
+    gc.save(tmp_path / "one.json", y)
+    loaded = gc.load(tmp_path / "one.json")
+    assert isinstance(loaded, gc.Tensor)
+    assert gc.dump(loaded) == gc.dump(y)
+
+
+def test_save_over_an_existing_graph(tmp_path):
+    x = gc.placeholder((2,), name="x")
+    gc.save(tmp_path / "g.json", x * 2)
+    gc.save(tmp_path / "g.json", x + 1)
+    assert gc.dump(gc.load(tmp_path / "g.json")) == gc.dump(x + 1)
+    assert sorted(os.listdir(tmp_path)) == ["g.json", "g.npz"]
+
+
+def test_failed_array_write_leaves_old_files(tmp_path, monkeypatch):
+    gc.save(tmp_path / "g.json", model())
+    before = snapshot(tmp_path)
+
+    def broken_savez(fh, **arrays):
+        fh.write(b"PK partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        gc.save(tmp_path / "g.json", [gc.placeholder((7,)) * 3])
+    assert snapshot(tmp_path) == before  # no temp files left either
+
+
+def test_failure_between_the_two_files_restores_the_first(tmp_path, monkeypatch):
+    gc.save(tmp_path / "g.json", model())
+    before = snapshot(tmp_path)
+    real_replace = os.replace
+    calls = []
+
+    def replace_fails_for_json(src, dst):
+        calls.append(dst)
+        if str(dst).endswith("g.json") and len(calls) <= 2:
+            raise OSError("interrupted")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(serialize.os, "replace", replace_fails_for_json)
+    with pytest.raises(OSError, match="interrupted"):
+        gc.save(tmp_path / "g.json", [gc.placeholder((7,)) * 3])
+    monkeypatch.undo()
+    assert str(calls[0]).endswith("g.npz")  # the npz had been replaced before the failure
+    assert snapshot(tmp_path) == before
+    assert len(gc.load(tmp_path / "g.json")) == 2
+
+
+def test_failed_first_save_leaves_nothing(tmp_path, monkeypatch):
+    def broken_savez(fh, **arrays):
+        raise ValueError("cannot encode")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(ValueError, match="cannot encode"):
+        gc.save(tmp_path / "g.json", gc.placeholder((2,)) * 2)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_into_a_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        gc.save(tmp_path / "nope" / "g.json", gc.placeholder((2,)) * 2)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root can write into a read-only folder")
+def test_save_into_an_unwritable_folder_leaves_old_files(tmp_path):
+    gc.save(tmp_path / "g.json", model())
+    before = snapshot(tmp_path)
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError):
+            gc.save(tmp_path / "g.json", gc.placeholder((2,)) * 2)
+    finally:
+        tmp_path.chmod(0o700)
+    assert snapshot(tmp_path) == before
+
+
+def test_save_refuses_a_name_its_arrays_would_overwrite(tmp_path):
+    with pytest.raises(ValueError, match=r"\.json"):
+        gc.save(tmp_path / "g.npz", gc.placeholder((2,)) * 2)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"this is not json", "cannot read graph file"),
+    (b"\xff\xfe\x00garbage", "cannot read graph file"),
+    (b"[1, 2, 3]", "not a graphc graph file"),
+    (b'{"format": "something-else/3"}', "not a graphc graph file"),
+    (b"", "cannot read graph file"),
+])
+def test_loading_garbage_is_a_clear_value_error(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        gc.load(path)
+
+
+def test_loading_a_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="cannot read graph file"):
+        gc.load(tmp_path / "absent.json")
+
+
+def test_loading_without_or_with_a_corrupt_npz(tmp_path):
+    gc.save(tmp_path / "g.json", model())
+    (tmp_path / "g.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="cannot read the arrays"):
+        gc.load(tmp_path / "g.json")
+    (tmp_path / "g.npz").unlink()
+    with pytest.raises(ValueError, match="cannot read the arrays"):
+        gc.load(tmp_path / "g.json")
+
+
+@pytest.mark.parametrize("corrupt", ["unknown op", "dangling input", "missing key"])
+def test_loading_a_malformed_graph(tmp_path, corrupt):
+    gc.save(tmp_path / "g.json", model())
+    doc = json.loads((tmp_path / "g.json").read_text())
+    if corrupt == "unknown op":
+        doc["nodes"][1]["op"] = "no_such_op"
+    elif corrupt == "dangling input":
+        doc["nodes"][-1]["inputs"] = [[999, 0]]
+    else:
+        del doc["nodes"][0]["attrs"]
+    (tmp_path / "g.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="malformed graphc graph file"):
+        gc.load(tmp_path / "g.json")
