@@ -1,0 +1,517 @@
+"""The `graphc` command line: dump, compile and inspect graphs; show the machine; the demo.
+
+    graphc dump TARGET [--grad] [--format text|dot|json] [--optimized | --kernels | --after PASS]
+    graphc compile TARGET [--backend cpu]
+    graphc info [--measure]
+    graphc cache info | clear
+    graphc demo [--seconds 3] [--backend auto|cpu|numpy]
+
+TARGET is a graph saved with `gc.save` (a .json file) or `file.py:function`: the file is
+imported by path and the function, called with no arguments, returns the output tensor(s).
+
+A mistake in what the user asked for (a bad target, a file that fails to import, a part of
+graphc that is not built yet) is one line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import sys
+import time
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one `graphc: error: ...` line, exit status 2."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: message` of an exception, folded onto one line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# --- targets -------------------------------------------------------------------------------
+def _split_target(target: str) -> tuple[str, str] | None:
+    """("file.py", "function") for a `file.py:function` target, else None."""
+    path, sep, func = target.rpartition(":")
+    if sep and path.endswith(".py"):
+        return path, func
+    return None
+
+
+def _import_file(path: str):
+    """Import a Python file by path as a fresh module (its folder first on sys.path)."""
+    shown = path
+    if not os.path.isfile(path):
+        raise CliError(f"cannot import {shown}: no such file")
+    name = "_graphc_target_" + "".join(c if c.isalnum() else "_" for c in os.path.abspath(path))
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CliError(f"cannot import {shown}: not a Python source file")
+    module = importlib.util.module_from_spec(spec)
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)  # so the file can import its neighbours
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of user code is reported
+        sys.modules.pop(name, None)
+        raise CliError(f"cannot import {shown}: {_one_line(exc)}") from None
+    finally:
+        if sys.path and sys.path[0] == folder:
+            sys.path.pop(0)
+    return module
+
+
+def _as_outputs(value, what: str) -> list:
+    """The output tensors a target produced, checked: a Tensor or a non-empty list/tuple."""
+    from .tensor import Tensor
+
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(t, Tensor) for t in value):
+        return list(value)
+    if isinstance(value, (list, tuple)):
+        bad = [type(t).__name__ for t in value if not isinstance(t, Tensor)]
+        detail = f"a {type(value).__name__} holding {bad[0]}" if bad else "an empty list"
+    else:
+        detail = type(value).__name__
+    raise CliError(f"{what} returned {detail}; expected a graphc Tensor or a list/tuple of "
+                   f"Tensors")
+
+
+def load_target(target: str) -> list:
+    """The output tensors named by TARGET (`saved.json` or `file.py:function`)."""
+    parts = _split_target(target)
+    if parts is not None:
+        path, func_name = parts
+        if not func_name.isidentifier():
+            raise CliError(f"bad target {target!r}: {func_name!r} is not a function name")
+        module = _import_file(path)
+        func = getattr(module, func_name, None)
+        if func is None:
+            raise CliError(f"{path} has no function {func_name!r}")
+        if not callable(func):
+            raise CliError(f"{path}:{func_name} is a {type(func).__name__}, not a function")
+        what = f"{path}:{func_name}()"
+        try:
+            value = func()
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is reported
+            raise CliError(f"{what} raised {_one_line(exc)}") from None
+        return _as_outputs(value, what)
+    if target.endswith(".json"):
+        if not os.path.isfile(target):
+            raise CliError(f"cannot load {target}: no such file")
+        from .serialize import load
+
+        try:
+            value = load(target)
+        except Exception as exc:  # noqa: BLE001 - also OSError from a half-written npz
+            raise CliError(f"cannot load {target}: {_one_line(exc)}") from None
+        return _as_outputs(value, target)
+    raise CliError(f"bad target {target!r}: expected a graph saved with gc.save (a .json "
+                   f"file) or file.py:function")
+
+
+# --- not-yet-built parts of graphc ------------------------------------------------------------
+# Some commands call modules other people are still writing; until they exist the command
+# says so in one line instead of failing with a traceback.
+_UNBUILT = (ImportError, NotImplementedError)
+
+
+def _unavailable(what: str, exc: BaseException) -> CliError:
+    return CliError(f"{what} is not available yet ({_one_line(exc)})")
+
+
+# --- dump --------------------------------------------------------------------------------------
+def _grad_roots(outputs) -> tuple[list, int, list]:
+    """(outputs followed by the gradients of the first scalar float output y with respect to
+    every float placeholder and parameter y depends on, y's index, those tensors)."""
+    from . import dtypes as dt
+    from .autodiff import grad
+    from .graph import toposort
+
+    scalars = [i for i, t in enumerate(outputs) if t.shape == () and dt.is_float(t.dtype)]
+    if not scalars:
+        shapes = ", ".join(f"{t.dtype}{list(t.shape)}" for t in outputs)
+        raise CliError(f"--grad needs a scalar float output to differentiate; the outputs are "
+                       f"{shapes}")
+    y = outputs[scalars[0]]
+    wrt = [n.outputs[0] for n in toposort([y])
+           if n.op in ("placeholder", "parameter") and dt.is_float(n.outputs[0].dtype)]
+    if not wrt:
+        raise CliError("--grad: the output depends on no float placeholder or parameter")
+    try:
+        grads = grad(y, wrt)
+    except Exception as exc:  # noqa: BLE001 - e.g. an op without a VJP in the user's graph
+        raise CliError(f"--grad: {_one_line(exc)}") from None
+    return list(outputs) + list(grads), scalars[0], wrt
+
+
+def _grad_header(roots, n_forward: int, y_index: int, wrt, named: bool) -> str:
+    """`# gradients: %13 = d%4/dx, ...` naming tensors as the printed graph does (named), or
+    by position when the listing names them its own way (the compiled plan)."""
+    from .graph import toposort
+    from .printing import names_for
+
+    grads = roots[n_forward:]
+    if not named:
+        wrt_names = ", ".join(w.name or f"#{i}" for i, w in enumerate(wrt))
+        return (f"# outputs {n_forward}..{len(roots) - 1} are the gradients of output "
+                f"{y_index} with respect to {wrt_names}")
+    names = names_for(toposort(roots))
+    y = names[roots[y_index]]
+    pairs = ", ".join(f"{names[g]} = d{y}/d{w.name or names.get(w, '?')}"
+                      for g, w in zip(grads, wrt))
+    return f"# gradients: {pairs}"
+
+
+def cmd_dump(args) -> int:
+    from .printing import dump
+
+    outputs = load_target(args.target)
+    grad_info = None
+    if args.grad:
+        n_forward = len(outputs)
+        outputs, y_index, wrt = _grad_roots(outputs)
+        grad_info = (n_forward, y_index, wrt)
+    if (args.optimized or args.kernels) and args.format != "text":
+        raise CliError("--optimized and --kernels print text only; leave out --format")
+    if args.optimized:
+        try:
+            text = dump(outputs, optimized=True)
+        except _UNBUILT as exc:
+            raise _unavailable("--optimized (the cpu backend's compiled plan)", exc) from None
+    elif args.kernels:
+        try:
+            from .backends.cpu import describe_plan
+
+            text = describe_plan(outputs, kernels=True)
+        except _UNBUILT as exc:
+            raise _unavailable("--kernels (the cpu backend's generated kernels)", exc) from None
+    else:
+        if args.after:
+            try:
+                from .passes import optimize
+            except _UNBUILT as exc:
+                raise _unavailable("--after (graphc.passes)", exc) from None
+            try:
+                outputs = list(optimize(outputs, upto=args.after))
+            except _UNBUILT as exc:
+                raise _unavailable("--after (graphc.passes)", exc) from None
+            except (ValueError, KeyError) as exc:  # an unknown pass name
+                raise CliError(f"--after {args.after}: {_one_line(exc)}") from None
+        text = dump(outputs, format=args.format)
+    if grad_info is not None and args.format == "text":
+        named = not (args.optimized or args.kernels)
+        text = _grad_header(outputs, *grad_info, named=named) + "\n" + text
+    print(text)
+    return 0
+
+
+# --- compile -----------------------------------------------------------------------------------
+def _progress_printer():
+    start = time.perf_counter()
+
+    def progress(message) -> None:
+        print(f"  [{time.perf_counter() - start:6.2f}s] {message}", flush=True)
+
+    return progress
+
+
+def _cache_location() -> str:
+    """Where kernels are cached: kernels.cache's answer, else the environment variable."""
+    try:
+        from kernels import cache
+
+        return str(cache.cache_dir())
+    except Exception:  # noqa: BLE001 - kernels.cache is optional here
+        return os.environ.get("GRAPHC_CACHE_DIR", "") or "(default; GRAPHC_CACHE_DIR not set)"
+
+
+_KERNEL_STATUS = {  # kernels.cache.load_kernel's status words, for people
+    "loaded": "machine code found in the cache",
+    "compiled": "new; Numba compiles it on its first call",
+    "memory": "already loaded in this process",
+}
+
+
+def _batch_sizes(text: str) -> list:
+    """`--batch 1,4096` -> [1, 4096]; 0 -> [] (no call)."""
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected batch sizes like 1 or 1,4096, got {text!r}")
+    if any(n < 0 for n in sizes):
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 0, got {text!r}")
+    return [n for n in sizes if n > 0]
+
+
+def _zero_feeds(inputs, n: int) -> list:
+    """Zeros for every input, with the batch dimension N set to `n`."""
+    import numpy as np
+
+    return [np.zeros(tuple(n if d is None else d for d in t.shape), dtype=t.dtype)
+            for t in inputs]
+
+
+def cmd_compile(args) -> int:
+    from .function import compile as gc_compile
+    from .graph import placeholders
+
+    outputs = load_target(args.target)
+    inputs = placeholders(outputs)
+    if not os.environ.get("GRAPHC_LOG"):
+        os.environ["GRAPHC_LOG"] = "compile"  # kernels.cache logs one line per kernel it builds
+    start = time.perf_counter()
+    try:
+        fn = gc_compile(inputs, outputs, backend=args.backend)
+    except _UNBUILT as exc:
+        raise _unavailable(f"the {args.backend} backend", exc) from None
+    except ValueError as exc:
+        if "unknown backend" in str(exc):  # registered by a module that is not written yet
+            raise _unavailable(f"the {args.backend} backend", exc) from None
+        raise CliError(f"cannot compile {args.target}: {_one_line(exc)}") from None
+    executable = fn.executable
+    kernels = None
+    if hasattr(executable, "compile_kernels"):  # a backend that reports its own progress
+        kernels = executable.compile_kernels(progress=_progress_printer())
+    elif hasattr(executable, "kernel_log"):  # the cpu backend: one record per loaded kernel
+        kernels = list(executable.kernel_log)
+        for info in kernels:
+            status = _KERNEL_STATUS.get(info.get("status"), info.get("status"))
+            print(f"  kernel {info.get('module', '?')}: {status}", flush=True)
+    print(f"built the plan in {time.perf_counter() - start:.2f} s", flush=True)
+    for n in args.batch:
+        # Numba compiles (or loads from its cache) each kernel variant on its first call.
+        run_start = time.perf_counter()
+        try:
+            fn(*_zero_feeds(inputs, n))
+        except Exception as exc:  # noqa: BLE001 - reported, the plan itself was built
+            raise CliError(f"the first call of the compiled {args.target} (zeros, N={n}) "
+                           f"failed: {_one_line(exc)}") from None
+        print(f"called once on zeros with N={n}: {time.perf_counter() - run_start:.2f} s "
+              f"(compiles or loads the kernels it uses)", flush=True)
+    seconds = time.perf_counter() - start
+    count = f"{len(kernels)} kernels, " if isinstance(kernels, (list, tuple)) else ""
+    where = f" (kernel cache: {_cache_location()})" if kernels else ""
+    print(f"compiled {args.target}: {len(inputs)} inputs, {len(outputs)} outputs, {count}"
+          f"backend {args.backend}, {seconds:.2f} s{where}")
+    return 0
+
+
+# --- info --------------------------------------------------------------------------------------
+def _cpu_description() -> tuple[str, list[str]]:
+    """(model name, AVX-512 flags) from /proc/cpuinfo; the platform's word where unreadable."""
+    model, flags = "", []
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key == "flags" and not flags:
+                    flags = sorted(f for f in value.split() if f.startswith("avx512"))
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    return model or platform.processor() or platform.machine(), flags
+
+
+def _threading_layer() -> str:
+    """The threading layer Numba picks, found by running one tiny parallel kernel (~1 s)."""
+    import numba
+    import numpy
+
+    requested = numba.config.THREADING_LAYER
+    try:
+        @numba.njit(parallel=True, cache=False)
+        def _probe(a):
+            total = 0.0
+            for i in numba.prange(a.size):
+                total += a[i]
+            return total
+
+        _probe(numpy.ones(4))
+        return f"{numba.threading_layer()} (requested: {requested})"
+    except Exception as exc:  # noqa: BLE001 - no threading layer could be loaded
+        return f"unavailable ({_one_line(exc)}; requested: {requested})"
+
+
+def cmd_info(args) -> int:
+    import numba
+    import numpy
+
+    from . import __version__
+
+    rows = [
+        ("graphc", __version__),
+        ("python", f"{platform.python_version()} ({sys.executable})"),
+        ("numpy", numpy.__version__),
+        ("numba", numba.__version__),
+        ("platform", platform.platform()),
+    ]
+    model, avx512 = _cpu_description()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    cores = f"{os.cpu_count()} logical" + (f", {usable} usable by this process" if usable else "")
+    rows += [
+        ("cpu", model),
+        ("cores", cores),
+        ("avx-512", " ".join(avx512) if avx512 else "none"),
+        ("numba threads", f"{numba.config.NUMBA_NUM_THREADS}"),
+        ("numba threading layer", _threading_layer()),
+    ]
+    try:
+        from kernels import blas
+
+        details = blas.info()
+        summary = (f"{details.get('backend')} (core {details.get('coretype')}, "
+                   f"{details.get('threads')} threads)")
+        rows.append(("blas", summary))
+        for key, value in details.items():
+            if key not in ("backend", "coretype", "threads") and value not in ("", None):
+                rows.append((f"  blas {key}", str(value)))
+    except Exception as exc:  # noqa: BLE001 - kernels.blas is optional here; say why not
+        rows.append(("blas", f"unavailable ({_one_line(exc)})"))
+    rows.append(("kernel cache", _cache_location()))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    if args.measure:
+        try:
+            from kernels import blas
+        except Exception as exc:  # noqa: BLE001 - reported as unavailable
+            raise _unavailable("--measure (kernels.blas)", exc) from None
+        print("measuring sgemm 2048x2048 ...", flush=True)
+        try:
+            gflops = blas.measure_gflops()
+        except Exception as exc:  # noqa: BLE001 - reported as unavailable
+            raise _unavailable("--measure (kernels.blas.measure_gflops)", exc) from None
+        print(f"{'sgemm GFLOP/s':<{width}}  {gflops:.1f}")
+    return 0
+
+
+# --- cache -------------------------------------------------------------------------------------
+def _cache_module():
+    try:
+        from kernels import cache
+    except Exception as exc:  # noqa: BLE001 - reported as unavailable
+        raise _unavailable("the kernel cache (kernels.cache)", exc) from None
+    return cache
+
+
+def _print_mapping(value) -> None:
+    if isinstance(value, dict):
+        width = max((len(str(k)) for k in value), default=0)
+        for key, item in value.items():
+            print(f"{key!s:<{width}}  {item}")
+    elif value is not None:
+        print(value)
+
+
+def cmd_cache(args) -> int:
+    cache = _cache_module()
+    name = "cache_info" if args.action == "info" else "cache_clear"
+    func = getattr(cache, name, None)
+    if func is None:
+        raise CliError(f"the kernel cache is not available yet (kernels.cache has no {name})")
+    try:
+        result = func()
+    except NotImplementedError as exc:
+        raise _unavailable(f"kernels.cache.{name}", exc) from None
+    except OSError as exc:
+        raise CliError(f"cache {args.action}: {_one_line(exc)}") from None
+    if args.action == "clear":
+        removed = f"removed {result} files" if isinstance(result, int) else str(result or "")
+        print("kernel cache cleared" + (f": {removed}" if removed else ""))
+    else:
+        _print_mapping(result)
+    return 0
+
+
+# --- demo --------------------------------------------------------------------------------------
+def cmd_demo(args) -> int:
+    from . import demo
+
+    return demo.run(args)
+
+
+# --- parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="graphc",
+        description="graphc: a define-then-run deep-learning compiler.",
+    )
+    parser.add_argument("--version", action="version", version=f"graphc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    target_help = "a graph saved with gc.save (.json) or file.py:function returning tensors"
+    p = sub.add_parser("dump", help="print a graph", description="Print a graph.")
+    p.add_argument("target", metavar="TARGET", help=target_help)
+    p.add_argument("--grad", action="store_true",
+                   help="also the gradient of the first scalar output with respect to every "
+                        "float placeholder and parameter")
+    p.add_argument("--format", choices=("text", "dot", "json"), default="text")
+    stage = p.add_mutually_exclusive_group()
+    stage.add_argument("--optimized", action="store_true",
+                       help="the compiled plan of the cpu backend")
+    stage.add_argument("--kernels", action="store_true",
+                       help="the generated kernel source of the cpu backend")
+    stage.add_argument("--after", metavar="PASS",
+                       help="the graph after the optimization passes up to PASS")
+    p.set_defaults(func=cmd_dump)
+
+    p = sub.add_parser("compile", help="compile a graph ahead of time (fills the kernel cache)",
+                       description="Compile a graph so its kernels land in the kernel cache.")
+    p.add_argument("target", metavar="TARGET", help=target_help)
+    p.add_argument("--backend", default="cpu", help="backend to compile for (default: cpu)")
+    p.add_argument("--batch", type=_batch_sizes, default=[1], metavar="N[,N...]",
+                   help="then call it once on zeros per batch size N, so that Numba compiles "
+                        "the kernels into the cache; large N also reach the parallel kernel "
+                        "variants (default 1; 0: do not call)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("info", help="versions, CPU, BLAS and threading",
+                       description="Show versions, the CPU, the BLAS and the threading layer.")
+    p.add_argument("--measure", action="store_true", help="also measure sgemm GFLOP/s")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("cache", help="inspect or clear the kernel cache",
+                       description="Inspect or clear the on-disk kernel cache "
+                                   "(GRAPHC_CACHE_DIR).")
+    p.add_argument("action", choices=("info", "clear"))
+    p.set_defaults(func=cmd_cache)
+
+    from . import demo
+
+    p = sub.add_parser("demo", help="train a small MLP on a spiral data set",
+                       description=demo.DESCRIPTION)
+    demo.add_arguments(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"graphc: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("graphc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `graphc dump ... | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

@@ -1,0 +1,168 @@
+"""Train a small MLP on a spiral data set: the whole graphc workflow in one file.
+
+    python -m graphc.demo [--seconds 3] [--backend auto|cpu|numpy] [--activation relu|sigmoid]
+    graphc demo ...
+
+Build a symbolic graph with placeholders and Parameters, differentiate the loss with
+`gc.grad`, compile one training step whose SGD updates are part of the graph
+(`updates=[(W, W - lr * gW), ...]`, as in Theano), then call it on minibatches.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+DESCRIPTION = ("Train a 2-10-3 MLP on a 3-class spiral data set with a compiled SGD step, "
+               "printing the graph, then the loss and accuracy as training goes.")
+
+
+def spiral(n_per_class: int = 100, classes: int = 3, seed: int = 1984):
+    """The spiral data set of DeZero's get_spiral: `classes` interleaved arms of
+    `n_per_class` 2-d points each, shuffled. Returns (x float32 [N,2], t int64 [N])."""
+    rng = np.random.default_rng(seed)
+    rate = np.arange(n_per_class) / n_per_class         # 0 .. 1 along each arm
+    xs, ts = [], []
+    for j in range(classes):
+        theta = j * 4.0 + 4.0 * rate + rng.standard_normal(n_per_class) * 0.2
+        radius = rate
+        xs.append(np.stack([radius * np.sin(theta), radius * np.cos(theta)], axis=1))
+        ts.append(np.full(n_per_class, j, dtype=np.int64))
+    order = rng.permutation(n_per_class * classes)
+    x = np.concatenate(xs).astype(np.float32)[order]
+    t = np.concatenate(ts)[order]
+    return x, t
+
+
+def build_model(hidden: int = 10, classes: int = 3, activation: str = "relu", seed: int = 0):
+    """The MLP graph: returns (x, t, loss, accuracy, parameters)."""
+    import graphc as gc
+
+    rng = np.random.default_rng(seed)
+    act = {"relu": gc.relu, "sigmoid": gc.sigmoid}[activation]
+    x = gc.placeholder((None, 2), "float32", name="x")
+    t = gc.placeholder((None,), "int64", name="t")
+    # He-style scale; made float32 last so the parameters stay float32
+    W1 = gc.Parameter((rng.standard_normal((2, hidden)) * np.sqrt(1 / 2)).astype(np.float32),
+                      name="W1")
+    b1 = gc.Parameter(np.zeros(hidden, np.float32), name="b1")
+    W2 = gc.Parameter((rng.standard_normal((hidden, classes)) * np.sqrt(1 / hidden))
+                      .astype(np.float32), name="W2")
+    b2 = gc.Parameter(np.zeros(classes, np.float32), name="b2")
+    h = act(gc.linear(x, W1, b1))
+    logits = gc.linear(h, W2, b2)
+    loss = gc.softmax_cross_entropy(logits, t)
+    acc = gc.accuracy(logits, t)
+    return x, t, loss, acc, [W1, b1, W2, b2]
+
+
+_NOT_BUILT = (ImportError, NotImplementedError)
+
+
+def _compile(inputs, outputs, updates, backend: str):
+    """gc.compile on `backend`; "auto" is cpu when that backend works, else numpy."""
+    import graphc as gc
+
+    if backend != "auto":
+        return gc.compile(inputs, outputs, updates=updates, backend=backend), backend
+    try:
+        return gc.compile(inputs, outputs, updates=updates, backend="cpu"), "cpu"
+    except _NOT_BUILT + (ValueError,) as exc:
+        if isinstance(exc, ValueError) and "unknown backend" not in str(exc):
+            raise
+        print(f"(backend cpu unavailable: {' '.join(str(exc).split())}; using numpy)")
+        return gc.compile(inputs, outputs, updates=updates, backend="numpy"), "numpy"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="how long to train (default 3)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="stop after this many epochs, even if time is left")
+    parser.add_argument("--backend", default="auto",
+                        help="auto (cpu if available, else numpy), cpu or numpy")
+    parser.add_argument("--activation", choices=("relu", "sigmoid"), default="relu")
+    parser.add_argument("--hidden", type=int, default=10, help="hidden units (default 10)")
+    parser.add_argument("--lr", type=float, default=1.0, help="SGD learning rate (default 1.0)")
+    parser.add_argument("--batch", type=int, default=30, help="minibatch size (default 30)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="do not print the graph")
+
+
+def run(args) -> int:
+    """Build, compile and train; returns the exit status."""
+    import graphc as gc
+
+    x_train, t_train = spiral(100, 3, seed=1984)
+    x, t, loss, acc, params = build_model(args.hidden, 3, args.activation, args.seed)
+    grads = gc.grad(loss, params)
+    updates = [(p, p - args.lr * g) for p, g in zip(params, grads)]
+
+    if not args.quiet:
+        print(f"# forward graph ({args.activation} MLP 2-{args.hidden}-3, "
+              f"softmax cross entropy); the training step adds the gradients of {len(params)} "
+              f"parameters and their updates")
+        print(gc.dump([loss, acc]))
+        print()
+    start = time.perf_counter()
+    try:
+        step, backend = _compile([x, t], [loss, acc], updates, args.backend)
+        evaluate, _ = _compile([x, t], [loss, acc], None, backend)
+    except (ValueError, *_NOT_BUILT) as exc:
+        print(f"graphc demo: error: cannot compile for backend {args.backend!r}: "
+              f"{' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    print(f"compiled the training step and the evaluation for backend {backend} in "
+          f"{time.perf_counter() - start:.2f} s", flush=True)
+
+    # First calls JIT-compile the kernels (or load them from the cache); keep that out of the
+    # training time. The warm-up step's updates are undone.
+    start = time.perf_counter()
+    saved = [p.value for p in params]
+    step(x_train[:args.batch], t_train[:args.batch])
+    for p, value in zip(params, saved):
+        p.value = value
+    evaluate(x_train, t_train)
+    print(f"first calls (kernels compiled or loaded from the cache) took "
+          f"{time.perf_counter() - start:.2f} s", flush=True)
+
+    rng = np.random.default_rng(args.seed)
+    n = len(x_train)
+    batch = max(1, min(args.batch, n))
+    epochs = steps = 0
+    start = time.perf_counter()
+    next_report = 0.0
+    interval = max(args.seconds / 10, 0.05)
+    while True:
+        order = rng.permutation(n)
+        for i in range(0, n, batch):
+            idx = order[i:i + batch]
+            step(x_train[idx], t_train[idx])
+            steps += 1
+        epochs += 1
+        elapsed = time.perf_counter() - start
+        done = elapsed >= args.seconds or (args.epochs is not None and epochs >= args.epochs)
+        if elapsed >= next_report or done:
+            full_loss, full_acc = evaluate(x_train, t_train)
+            print(f"epoch {epochs:5d}  step {steps:6d}  {elapsed:6.2f} s  "
+                  f"loss {float(full_loss):.4f}  accuracy {float(full_acc):.3f}", flush=True)
+            next_report = elapsed + interval
+        if done:
+            break
+    full_loss, full_acc = evaluate(x_train, t_train)
+    print(f"final: {epochs} epochs, {steps} steps in {elapsed:.2f} s on backend {backend} "
+          f"({steps / max(elapsed, 1e-9):.0f} steps/s); loss {float(full_loss):.4f}, "
+          f"accuracy {float(full_acc):.3f} on {n} points")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m graphc.demo", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
