@@ -331,7 +331,7 @@ def _threading_layer() -> str:
 
     requested = numba.config.THREADING_LAYER
     try:
-        @numba.njit(parallel=True, cache=False)
+        @numba.njit(parallel=True, cache=True)
         def _probe(a):
             total = 0.0
             for i in numba.prange(a.size):
