@@ -416,6 +416,17 @@ case("softmax_cross_entropy", "softmax_cross_entropy", gc.softmax_cross_entropy,
 case("softmax_cross_entropy-int32", "softmax_cross_entropy", gc.softmax_cross_entropy,
      _np_cross_entropy, [((2, 3), (2,)), ((None, 3), (None,))],
      args=(F, Arg("int32", labels(3))))
+
+
+def _np_cross_entropy_grad(logits, t, g):
+    p = _np_softmax(logits, 1)
+    p[np.arange(len(t)), t] -= 1
+    return p * g / len(t)
+
+
+case("softmax_cross_entropy_grad", "softmax_cross_entropy_grad",
+     lambda x, t, g: apply("softmax_cross_entropy_grad", x, t, g), _np_cross_entropy_grad,
+     [((3, 4), (3,), ()), ((None, 4), (None,), ())], args=(F, Arg("int64", labels(4)), F))
 case("one_hot", "one_hot", lambda t: gc.one_hot(t, 4),
      lambda t: np.eye(4, dtype=np.float32)[t], [((3,),), ((None,),), ((2, 2),)],
      args=(Arg("int64", labels(4)),), grad=False)

@@ -11,7 +11,7 @@ from .. import dtypes as dt
 from ..errors import ShapeError
 from ..tensor import Tensor, apply, as_tensor
 from .base import cast, elementwise_infer, lit, operands, require_float, unbroadcast
-from .registry import ELEMENTWISE, Op, register
+from .registry import ELEMENTWISE, Op, not_differentiable, register
 
 
 def _float_infer(types, attrs):
@@ -19,9 +19,10 @@ def _float_infer(types, attrs):
     return elementwise_infer()(types, attrs)
 
 
-def _unary(name, ref, vjp, scalar, float_only=True, doc=""):
+def _unary(name, ref, vjp, scalar, float_only=True, differentiable=True, doc=""):
     register(Op(name, ELEMENTWISE, _float_infer if float_only else elementwise_infer(),
-                lambda v, a, c: [ref(v[0])], vjp, scalar=scalar, doc=doc))
+                lambda v, a, c: [ref(v[0])], vjp, scalar=scalar,
+                differentiable=differentiable, doc=doc))
 
 
 def _binary(name, ref, vjp, scalar, out_dtype=None, differentiable=True, doc=""):
@@ -178,8 +179,9 @@ _unary("sigmoid", _sigmoid_ref, _sigmoid_vjp,
        lambda a, d, i: f"({lit(1, d)} / ({lit(1, d)} + np.exp(-{a[0]})))")
 _unary("relu", lambda x: np.maximum(x, 0), _relu_vjp,
        lambda a, d, i: f"max({a[0]}, {lit(0, d)})")
-_unary("sign", np.sign, lambda node, grads: [None], lambda a, d, i: f"np.sign({a[0]})",
-       float_only=False)
+# sign is flat almost everywhere: no gradient flows through it (abs's vjp relies on that)
+_unary("sign", np.sign, not_differentiable, lambda a, d, i: f"np.sign({a[0]})",
+       float_only=False, differentiable=False)
 
 
 def _where_infer(types, attrs):
