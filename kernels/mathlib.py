@@ -1,0 +1,369 @@
+"""Numba float32 math helpers for generated kernels.
+
+Generated kernels import these helpers by name, for example
+``from kernels.mathlib import fexp32, fsigmoid32``, and call them per element
+inside their loops. Every public helper is a ``numba.njit(inline="always")``
+function, so Numba inlines its IR into the calling kernel. Nothing in them
+branches on data (the limit handling uses selects), so LLVM's loop vectorizer
+can turn a loop that calls them into SIMD code. ``np.exp`` on float32 becomes a
+call to ``expf`` in libm, which does not vectorize without SVML.
+
+Fast-math safety
+----------------
+A kernel compiled with ``fastmath={'reassoc', ...}`` gets those flags on every
+float instruction, including the inlined helpers (Numba's fast-math pass runs
+over the whole LLVM module). With ``reassoc`` set, LLVM could fold the
+Cody-Waite reduction ``(x - n*C1) - n*C2`` into ``x - n*(C1+C2)``, which undoes
+the extra precision of the split. It could also turn the two-step scaling
+``(p * 2^a) * 2^b`` into ``p * (2^a * 2^b)``, which overflows. The few
+instructions whose order matters are therefore emitted by small intrinsics
+(``_fmadd_strict``, ``_fmul_strict``). These carry only the ``contract`` flag.
+Numba's fast-math pass leaves alone instructions that already have flags, so
+these are never given ``reassoc``, but LLVM may still fuse them into an FMA,
+which only makes them more accurate.
+
+The helpers are written for callers that do *not* use ``nnan``/``ninf``. With
+those flags LLVM may delete the NaN and infinity selects.
+
+Run ``python -m kernels.mathlib`` to benchmark the W4 reduction (see
+:func:`_bench`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
+
+__all__ = [
+    "W4_FASTMATH",
+    "fexp32",
+    "fsigmoid32",
+    "ftanh32",
+    "w4_reduce",
+    "w4_reduce_npexp",
+    "w4_reference",
+]
+
+# Fast-math flags for kernels that call these helpers: everything except the
+# flags that would let LLVM assume there are no NaNs or infinities.
+W4_FASTMATH = frozenset({"reassoc", "contract", "nsz", "arcp", "afn"})
+
+_F32 = np.float32
+
+# exp(x) for x > _EXP_HI rounds to +inf in float32 (ln(FLT_MAX) = 88.7228391...;
+# this is the largest float32 below the overflow threshold).
+_EXP_HI = _F32(88.72283172607422)
+# exp(x) < 2**-150 rounds to +0.0 (ln(2**-150) = -103.972077...).
+_EXP_LO = _F32(-103.97208)
+_LOG2E = _F32(1.44269504088896341)
+_HALF = _F32(0.5)
+_ONE = _F32(1.0)
+_TWO = _F32(2.0)
+_ZERO = _F32(0.0)
+_INF = _F32(np.inf)
+# Cody-Waite split of ln 2: C1 holds only 9 significant bits, so n*C1 is
+# exact for |n| < 2**15. The rounding error sits in the small C2 term.
+_NEG_LN2_HI = _F32(-0.693359375)
+_NEG_LN2_LO = _F32(2.12194440e-4)
+# Cephes expf coefficients: exp(r) ~= 1 + r + r^2 * P(r) on |r| <= ln2/2.
+_P0 = _F32(1.9875691500e-4)
+_P1 = _F32(1.3981999507e-3)
+_P2 = _F32(8.3334519073e-3)
+_P3 = _F32(4.1665795894e-2)
+_P4 = _F32(1.6666665459e-1)
+_P5 = _F32(5.0000001201e-1)
+# Cephes tanhf odd polynomial for |x| < 0.625: tanh(x) ~= x + x^3 * Q(x^2).
+_Q0 = _F32(-5.70498872745e-3)
+_Q1 = _F32(2.06390887954e-2)
+_Q2 = _F32(-5.37397155531e-2)
+_Q3 = _F32(1.33314422036e-1)
+_Q4 = _F32(-3.33332819422e-1)
+_TANH_SMALL = _F32(0.625)
+
+_STRICT_FLAGS = ("contract",)
+
+
+# ---------------------------------------------------------------------------
+# Intrinsics
+# ---------------------------------------------------------------------------
+
+
+@intrinsic
+def _i32_as_f32(typingctx, bits):
+    """Reinterpret the bits of an int32 as a float32 (an LLVM ``bitcast``)."""
+    if not (isinstance(bits, types.Integer) and bits.bitwidth == 32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@intrinsic
+def _fmadd_strict(typingctx, a, b, c):
+    """``a*b + c`` in float32 that fast-math flags cannot reassociate.
+
+    LLVM may still contract it into a single FMA.
+    """
+    if not all(t == types.float32 for t in (a, b, c)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        prod = builder.fmul(args[0], args[1])
+        prod.flags.extend(_STRICT_FLAGS)
+        res = builder.fadd(prod, args[2])
+        res.flags.extend(_STRICT_FLAGS)
+        return res
+
+    return types.float32(a, b, c), codegen
+
+
+@intrinsic
+def _fmul_strict(typingctx, a, b):
+    """``a*b`` in float32 that fast-math flags cannot reassociate."""
+    if not (a == types.float32 and b == types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        res = builder.fmul(args[0], args[1])
+        res.flags.extend(_STRICT_FLAGS)
+        return res
+
+    return types.float32(a, b), codegen
+
+
+# ---------------------------------------------------------------------------
+# Element-wise helpers (inlined into the caller)
+# ---------------------------------------------------------------------------
+
+_HELPER_OPTS = {"inline": "always", "cache": True, "error_model": "numpy"}
+
+
+@numba.njit(**_HELPER_OPTS)
+def _pow2i(n):
+    """Return ``2.0**n`` as a float32 for int32 ``n`` in [-126, 127].
+
+    The exponent field is built with an integer shift and reinterpreted as a
+    float by a bitcast.
+    """
+    bits = (np.int64(n) + 127) << 23
+    return _i32_as_f32(np.int32(bits))
+
+
+@numba.njit(**_HELPER_OPTS)
+def fexp32(x):
+    """Float32 ``exp(x)`` in the style of Cephes ``expf``, written to vectorize.
+
+    The argument is reduced as ``x = n*ln2 + r`` with ``|r| <= ln2/2``, using
+    a two-constant Cody-Waite split of ln 2. ``exp(r)`` is approximated by
+    ``1 + r + r^2*P(r)``, where ``P`` is the degree-5 Cephes minimax
+    polynomial. The result is scaled by ``2^n``, built from its exponent bits.
+    The scaling is split into two factors ``2^(n//2) * 2^(n - n//2)``, so
+    ``n = 128`` (just below overflow) and ``n < -126`` (results in the
+    subnormal range, rounded once) both come out right.
+
+    Limits: ``x > 88.7228317`` gives ``+inf``, ``x < -103.97208`` gives
+    ``+0.0``, ``exp(-inf) = 0``, ``exp(inf) = inf``, and NaN propagates.
+    The measured maximum error is about 1 ulp on [-87, 88] (see
+    ``tests/test_mathlib.py``).
+
+    Args:
+        x: float32 scalar. Other float types are converted to float32.
+
+    Returns:
+        float32.
+    """
+    xf = np.float32(x)
+    # Clamp so that n stays in [-150, 128]. Written as selects (not min/max)
+    # so that NaN deterministically becomes _EXP_LO; it is patched back below.
+    xc = xf if xf > _EXP_LO else _EXP_LO  # noqa: FURB136
+    xc = xc if xc < _EXP_HI else _EXP_HI  # noqa: FURB136
+    z = np.floor(xc * _LOG2E + _HALF)
+    r = _fmadd_strict(z, _NEG_LN2_HI, xc)
+    r = _fmadd_strict(z, _NEG_LN2_LO, r)
+    r2 = r * r
+    p = _P0 * r + _P1
+    p = p * r + _P2
+    p = p * r + _P3
+    p = p * r + _P4
+    p = p * r + _P5
+    p = p * r2 + r + _ONE
+    n = np.int32(z)
+    n1 = n >> 1
+    n2 = n - n1
+    res = _fmul_strict(_fmul_strict(p, _pow2i(n1)), _pow2i(n2))
+    res = _INF if xf > _EXP_HI else res
+    res = _ZERO if xf < _EXP_LO else res
+    res = xf if np.isnan(xf) else res
+    return res
+
+
+@numba.njit(**_HELPER_OPTS)
+def fsigmoid32(x):
+    """Float32 logistic sigmoid ``1 / (1 + exp(-x))``, computed without overflow.
+
+    Uses ``e = exp(-|x|)``, which is in (0, 1]. The result is ``1/(1+e)`` for
+    ``x >= 0`` and ``e/(1+e)`` for ``x < 0``. This keeps relative accuracy for
+    large negative ``x``, where the result is tiny or subnormal. Limits:
+    ``sigmoid(+inf) = 1``, ``sigmoid(-inf) = 0``, and NaN propagates. The
+    measured relative error is below 3e-7 (a few ulp).
+
+    Args:
+        x: float32 scalar.
+
+    Returns:
+        float32.
+    """
+    xf = np.float32(x)
+    ax = abs(xf)
+    e = fexp32(-ax)
+    s = _ONE / (_ONE + e)
+    es = e * s
+    return s if xf >= _ZERO else es
+
+
+@numba.njit(**_HELPER_OPTS)
+def ftanh32(x):
+    """Float32 hyperbolic tangent, computed without branching on data.
+
+    For ``|x| >= 0.625`` it uses ``tanh|x| = (1 - e)/(1 + e)`` with
+    ``e = exp(-2|x|)``. There is no overflow, and ``1 - e >= 0.71``, so the
+    subtraction does not cancel. For ``|x| < 0.625`` it uses the Cephes odd
+    polynomial ``x + x^3*Q(x^2)``, which stays accurate near 0 and returns
+    ``tanh(-0.0) = -0.0``. Limits: ``tanh(+-inf) = +-1``, and NaN propagates.
+
+    Args:
+        x: float32 scalar.
+
+    Returns:
+        float32.
+    """
+    xf = np.float32(x)
+    ax = abs(xf)
+    # Large branch (|x| >= 0.625): (1 - e) / (1 + e) with e = exp(-2|x|).
+    e = fexp32(-_TWO * ax)
+    big = (_ONE - e) / (_ONE + e)
+    # Small branch: odd polynomial, evaluated on |x|.
+    z = ax * ax
+    q = _Q0 * z + _Q1
+    q = q * z + _Q2
+    q = q * z + _Q3
+    q = q * z + _Q4
+    small = (q * z) * ax + ax
+    res = np.copysign(small if ax < _TANH_SMALL else big, xf)
+    return xf if np.isnan(xf) else res
+
+
+# ---------------------------------------------------------------------------
+# W4 benchmark kernel: sum(exp(-t) * x) with t = silu(relu(1.5 x + 0.3))
+# ---------------------------------------------------------------------------
+
+_W4_A = _F32(1.5)
+_W4_B = _F32(0.3)
+W4_BLOCK = 4096
+
+
+@numba.njit(parallel=True, fastmath=set(W4_FASTMATH), cache=True, error_model="numpy")
+def w4_reduce(x):
+    """W4 reduction with the vectorizable helpers: ``sum(exp(-t) * x)``.
+
+    ``t = relu(1.5x + 0.3)`` and then ``t = t * sigmoid(t)``. ``x`` is a 1-D
+    float32 array. Blocks of ``W4_BLOCK`` elements are spread over threads
+    with ``prange``. Each block sums in float32 (vectorized, since ``reassoc``
+    is on), and the per-block partial sums are added in float64. The inner
+    loop uses uint64 indices, so Numba emits no negative-index wraparound
+    check.
+
+    Returns:
+        float64 sum.
+    """
+    n = np.uint64(x.size)
+    blk = np.uint64(W4_BLOCK)
+    nblocks = (n + blk - np.uint64(1)) // blk
+    partial = np.empty(nblocks, np.float64)
+    for b in prange(nblocks):
+        start = np.uint64(b) * blk
+        stop = min(start + blk, n)
+        acc = _ZERO
+        for i in range(start, stop):
+            xi = x[i]
+            t = max(xi * _W4_A + _W4_B, _ZERO)
+            t = t * fsigmoid32(t)
+            acc += fexp32(-t) * xi
+        partial[b] = acc
+    return partial.sum()
+
+
+@numba.njit(parallel=True, fastmath=set(W4_FASTMATH), cache=True, error_model="numpy")
+def w4_reduce_npexp(x):
+    """The same kernel as :func:`w4_reduce`, but with ``np.exp`` (libm ``expf``)."""
+    n = np.uint64(x.size)
+    blk = np.uint64(W4_BLOCK)
+    nblocks = (n + blk - np.uint64(1)) // blk
+    partial = np.empty(nblocks, np.float64)
+    for b in prange(nblocks):
+        start = np.uint64(b) * blk
+        stop = min(start + blk, n)
+        acc = _ZERO
+        for i in range(start, stop):
+            xi = x[i]
+            t = max(xi * _W4_A + _W4_B, _ZERO)
+            t = t / (_ONE + np.exp(-t))
+            acc += np.exp(-t) * xi
+        partial[b] = acc
+    return partial.sum()
+
+
+def w4_reference(x: np.ndarray) -> float:
+    """Compute the W4 reduction with NumPy in float64, as a reference value."""
+    xd = np.asarray(x, dtype=np.float64)
+    t = np.maximum(xd * 1.5 + 0.3, 0.0)
+    t = t / (1.0 + np.exp(-t))
+    return float(np.sum(np.exp(-t) * xd))
+
+
+def _w4_numpy_f32(x: np.ndarray) -> float:
+    """W4 with float32 NumPy ufuncs (the np.exp baseline without Numba)."""
+    t = np.maximum(x * _W4_A + _W4_B, _ZERO)
+    t = t / (_ONE + np.exp(-t))
+    return float(np.sum(np.exp(-t) * x, dtype=np.float64))
+
+
+def _bench(n: int = 1 << 24, repeat: int = 10, seed: int = 0) -> dict:
+    """Time W4 over ``n`` float32 elements and print the best time in ms.
+
+    Compares :func:`w4_reduce` (fexp32/fsigmoid32), :func:`w4_reduce_npexp`
+    (Numba with libm ``expf``) and plain float32 NumPy. Returns a dict that
+    maps each variant to ``(best_ms, relative_error_vs_float64)``.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n).astype(np.float32)
+    ref = w4_reference(x)
+    variants = {
+        "numba+fexp32": w4_reduce,
+        "numba+np.exp": w4_reduce_npexp,
+        "numpy float32": _w4_numpy_f32,
+    }
+    out = {}
+    for name, fn in variants.items():
+        val = fn(x)  # compile / warm up
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            val = fn(x)
+            best = min(best, time.perf_counter() - t0)
+        rel = abs(val - ref) / abs(ref)
+        out[name] = (best * 1e3, rel)
+        print(f"{name:>14}: {best * 1e3:8.2f} ms   rel.err {rel:.2e}")
+    print(f"n={n}, threads={numba.get_num_threads()}, threading layer={numba.threading_layer()}")
+    return out
+
+
+if __name__ == "__main__":
+    _bench()

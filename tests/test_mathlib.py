@@ -1,0 +1,167 @@
+"""Tests for kernels.mathlib: vectorizable float32 exp/sigmoid/tanh and the W4 kernel."""
+
+from __future__ import annotations
+
+import re
+import sys
+from functools import cache
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # allow plain `pytest` without installing graphc
+    sys.path.insert(0, str(ROOT))
+
+from kernels import mathlib as ml
+
+FASTMATH = set(ml.W4_FASTMATH)
+
+
+@cache
+def _mapper(name: str, fastmath: bool):
+    """Return a compiled loop ``out[i] = helper(x[i])`` over a float32 array."""
+    helper = getattr(ml, name)
+
+    @numba.njit(fastmath=FASTMATH if fastmath else False, error_model="numpy")
+    def apply(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = helper(x[i])
+        return out
+
+    return apply
+
+
+def _f32(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+def _ulp_error(got: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """|got - exact| in units of the float32 ulp at the exact value."""
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    return np.abs(got.astype(np.float64) - exact) / ulp
+
+
+def _exp_grid() -> np.ndarray:
+    rng = np.random.default_rng(1234)
+    parts = [
+        np.linspace(-87.0, 88.0, 1 << 22, dtype=np.float32),
+        rng.uniform(-87.0, 88.0, 1 << 20).astype(np.float32),
+        np.linspace(-1.0, 1.0, 1 << 18, dtype=np.float32),
+        np.logspace(-30, 0, 4096).astype(np.float32),
+        -np.logspace(-30, 0, 4096).astype(np.float32),
+    ]
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("fastmath", [False, True], ids=["strict", "fastmath"])
+def test_fexp32_ulp_error(fastmath):
+    x = _exp_grid()
+    got = _mapper("fexp32", fastmath)(x)
+    assert got.dtype == np.float32
+    err = _ulp_error(got, np.exp(x.astype(np.float64)))
+    worst = int(np.argmax(err))
+    print(
+        f"fexp32 ({'fastmath' if fastmath else 'strict'}): max {err[worst]:.3f} ulp at x={x[worst]!r}"
+    )
+    assert err.max() <= 2.0
+
+
+def test_fexp32_limits():
+    fexp = _mapper("fexp32", False)
+    x = _f32([np.inf, -np.inf, np.nan, 88.72283172607422, 88.72283935546875, 1000.0, 0.0, -0.0])
+    got = fexp(x)
+    assert got[0] == np.inf and got[1] == 0.0 and np.isnan(got[2])
+    # Largest argument with a finite float32 result, and the next float32 up.
+    assert np.isfinite(got[3]) and got[3] == np.float32(np.exp(np.float64(x[3])))
+    assert got[4] == np.inf and got[5] == np.inf
+    assert got[6] == 1.0 and got[7] == 1.0
+    # Underflow: exp(x) < 2**-150 rounds to zero.
+    assert np.all(fexp(_f32([-103.98, -104.0, -200.0, -1e30])) == 0.0)
+
+
+def test_fexp32_subnormal_range():
+    x = np.linspace(-103.97, -87.0, 200_000, dtype=np.float32)
+    got = _mapper("fexp32", False)(x).astype(np.float64)
+    ref = np.exp(x.astype(np.float64))
+    # The scaling multiply rounds once, so subnormal results are within one
+    # subnormal ulp (2**-149) of the exact value.
+    assert np.max(np.abs(got - ref)) <= 2.0**-149
+    assert np.all(np.diff(got) >= 0)  # monotone
+
+
+@pytest.mark.parametrize("fastmath", [False, True], ids=["strict", "fastmath"])
+def test_fsigmoid32_accuracy(fastmath):
+    x = np.concatenate(
+        [np.linspace(-80.0, 80.0, 1 << 21, dtype=np.float32), _f32([0.0, 1e-30, -1e-30])]
+    )
+    got = _mapper("fsigmoid32", fastmath)(x)
+    ref = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    rel = np.abs(got - ref) / ref
+    print(f"fsigmoid32: max rel err {rel.max():.2e}")
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=0)
+
+
+def test_fsigmoid32_limits():
+    got = _mapper("fsigmoid32", False)(_f32([np.inf, -np.inf, np.nan, 200.0, -200.0, -95.0]))
+    assert got[0] == 1.0 and got[1] == 0.0 and np.isnan(got[2])
+    assert got[3] == 1.0 and got[4] == 0.0
+    # sigmoid(-95) ~ 5.5e-42 is subnormal in float32 but not flushed to zero.
+    assert got[5] > 0 and abs(got[5] - np.exp(-95.0)) <= 2.0**-149
+
+
+@pytest.mark.parametrize("fastmath", [False, True], ids=["strict", "fastmath"])
+def test_ftanh32_accuracy(fastmath):
+    x = np.concatenate(
+        [
+            np.linspace(-20.0, 20.0, 1 << 21, dtype=np.float32),
+            np.linspace(-0.7, 0.7, 1 << 18, dtype=np.float32),  # around the branch switch
+            np.logspace(-30, -1, 2048).astype(np.float32),
+            -np.logspace(-30, -1, 2048).astype(np.float32),
+        ]
+    )
+    got = _mapper("ftanh32", fastmath)(x)
+    ref = np.tanh(x.astype(np.float64))
+    nz = ref != 0
+    rel = np.abs(got[nz] - ref[nz]) / np.abs(ref[nz])
+    print(f"ftanh32: max rel err {rel.max():.2e}")
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=0)
+
+
+def test_ftanh32_limits():
+    got = _mapper("ftanh32", False)(_f32([np.inf, -np.inf, np.nan, 50.0, -50.0, 0.0, -0.0]))
+    assert got[0] == 1.0 and got[1] == -1.0 and np.isnan(got[2])
+    assert got[3] == 1.0 and got[4] == -1.0
+    assert got[5] == 0.0 and not np.signbit(got[5])
+    assert got[6] == 0.0 and np.signbit(got[6])
+
+
+@pytest.mark.parametrize("name", ["fexp32", "fsigmoid32", "ftanh32"])
+def test_helpers_vectorize(name):
+    """A loop over a helper compiles to SIMD code, with no call to libm expf."""
+    fn = _mapper(name, True)
+    fn(np.ones(8, dtype=np.float32))
+    (llvm_ir,) = fn.inspect_llvm().values()
+    assert re.search(r"<\d+ x float>", llvm_ir), "loop was not vectorized"
+    assert not re.search(r"call [^\n]*@(expf|llvm\.exp\.)", llvm_ir)
+
+
+def test_w4_reduce_matches_float64_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1 << 24) + 123).astype(np.float32)  # 16M + a ragged tail
+    ref = ml.w4_reference(x)
+    got = ml.w4_reduce(x)
+    assert isinstance(got, float)
+    assert abs(got - ref) <= 1e-6 * abs(ref), (got, ref)
+    got_np = ml.w4_reduce_npexp(x)
+    assert abs(got_np - ref) <= 1e-6 * abs(ref), (got_np, ref)
+
+
+@pytest.mark.parametrize("n", [0, 1, 4095, 4097])
+def test_w4_reduce_small_sizes(n):
+    x = np.linspace(-2.0, 2.0, n, dtype=np.float32)
+    ref = ml.w4_reference(x)
+    assert ml.w4_reduce(x) == pytest.approx(ref, rel=1e-6, abs=1e-12)
