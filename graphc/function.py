@@ -144,6 +144,10 @@ class Function:
         self._specs = [(t.name or f"input{i}", t.shape, t.dtype)
                        for i, t in enumerate(program.inputs)]
         self._index = {name: i for i, (name, _, _) in enumerate(self._specs)}
+        self._fast = [(np.dtype(d), len(s), tuple(i for i, x in enumerate(s) if x is None),
+                       tuple((i, x) for i, x in enumerate(s) if x is not None))
+                      for _, s, d in self._specs]
+        self._has_batch = any(f[2] for f in self._fast)
 
     @property
     def inputs(self):
@@ -195,8 +199,34 @@ class Function:
             feeds.append(arr)
         return feeds, n
 
+    def _bind_fast(self, args):
+        """The common call: positional C-contiguous arrays of the right dtype. Returns the
+        batch size (None without one), or -1: take the general path (which also produces
+        the error messages)."""
+        n = None
+        for arr, (dtype, rank, batch_axes, fixed) in zip(args, self._fast):
+            if type(arr) is not np.ndarray or arr.dtype is not dtype or arr.ndim != rank \
+                    or not arr.flags.c_contiguous:
+                return -1
+            shape = arr.shape
+            for i, d in fixed:
+                if shape[i] != d:
+                    return -1
+            for i in batch_axes:
+                if n is None:
+                    n = shape[i]
+                elif shape[i] != n:
+                    return -1
+        return n
+
     def __call__(self, *args, **kwargs):
-        feeds, n = self._bind(args, kwargs)
+        n = -1
+        if not kwargs and len(args) == len(self._fast):
+            n = self._bind_fast(args)
+        if n == -1:
+            feeds, n = self._bind(args, kwargs)
+        else:
+            feeds = args
         with self._lock:
             for lock in self._param_locks:
                 lock.acquire()

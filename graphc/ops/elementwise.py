@@ -168,7 +168,9 @@ for _name, _ref, _sym in [("less", np.less, "<"), ("less_equal", np.less_equal, 
             out_dtype="bool", differentiable=False)
 
 _unary("neg", np.negative, _neg_vjp, lambda a, d, i: f"(-{a[0]})", float_only=False)
-_unary("exp", _safe(np.exp), _exp_vjp, lambda a, d, i: f"np.exp({a[0]})")
+# float32 exp/sigmoid use kernels.mathlib's vectorizable Cephes-style exp (~1 ulp)
+_unary("exp", _safe(np.exp), _exp_vjp,
+       lambda a, d, i: f"fexp32({a[0]})" if d == "float32" else f"np.exp({a[0]})")
 _unary("log", _safe(np.log), _log_vjp, lambda a, d, i: f"np.log({a[0]})")
 _unary("sqrt", _safe(np.sqrt), _sqrt_vjp, lambda a, d, i: f"np.sqrt({a[0]})")
 _unary("abs", np.abs, _abs_vjp, lambda a, d, i: f"abs({a[0]})", float_only=False)
@@ -176,7 +178,8 @@ _unary("sin", np.sin, _sin_vjp, lambda a, d, i: f"np.sin({a[0]})")
 _unary("cos", np.cos, _cos_vjp, lambda a, d, i: f"np.cos({a[0]})")
 _unary("tanh", np.tanh, _tanh_vjp, lambda a, d, i: f"np.tanh({a[0]})")
 _unary("sigmoid", _sigmoid_ref, _sigmoid_vjp,
-       lambda a, d, i: f"({lit(1, d)} / ({lit(1, d)} + np.exp(-{a[0]})))")
+       lambda a, d, i: f"fsigmoid32({a[0]})" if d == "float32" else
+       f"({lit(1, d)} / ({lit(1, d)} + np.exp(-{a[0]})))")
 _unary("relu", lambda x: np.maximum(x, 0), _relu_vjp,
        lambda a, d, i: f"max({a[0]}, {lit(0, d)})")
 # sign is flat almost everywhere: no gradient flows through it (abs's vjp relies on that)

@@ -73,7 +73,8 @@ class FallbackStep(Step):
     pass
 
 
-DEDICATED = {"softmax", "log_softmax", "softmax_cross_entropy", "one_hot", "argmax"}
+DEDICATED = {"softmax", "log_softmax", "softmax_cross_entropy", "softmax_cross_entropy_grad",
+             "one_hot", "argmax"}
 
 
 def _dedicated_ok(node) -> bool:
@@ -83,7 +84,7 @@ def _dedicated_ok(node) -> bool:
         return node.attrs["axis"] == node.inputs[0].ndim - 1 and node.inputs[0].ndim == 2
     if node.op == "one_hot":
         return node.inputs[0].ndim == 1
-    return node.op == "softmax_cross_entropy"
+    return node.op in ("softmax_cross_entropy", "softmax_cross_entropy_grad")
 
 
 def _is_swap_transpose(t) -> bool:

@@ -70,6 +70,30 @@ def softmax_cross_entropy(x, labels, out):
 
 
 @numba.njit(**_OPTS)
+def softmax_cross_entropy_grad(x, labels, g, out):
+    """out = (softmax(x) - one_hot(labels)) * g[0] / rows; status 1 + row of a bad label."""
+    rows, cols = x.shape
+    scale = g[0] / max(rows, 1)
+    for r in range(rows):
+        t = labels[r]
+        if t < 0 or t >= cols:
+            return 1 + r
+        m = -np.inf
+        for c in range(np.uint64(cols)):
+            m = max(m, x[r, c])
+        s = 0.0
+        for c in range(np.uint64(cols)):
+            e = np.exp(x[r, c] - m)
+            out[r, c] = e
+            s += e
+        f = scale / s
+        for c in range(np.uint64(cols)):
+            out[r, c] = out[r, c] * f
+        out[r, t] -= scale
+    return 0
+
+
+@numba.njit(**_OPTS)
 def one_hot(labels, out):
     """out[r, :] = 0 except out[r, labels[r]] = 1; status 1 + r for a bad label."""
     rows, cols = out.shape

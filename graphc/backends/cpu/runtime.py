@@ -28,7 +28,7 @@ from .memory import plan_memory
 
 PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", 1 << 17))  # elements
 SMALL_MATMUL = 1 << 18  # m*n*k below which a Numba loop beats a BLAS call's overhead
-CHECKED_KERNELS = {"softmax_cross_entropy", "one_hot"}
+CHECKED_KERNELS = {"softmax_cross_entropy", "softmax_cross_entropy_grad", "one_hot"}
 
 
 def _log(msg: str) -> None:
@@ -274,7 +274,7 @@ class _Binder:
             if node.op == "parameter":
                 self.names[t] = self.glob(node.value.data, "p")
             elif node.op == "constant":
-                self.names[t] = self.glob(np.ascontiguousarray(node.value), "c")
+                self.names[t] = self.glob(_contiguous(node.value), "c")
         for i, t in enumerate(ex.program.inputs):
             self.names[t] = f"f{i}"
         for v, in_id in ((v, id(v)) for v in ex.update_values):
@@ -422,10 +422,19 @@ class _Binder:
             elif step.kernel == "softmax_cross_entropy":
                 c = self.view(self.out_ref(out), (1,))
                 self.check(f"{fn}({self.ref(x)}, {self.ref(node.inputs[1])}, {c})", step)
+            elif step.kernel == "softmax_cross_entropy_grad":
+                g = self.view(self.ref(node.inputs[2]), (1,))
+                self.check(f"{fn}({self.ref(x)}, {self.ref(node.inputs[1])}, {g}, "
+                           f"{self.out_ref(out)})", step)
             elif step.kernel == "one_hot":
                 self.check(f"{fn}({self.ref(x)}, {self.out_ref(out)})", step)
             else:
                 L.append(f"    {fn}({self.ref(x)}, {self.out_ref(out)})")
+            return
+        if node.op == "numel":  # known once N is bound: a constant of this runner
+            x = node.inputs[0]
+            count = np.prod([self.shape(x)[a] for a in node.attrs["axes"]], dtype=np.int64)
+            self.names[out] = self.glob(np.array(count, dtype=out.dtype), "c")
             return
         # NumPy fallback: the op's reference, with run-time checks
         fb = self.glob(_fallback(node, self.n, ex.rngs), "fb")
@@ -437,6 +446,11 @@ class _Binder:
             outs.append(name)
         ins = ", ".join(self.ref(t) for t in node.inputs)
         L.append(f"    {', '.join(outs)}, = {fb}({ins})")
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    # np.ascontiguousarray would turn a 0-d array into a 1-d one
+    return a if a.flags.c_contiguous else a.copy()
 
 
 def _failer(node):
@@ -458,7 +472,7 @@ def _fallback(node, n, rngs):
 
     def run(*values):
         results = reference(list(values), attrs, ctx)
-        return [np.ascontiguousarray(r, dtype=d) for r, d in zip(results, dtypes)]
+        return [_contiguous(np.asarray(r, dtype=d)) for r, d in zip(results, dtypes)]
 
     return run
 
