@@ -123,8 +123,27 @@ class CpuExecutable:
             low.module = info.get("module", "?")
             low.source = source
             low.fns = fns
+            low.warmed = set()
             self.lowered[step.index] = low
-            self.kernel_log.append(info)
+            self._warm(low, "serial")  # compile now (or load from the disk cache)
+
+    def _warm(self, low, variant: str) -> None:
+        """Compile one variant of a kernel ahead of its first real call, by calling it on
+        empty loops with arrays of the right types; logs with GRAPHC_LOG=compile."""
+        if variant in low.warmed:
+            return
+        from kernels.cache import warm
+
+        spec = low.spec
+        args = [0] * spec.rank
+        args += [np.zeros((1,) * spec.rank, d) for d, _ in spec.inputs]
+        args += [np.zeros((1,) * spec.rank, d) for _, d in spec.outputs]
+        if spec.reduce is not None:
+            args.append(np.zeros((1,) * spec.rank, low.reduce_out.dtype))
+        info = warm(low.fns[variant], *args)
+        info["kernel"] = f"{spec.name} ({variant})"
+        self.kernel_log.append(info)
+        low.warmed.add(variant)
 
     # --- storage of every tensor -----------------------------------------------------------
     def _storage(self):
@@ -274,7 +293,7 @@ class _Binder:
             if node.op == "parameter":
                 self.names[t] = self.glob(node.value.data, "p")
             elif node.op == "constant":
-                self.names[t] = self.glob(_contiguous(node.value), "c")
+                self.names[t] = self.glob(np.array(node.value, copy=True), "c")
         for i, t in enumerate(ex.program.inputs):
             self.names[t] = f"f{i}"
         for v, in_id in ((v, id(v)) for v in ex.update_values):
@@ -362,6 +381,7 @@ class _Binder:
             sizes = loop_sizes(low, domain)
             total = int(np.prod(sizes, dtype=np.int64))
             variant = "parallel" if total >= PARALLEL_MIN and low.spec.parallel_ok else "serial"
+            ex._warm(low, variant)
             args = [str(s) for s in sizes]
             for x, pat in zip(low.inputs, low.in_patterns):
                 args.append(self.view(self.ref(x), view_shape(sizes, pat)))
