@@ -1,0 +1,248 @@
+"""Run the workloads on every framework: build, check against the reference, time.
+
+`run(config)` returns the results as a JSON-ready dict; `main(argv)` also prints the table
+and writes the JSON file. Nothing here asserts on timings.
+"""
+from __future__ import annotations
+
+import datetime
+import gc as garbage_collector
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import compile_probe, limits, report
+from .base import NotApplicable
+from .config import Config, parse_args
+from .reference import CHECK_STEPS, reference, relative_error
+from .threads import process_state
+from .workloads import WORKLOADS, make_data
+
+CHECK_RTOL = 1e-3
+COMPILE_TIME_WORKLOADS = ("W1", "W2")  # graphc cold/warm compile is measured on these
+
+
+def all_peers() -> list:
+    """Every framework row, in table order."""
+    from . import peers_graphc, peers_jax, peers_torch
+
+    return peers_graphc.PEERS + peers_torch.PEERS + peers_jax.PEERS
+
+
+@dataclass
+class Row:
+    """One framework on one workload."""
+
+    framework: str
+    status: str = "ok"              # "ok", "n/a" (cannot run it), "failed" (raised)
+    reason: str = ""
+    median_ms: float | None = None
+    min_ms: float | None = None
+    reps: int = 0
+    first_call_ms: float | None = None  # set-up (incl. gc.compile) + first step
+    ratio_to_fastest: float | None = None
+    gflops: float | None = None
+    gbps: float | None = None
+    check: dict = field(default_factory=dict)  # values, rel_err, ok
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    reason = f"{type(exc).__name__}: {first}" if not isinstance(exc, NotApplicable) else first
+    return reason if len(reason) <= 300 else reason[:297] + "..."
+
+
+def time_steps(step, cfg: Config) -> list[float]:
+    """Seconds per call: `warmup` untimed calls, then at least `min_reps` and until
+    `min_time_s` has passed (at most `max_reps`). The garbage collector is off meanwhile."""
+    for _ in range(cfg.warmup):
+        step()
+    times: list[float] = []
+    was_enabled = garbage_collector.isenabled()
+    garbage_collector.disable()
+    try:
+        start = time.perf_counter()
+        while len(times) < cfg.max_reps and (
+                len(times) < cfg.min_reps or time.perf_counter() - start < cfg.min_time_s):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    finally:
+        if was_enabled:
+            garbage_collector.enable()
+    return times
+
+
+def check_values(runner, first_result, train: bool) -> np.ndarray:
+    """The values compared with the reference: the first CHECK_STEPS losses, or the output."""
+    if not train:
+        return runner.fetch(first_result)
+    values = [float(runner.fetch(first_result))]
+    for _ in range(CHECK_STEPS - 1):
+        values.append(float(runner.fetch(runner.step())))
+    return np.array(values)
+
+
+def run_peer(peer, w, data, want, cfg: Config) -> Row:
+    row = Row(peer.name)
+    why = peer.unavailable()
+    if why:
+        row.status, row.reason = "n/a", why
+        return row
+    restore = peer.set_threads(cfg.threads)
+    try:
+        t0 = time.perf_counter()
+        runner = peer.build(w, data)
+        first = runner.step()
+        row.first_call_ms = 1e3 * (time.perf_counter() - t0)
+        if want is not None:
+            got = check_values(runner, first, w.train)
+            err = relative_error(got, want)
+            row.check = {"rel_err": err, "ok": bool(err <= CHECK_RTOL),
+                         "values": got.tolist() if got.size <= 8 else None}
+        times = time_steps(runner.step, cfg)
+    except NotApplicable as exc:
+        row.status, row.reason = "n/a", _reason(exc)
+        return row
+    except Exception as exc:  # noqa: BLE001 - one framework failing must not stop the suite
+        row.status, row.reason = "failed", _reason(exc)
+        return row
+    finally:
+        restore()
+    row.median_ms = 1e3 * statistics.median(times)
+    row.min_ms = 1e3 * min(times)
+    row.reps = len(times)
+    if data.flops and w.throughput:
+        row.gflops = data.flops / (row.median_ms * 1e-3) / 1e9
+    if data.bytes and w.throughput:
+        row.gbps = data.bytes / (row.median_ms * 1e-3) / 1e9
+    return row
+
+
+def run_workload(w, peers, cfg: Config, log=print) -> dict:
+    data = make_data(w, cfg.quick)
+    want = None if "check" in cfg.skip else reference(w, data)
+    rows = []
+    for peer in peers:
+        if peer.name not in cfg.frameworks:
+            continue
+        log(f"  {w.key} {peer.name} ...", flush=True)
+        rows.append(run_peer(peer, w, data, want, cfg))
+    medians = [r.median_ms for r in rows if r.median_ms is not None]
+    for r in rows:
+        if r.median_ms is not None:
+            r.ratio_to_fastest = r.median_ms / min(medians)
+    shapes = {k: list(v.shape) for k, v in data.inputs.items()}
+    return {"key": w.key, "name": w.name, "description": w.description, "train": w.train,
+            "lr": w.lr if w.train else None, "input_shapes": shapes,
+            "flops_per_step": data.flops, "bytes_per_step": data.bytes,
+            "reference": None if want is None else "numpy float64",
+            "check_rtol": CHECK_RTOL, "rows": [asdict(r) for r in rows]}
+
+
+def compile_times(results: list, cfg: Config, log=print) -> list:
+    """graphc cpu cold/warm compile (fresh processes) next to in-process first calls."""
+    out = []
+    for wl in results:
+        if wl["key"] not in COMPILE_TIME_WORKLOADS:
+            continue
+        by_name = {r["framework"]: r for r in wl["rows"]}
+        if "graphc cpu" in by_name:
+            row = by_name["graphc cpu"]
+            if row["status"] == "ok":
+                log(f"  {wl['key']} graphc cpu compile time (2 fresh processes) ...", flush=True)
+                out.append(compile_probe.measure(wl["key"], "cpu", cfg.quick))
+            else:
+                out.append({"workload": wl["key"], "framework": "graphc cpu",
+                            "skipped": f"{row['status']}: {row['reason']}"})
+        for name in ("graphc numpy", "torch.compile", "jax jit"):
+            row = by_name.get(name)
+            if row is not None and row["status"] == "ok":
+                out.append({"workload": wl["key"], "framework": name,
+                            "first_call_s": row["first_call_ms"] / 1e3})
+    return out
+
+
+def machine_info(cfg: Config) -> dict:
+    model, physical = None, set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            phys_id = "0"
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "model name" and model is None:
+                    model = value
+                elif key == "physical id":
+                    phys_id = value
+                elif key == "core id":
+                    physical.add((phys_id, value))
+    except OSError:
+        pass
+    return {"cpu_model": model or platform.processor() or "unknown",
+            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "logical_cores": os.cpu_count(), "physical_cores": len(physical) or None,
+            "platform": platform.platform(), "threads_per_framework": cfg.threads,
+            "thread_settings": process_state()}
+
+
+def versions(peers) -> dict:
+    import numba
+
+    out = {"python": platform.python_version(), "numpy": np.__version__,
+           "numba": numba.__version__}
+    for peer in peers:
+        if peer.unavailable() is None:
+            try:
+                out.update(peer.versions())
+            except Exception as exc:  # noqa: BLE001 - a version is not worth a crash
+                out[peer.name] = f"version unknown: {_reason(exc)}"
+    return out
+
+
+def run(cfg: Config, log=print) -> dict:
+    """Everything the table and the JSON file show."""
+    peers = all_peers()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results = {"schema": 1, "date": started.isoformat(timespec="seconds"),
+               "machine": machine_info(cfg), "versions": versions(peers),
+               "config": {"quick": cfg.quick, "only": list(cfg.only),
+                          "frameworks": list(cfg.frameworks), "threads": cfg.threads,
+                          "warmup": cfg.warmup, "min_reps": cfg.min_reps,
+                          "max_reps": cfg.max_reps, "min_time_s": cfg.min_time_s,
+                          "skip": list(cfg.skip)}}
+    if "limits" not in cfg.skip:
+        log("measuring machine limits ...", flush=True)
+        results["limits"] = limits.measure(cfg.threads)
+    else:
+        results["limits"] = None
+    results["workloads"] = []
+    for key in cfg.only:
+        w = WORKLOADS[key]
+        log(f"{w.label}: {w.description}", flush=True)
+        results["workloads"].append(run_workload(w, peers, cfg, log))
+    if "compile" not in cfg.skip:
+        results["compile_times"] = compile_times(results["workloads"], cfg, log)
+    else:
+        results["compile_times"] = []
+    if hasattr(os, "getloadavg"):
+        results["machine"]["load_average_at_end"] = list(os.getloadavg())
+    return results
+
+
+def main(argv=None) -> int:
+    cfg = parse_args(argv)
+    results = run(cfg, log=lambda *a, **k: print(*a, file=sys.stderr, **k))
+    print(report.render(results))
+    if cfg.json_path:
+        with open(cfg.json_path, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"\nresults written to {cfg.json_path}")
+    return 0

@@ -1,0 +1,85 @@
+"""Machine limits measured in the same run, to put the workload numbers in proportion.
+
+- numpy float32 sgemm, 2048 x 2048 x 2048: GFLOP/s (NumPy's own BLAS);
+- graphc's sgemm, `kernels.blas.measure_gflops()`, when that module exists;
+- copy of a 64M-element float32 array: GB/s counting bytes read plus bytes written.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+GEMM_N = 2048
+COPY_ELEMENTS = 64 * 2**20
+
+
+def _best_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: page faults, thread start-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def numpy_sgemm_gflops(n: int = GEMM_N, repeats: int = 3) -> float:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), np.float32)
+    seconds = _best_seconds(lambda: np.matmul(a, b, out=c), repeats)
+    return 2.0 * n**3 / seconds / 1e9
+
+
+def graphc_sgemm_gflops(threads: int) -> tuple[float | None, str]:
+    """(GFLOP/s, note) of graphc's own BLAS on `threads` threads; (None, why) without it."""
+    try:
+        from kernels import blas
+    except Exception as exc:  # noqa: BLE001 - kernels.blas is optional here
+        return None, f"kernels.blas not importable: {type(exc).__name__}: {exc}"
+    measure = getattr(blas, "measure_gflops", None)
+    if measure is None:
+        return None, "kernels.blas has no measure_gflops()"
+    old = blas.get_num_threads() if hasattr(blas, "get_num_threads") else None
+    try:
+        if old is not None:
+            blas.set_num_threads(threads)
+        gflops = float(measure(GEMM_N, np.float32))
+    except Exception as exc:  # noqa: BLE001 - reported in the limits line
+        return None, f"measure_gflops failed: {type(exc).__name__}: {exc}"
+    finally:
+        if old is not None:
+            blas.set_num_threads(old)
+    note = ""
+    info = getattr(blas, "info", None)
+    if info is not None:
+        try:
+            details = info()
+            note = ", ".join(f"{k}={details[k]}" for k in ("coretype", "threads", "reason")
+                             if details.get(k) not in (None, ""))
+        except Exception:  # noqa: BLE001 - the note is optional
+            note = ""
+    return gflops, note
+
+
+def copy_gbps(n: int = COPY_ELEMENTS, repeats: int = 3) -> float:
+    src = np.ones(n, np.float32)
+    dst = np.empty_like(src)
+    seconds = _best_seconds(lambda: np.copyto(dst, src), repeats)
+    return 2.0 * src.nbytes / seconds / 1e9
+
+
+def measure(threads: int) -> dict:
+    """All three limits. NumPy's BLAS threads are fixed at load (OPENBLAS_NUM_THREADS)."""
+    gflops, note = graphc_sgemm_gflops(threads)
+    return {
+        "numpy_sgemm_gflops": numpy_sgemm_gflops(),
+        "graphc_sgemm_gflops": gflops,
+        "graphc_sgemm_note": note,
+        "copy_gbps": copy_gbps(),
+        "gemm_n": GEMM_N,
+        "copy_elements": COPY_ELEMENTS,
+        "copy_bytes_counted": "read + write",
+    }

@@ -1,0 +1,123 @@
+"""The benchmark harness runs end to end on a tiny configuration and reports what it should.
+
+No timing is asserted: only the structure of the table and the JSON, the correctness check,
+and that unsupported workloads show as 'n/a' rows rather than stopping the run.
+"""
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import compile_probe, harness, report
+from benchmarks.config import FRAMEWORKS, Config, parse_args, resolve_keys
+from benchmarks.peers_graphc import GraphcPeer
+from benchmarks.reference import relative_error
+from benchmarks.workloads import WORKLOADS, make_data
+
+# Cheap rows only: torch.compile and graphc's cpu backend compile for seconds.
+CHEAP = ["graphc numpy"] + [name for name, module in (("torch eager", "torch"),
+                                                      ("jax jit", "jax"))
+                            if importlib.util.find_spec(module) is not None]
+
+ROW_KEYS = {"framework", "status", "reason", "median_ms", "min_ms", "reps", "first_call_ms",
+            "ratio_to_fastest", "gflops", "gbps", "check"}
+
+
+def tiny_argv(json_path, only="W1", frameworks=CHEAP, skip="limits,compile"):
+    return ["--quick", "--only", only, "--frameworks", ",".join(frameworks), "--skip", skip,
+            "--reps", "2", "--warmup", "1", "--json", str(json_path)]
+
+
+def test_main_prints_table_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert harness.main(tiny_argv(path)) == 0
+    out = capsys.readouterr().out
+    results = json.loads(path.read_text())
+
+    assert {"schema", "date", "machine", "versions", "config", "limits", "workloads",
+            "compile_times"} <= results.keys()
+    assert results["machine"]["cpu_model"]
+    assert results["machine"]["threads_per_framework"] == 2
+    assert results["versions"]["numpy"] == np.__version__
+    assert [w["key"] for w in results["workloads"]] == ["W1"]
+    w1 = results["workloads"][0]
+    assert w1["reference"] == "numpy float64"
+    assert [r["framework"] for r in w1["rows"]] == CHEAP
+    for row in w1["rows"]:
+        assert set(row) == ROW_KEYS
+        assert row["status"] == "ok", row
+        assert row["reps"] == 2
+        assert row["median_ms"] > 0 and row["min_ms"] <= row["median_ms"]
+        assert row["check"]["ok"], row["check"]
+        assert len(row["check"]["values"]) == 2  # losses of the first two steps
+    assert min(r["ratio_to_fastest"] for r in w1["rows"]) == pytest.approx(1.0)
+
+    assert "median ms" in out and "x fastest" in out and "check" in out
+    assert "W1 tiny-mlp" in out
+    for name in CHEAP:
+        assert name in out
+    assert f"results written to {path}" in out
+
+
+def test_unsupported_workloads_are_na_rows_and_throughput_is_reported(tmp_path):
+    cfg = parse_args(tiny_argv(tmp_path / "x.json", only="W3,W4",
+                               frameworks=["graphc numpy"], skip="limits,compile,check"))
+    results = harness.run(cfg, log=lambda *a, **k: None)
+    lenet, elementwise = results["workloads"]
+    (row,) = lenet["rows"]
+    assert row["status"] == "n/a" and "conv issue" in row["reason"]
+    (row,) = elementwise["rows"]
+    assert row["status"] == "ok" and row["gbps"] > 0 and row["gflops"] is None
+    assert elementwise["bytes_per_step"] == 4 * 2**20  # --quick: 1M float32 read once
+    text = report.render(results)
+    assert "n/a (conv issue)" in text and "GB/s" in text
+
+
+def test_failed_framework_becomes_a_row(monkeypatch):
+    class Broken(GraphcPeer):
+        def build(self, w, data):
+            raise RuntimeError("no C++ compiler\nsecond line")
+
+    monkeypatch.setattr(harness, "all_peers", lambda: [Broken("numpy")])
+    cfg = Config.for_mode(True, only=("W1",), frameworks=("graphc numpy",),
+                          skip=("limits", "compile", "check"), warmup=0, min_reps=1,
+                          max_reps=1, min_time_s=0.0)
+    results = harness.run(cfg, log=lambda *a, **k: None)
+    (row,) = results["workloads"][0]["rows"]
+    assert row["status"] == "failed"
+    assert row["reason"] == "RuntimeError: no C++ compiler"
+    assert "failed: RuntimeError: no C++ compiler" in report.render(results)
+
+
+def test_compile_probe_measures_cold_and_warm_in_fresh_processes():
+    result = compile_probe.measure("W1", "numpy", quick=True, timeout=120)
+    assert result["framework"] == "graphc numpy"
+    for phase in ("cold", "warm"):
+        assert "error" not in result[phase], result[phase]
+        assert result[phase]["to_first_result_s"] >= result[phase]["compile_s"] >= 0
+
+
+def test_every_workload_makes_seeded_float32_data():
+    for key, w in WORKLOADS.items():
+        a, b = make_data(w, quick=True), make_data(w, quick=True)
+        assert a.inputs.keys() == b.inputs.keys()
+        for name, arr in a.inputs.items():
+            np.testing.assert_array_equal(arr, b.inputs[name])
+            assert arr.dtype == (np.int32 if name == "t" else np.float32), (key, name)
+        for (name, p), (_, q) in zip(a.params, b.params):
+            np.testing.assert_array_equal(p, q)
+            assert p.dtype == np.float32, (key, name)
+        assert (a.flops is not None) != (a.bytes is not None), key
+
+
+def test_options():
+    assert resolve_keys("w2,lenet") == ("W2", "W3")
+    with pytest.raises(Exception, match="unknown workload"):
+        resolve_keys("resnet")
+    cfg = parse_args([])
+    assert cfg.only == tuple(WORKLOADS) and cfg.frameworks == FRAMEWORKS
+    assert cfg.json_path == "bench-results.json" and cfg.threads == 2
+    assert parse_args(["--json", "-"]).json_path is None
+    assert relative_error(np.array([1.0, 2.002]), np.array([1.0, 2.0])) == pytest.approx(1e-3)
+    assert relative_error(np.zeros(2), np.zeros(3)) == float("inf")
