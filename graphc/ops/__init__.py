@@ -1,5 +1,11 @@
 """The op set. Each family module registers its ops in `registry.OPS` and defines the
 user-facing functions; this package re-exports the functions."""
+import functools
+
+from .. import dtypes as _dt
+from ..errors import ShapeError, user_location
+from ..shapes import fmt_shape
+from ..tensor import Tensor
 from . import source  # noqa: F401  (registers placeholder/parameter/constant)
 from .base import cast
 from .elementwise import (
@@ -28,3 +34,38 @@ __all__ = [
     "softmax_cross_entropy", "split", "sqrt", "square", "squeeze", "stack", "sub", "sum",
     "sum_to", "swapaxes", "tanh", "transpose", "where", "zeros",
 ]
+
+
+def _operands(args) -> str:
+    tensors = []
+    for a in args:
+        if isinstance(a, Tensor):
+            tensors.append(a)
+        elif isinstance(a, (list, tuple)):
+            tensors.extend(t for t in a if isinstance(t, Tensor))
+    return ", ".join(f"{_dt.SHORT[t.dtype]}{fmt_shape(t.shape)}" for t in tensors) or "none"
+
+
+def _located(fn):
+    """Give a ShapeError raised before any node is made (a bad axis, reshape target, index,
+    split) the op name, operand shapes and user file:line that make_node gives the others."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ShapeError as exc:
+            loc = user_location()
+            message = str(exc)
+            if message.endswith(f" at {loc}"):
+                raise
+            message = message.removeprefix(f"{fn.__name__}: ")
+            raise ShapeError(f"{fn.__name__}: {message} (operands: {_operands(args)}) "
+                             f"at {loc}") from None
+
+    return wrapper
+
+
+for _name in __all__:
+    if _name != "OPS":
+        globals()[_name] = _located(globals()[_name])
