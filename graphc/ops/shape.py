@@ -217,7 +217,10 @@ def _getitem_grad_infer(types, attrs):
 def _getitem_grad_ref(values, attrs, ctx):
     g, *arrays = values
     out = np.zeros(bind(attrs["shape"], ctx.n), dtype=g.dtype)
-    np.add.at(out, decode_index(attrs["spec"], arrays), g)
+    try:
+        np.add.at(out, decode_index(attrs["spec"], arrays), g)
+    except IndexError as exc:  # the forward getitem may not run: only its gradient is asked for
+        ctx.fail(f"index out of range: {exc}")
     return [out]
 
 
