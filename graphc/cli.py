@@ -233,9 +233,9 @@ def _cache_location() -> str:
         return os.environ.get("GRAPHC_CACHE_DIR", "") or "(default; GRAPHC_CACHE_DIR not set)"
 
 
-_KERNEL_STATUS = {  # kernels.cache.load_kernel's status words, for people
-    "loaded": "machine code found in the cache",
-    "compiled": "new; Numba compiles it on its first call",
+_KERNEL_STATUS = {  # the status words of kernels.cache.warm / load_kernel, for people
+    "compiled": "compiled",
+    "loaded": "loaded from the cache",
     "memory": "already loaded in this process",
 }
 
@@ -265,8 +265,6 @@ def cmd_compile(args) -> int:
 
     outputs = load_target(args.target)
     inputs = placeholders(outputs)
-    if not os.environ.get("GRAPHC_LOG"):
-        os.environ["GRAPHC_LOG"] = "compile"  # kernels.cache logs one line per kernel it builds
     start = time.perf_counter()
     try:
         fn = gc_compile(inputs, outputs, backend=args.backend)
@@ -284,7 +282,12 @@ def cmd_compile(args) -> int:
         kernels = list(executable.kernel_log)
         for info in kernels:
             status = _KERNEL_STATUS.get(info.get("status"), info.get("status"))
-            print(f"  kernel {info.get('module', '?')}: {status}", flush=True)
+            seconds = info.get("seconds")
+            took = f" in {seconds:.2f} s" if isinstance(seconds, (int, float)) else ""
+            name = info.get("module") or "?"
+            if info.get("kernel"):
+                name = f"{info['kernel']} [{name}]"
+            print(f"  {name}: {status}{took}", flush=True)
     print(f"built the plan in {time.perf_counter() - start:.2f} s", flush=True)
     for n in args.batch:
         # Numba compiles (or loads from its cache) each kernel variant on its first call.
@@ -297,7 +300,7 @@ def cmd_compile(args) -> int:
         print(f"called once on zeros with N={n}: {time.perf_counter() - run_start:.2f} s "
               f"(compiles or loads the kernels it uses)", flush=True)
     seconds = time.perf_counter() - start
-    count = f"{len(kernels)} kernels, " if isinstance(kernels, (list, tuple)) else ""
+    count = f"{len(kernels)} compiled modules, " if isinstance(kernels, (list, tuple)) else ""
     where = f" (kernel cache: {_cache_location()})" if kernels else ""
     print(f"compiled {args.target}: {len(inputs)} inputs, {len(outputs)} outputs, {count}"
           f"backend {args.backend}, {seconds:.2f} s{where}")
