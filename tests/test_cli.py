@@ -231,3 +231,15 @@ def test_spiral():
     np.testing.assert_array_equal(x, again)
     other, _ = spiral(50, 3, seed=2)
     assert not np.array_equal(x, other)
+
+
+def test_dump_after_a_pass_keeps_the_gradient_header_consistent(folder, monkeypatch, capsys):
+    monkeypatch.chdir(folder)
+    assert main(["dump", "model.py:build", "--grad", "--after", "dce"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    returned = lines[-1].removeprefix("return ").split(", ")
+    assert len(returned) == 3
+    assert lines[0] == (f"# gradients: {returned[1]} = d{returned[0]}/dx, "
+                        f"{returned[2]} = d{returned[0]}/dW")
+    defined = {line.split(":")[0] for line in lines[1:-1]}
+    assert set(returned) <= defined
