@@ -59,6 +59,8 @@ class CpuExecutable:
         self._analyse()
         self.kernel_log: list = []
         self._load_kernels()
+        self._storage()
+        self._build_segments()
         self.rngs = {n.id: np.random.default_rng(n.attrs["seed"])
                      for n in self.nodes if n.op == "random_uniform"}
         self._bound: dict = {}
@@ -125,7 +127,39 @@ class CpuExecutable:
             low.fns = fns
             low.warmed = set()
             self.lowered[step.index] = low
-            self._warm(low, "serial")  # compile now (or load from the disk cache)
+            if not self.serial_only(step):
+                self._warm(low, "serial")  # compile now (or load from the disk cache)
+
+    def serial_only(self, step) -> bool:
+        """A group too small to be worth threads at any likely batch size (so it can run
+        inside a segment); batch dims are assumed up to 8192 rows."""
+        low = self.lowered[step.index]
+        if not low.spec.parallel_ok:
+            return True
+        dom = step.nodes[0].outputs[0].shape if step.nodes else step.epilogue.inputs[0].shape
+        static = int(np.prod([d for d in dom if d is not None], dtype=np.int64))
+        return static * (8192 if None in dom else 1) < PARALLEL_MIN
+
+    def _build_segments(self):
+        from .segment import Segment, Slots, in_segment
+
+        self.slots = Slots()
+        self.segments = []
+        self.segment_of = {}
+        run: list = []
+        for step in self.steps + [None]:
+            if step is not None and in_segment(self, step):
+                run.append(step)
+                continue
+            work = [s for s in run if not isinstance(s, ViewStep) and
+                    not (isinstance(s, FallbackStep))]
+            if work and os.environ.get("GRAPHC_SEGMENTS", "1") != "0":
+                seg = Segment(self, run, self.slots, len(self.segments))
+                seg.load(self.kernel_log.append)
+                self.segments.append(seg)
+                for st in run:
+                    self.segment_of[st.index] = seg
+            run = []
 
     def _warm(self, low, variant: str) -> None:
         """Compile one variant of a kernel ahead of its first real call, by calling it on
@@ -180,6 +214,7 @@ class CpuExecutable:
                             if isinstance(s, FallbackStep) or
                             (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)),
                            default=-1)
+        self.kinds = kinds  # views are known now: _base/_reads below look through them
         for (param, _), v in zip(self.program.updates, self.update_values):
             step = self.step_of.get(v)
             if not isinstance(step, FusedGroup) or kinds.get(v) != "arena":
@@ -191,12 +226,15 @@ class CpuExecutable:
                 continue
             if any(self._reads(s, param) for s in self.steps if s.index > step.index):
                 continue
+            # outputs and the other updates read the parameter's old value after the steps
+            if any(self._base(w) is param for w in self.out_tensors + self.update_values):
+                continue
             kinds[v] = "inplace"
             self.inplace_updates[id(v)] = param
         self.kinds = kinds
 
     def _reads(self, step, t) -> bool:
-        return any(x is t for x in self._step_inputs(step))
+        return any(self._base(x) is t for x in self._step_inputs(step))
 
     def _step_inputs(self, step) -> list:
         if isinstance(step, FusedGroup):
@@ -214,8 +252,6 @@ class CpuExecutable:
     def bind(self, n):
         if n in self._bound:
             return self._bound[n]
-        if not hasattr(self, "kinds"):
-            self._storage()
         runner = _Binder(self, n).build()
         self._bound[n] = runner
         return runner
@@ -300,22 +336,46 @@ class _Binder:
             if in_id in ex.inplace_updates:
                 self.names[v] = self.glob(ex.inplace_updates[in_id].data, "p")
 
+        if ex.segments:
+            S = ex.slots.values(self)
+            self.globals["S"] = S
+            usable = arena[:arena.size // 8 * 8]
+            for d in ("float32", "float64", "int32", "int64", "bool"):
+                self.globals[f"A_{d}"] = usable.view(d)
         args = ", ".join(f"f{i}" for i in range(len(ex.program.inputs)))
         self.lines.append(f"def run({args}):")
         for step in ex.steps:
-            self.emit(step)
-        # updates not done in place: computed above, copied now, all at once
-        for (param, _), v in zip(ex.program.updates, ex.update_values):
-            if id(v) in ex.inplace_updates:
-                continue
-            self.lines.append(f"    np.copyto({self.glob(param.data, 'p')}, "
-                              f"{self.ref(v)})  # update {param.name}")
+            seg = ex.segment_of.get(step.index)
+            if seg is None:
+                self.emit(step)
+            elif step is seg.steps[0]:
+                self.emit_segment(seg)
+        # outputs that are not per-call buffers are copied before any update is applied
         outs = []
         for t in ex.out_tensors:
             expr = self.ref(t)
             if kinds.get(t) != "fresh" or self._is_alias_output(t):
-                expr = f"np.array({expr})"
+                name = f"r{self.counter}"
+                self.counter += 1
+                self.lines.append(f"    {name} = np.array({expr})")
+                expr = name
             outs.append(expr)
+        # updates not done in place: computed above, copied now, all at once (a value that
+        # is, or is a view of, an updated parameter is read before any copy)
+        copies = []
+        for (param, _), v in zip(ex.program.updates, ex.update_values):
+            if id(v) in ex.inplace_updates:
+                continue
+            src = self.ref(v)
+            base = ex._base(v)
+            if kinds.get(base) == "param" and any(base is p for p, _ in ex.program.updates):
+                tmp = f"u{self.counter}"
+                self.counter += 1
+                self.lines.append(f"    {tmp} = np.array({src})")
+                src = tmp
+            copies.append(f"    np.copyto({self.glob(param.data, 'p')}, {src})"
+                          f"  # update {param.name}")
+        self.lines += copies
         self.lines.append(f"    return [{', '.join(outs)}]")
         self.source = "\n".join(self.lines) + "\n"
         code = compile(self.source, f"<graphc plan N={n}>", "exec")
@@ -368,6 +428,26 @@ class _Binder:
         fail = self.glob(_failer(node), "fail")
         self.lines.append(f"    if {call}:")
         self.lines.append(f"        {fail}()")
+
+    def emit_segment(self, seg):
+        for step in seg.steps:  # names the Python side needs: numel values, reshapes
+            if isinstance(step, (ViewStep, FallbackStep)):
+                self.emit(step)
+        for step in seg.steps:
+            for t in self._step_outputs(step):
+                if self.ex.kinds.get(t) == "fresh":
+                    self.out_ref(t)
+        fn = self.glob(seg.fn, "seg")
+        arenas = ", ".join(f"A_{d}" for d in ("float32", "float64", "int32", "int64", "bool"))
+        ext = "".join(f", {self.ref(t)}" for t in seg.ext)
+        call = f"{fn}(S, {arenas}{ext})"
+        if seg.checks:
+            fail = self.glob(_segment_failer(seg.checks), "fail")
+            self.lines.append(f"    st = {call}")
+            self.lines.append("    if st:")
+            self.lines.append(f"        {fail}(st)")
+        else:
+            self.lines.append(f"    {call}")
 
     def emit(self, step):
         ex = self.ex
@@ -473,6 +553,13 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else a.copy()
 
 
+def _segment_failer(nodes):
+    def fail(status):
+        _failer(nodes[status - 1])()
+
+    return fail
+
+
 def _failer(node):
     def fail():
         raise RuntimeCheckError(f"{node.op}: a label is outside [0, classes) (node created at "
@@ -492,7 +579,15 @@ def _fallback(node, n, rngs):
 
     def run(*values):
         results = reference(list(values), attrs, ctx)
-        return [_contiguous(np.asarray(r, dtype=d)) for r, d in zip(results, dtypes)]
+        out = []
+        for r, d in zip(results, dtypes):
+            r = _contiguous(np.asarray(r, dtype=d))
+            # a view of an operand (getitem, squeeze...) would alias an arena buffer, a
+            # parameter or a feed: the plan treats fallback results as buffers of their own
+            if any(isinstance(v, np.ndarray) and np.may_share_memory(r, v) for v in values):
+                r = r.copy()
+            out.append(r)
+        return out
 
     return run
 
