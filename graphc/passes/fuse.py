@@ -177,6 +177,8 @@ def schedule(roots) -> list[Step]:
                 continue
             step = FusedGroup(len(steps), [], shape=x.shape, epilogue=node)
             add(step)
+            group_of_node[node.id] = step  # add() registers members only
+            step_of[out] = step.index
             continue
         if node.op == "reshape":
             add(ViewStep(len(steps), [node]))
