@@ -330,7 +330,7 @@ class Parameter(Tensor):
         if arr.dtype.name not in dt.DTYPES:
             raise TypeError(f"Parameter {name!r}: unsupported dtype {arr.dtype}; "
                             f"expected one of {', '.join(dt.DTYPES)}")
-        arr = np.ascontiguousarray(arr)
+        arr = np.require(arr, requirements="C")  # (ascontiguousarray would make 0-d into 1-d)
         node = make_node(
             "parameter", (), {"shape": arr.shape, "dtype": arr.dtype.name, "name": name}
         )

@@ -59,6 +59,8 @@ class CpuExecutable:
         self._analyse()
         self.kernel_log: list = []
         self._load_kernels()
+        self._storage()
+        self._build_segments()
         self.rngs = {n.id: np.random.default_rng(n.attrs["seed"])
                      for n in self.nodes if n.op == "random_uniform"}
         self._bound: dict = {}
@@ -125,7 +127,39 @@ class CpuExecutable:
             low.fns = fns
             low.warmed = set()
             self.lowered[step.index] = low
-            self._warm(low, "serial")  # compile now (or load from the disk cache)
+            if not self.serial_only(step):
+                self._warm(low, "serial")  # compile now (or load from the disk cache)
+
+    def serial_only(self, step) -> bool:
+        """A group too small to be worth threads at any likely batch size (so it can run
+        inside a segment); batch dims are assumed up to 8192 rows."""
+        low = self.lowered[step.index]
+        if not low.spec.parallel_ok:
+            return True
+        dom = step.nodes[0].outputs[0].shape if step.nodes else step.epilogue.inputs[0].shape
+        static = int(np.prod([d for d in dom if d is not None], dtype=np.int64))
+        return static * (8192 if None in dom else 1) < PARALLEL_MIN
+
+    def _build_segments(self):
+        from .segment import Segment, Slots, in_segment
+
+        self.slots = Slots()
+        self.segments = []
+        self.segment_of = {}
+        run: list = []
+        for step in self.steps + [None]:
+            if step is not None and in_segment(self, step):
+                run.append(step)
+                continue
+            work = [s for s in run if not isinstance(s, ViewStep) and
+                    not (isinstance(s, FallbackStep))]
+            if work and os.environ.get("GRAPHC_SEGMENTS", "1") != "0":
+                seg = Segment(self, run, self.slots, len(self.segments))
+                seg.load(self.kernel_log.append)
+                self.segments.append(seg)
+                for st in run:
+                    self.segment_of[st.index] = seg
+            run = []
 
     def _warm(self, low, variant: str) -> None:
         """Compile one variant of a kernel ahead of its first real call, by calling it on
@@ -218,8 +252,6 @@ class CpuExecutable:
     def bind(self, n):
         if n in self._bound:
             return self._bound[n]
-        if not hasattr(self, "kinds"):
-            self._storage()
         runner = _Binder(self, n).build()
         self._bound[n] = runner
         return runner
@@ -304,10 +336,20 @@ class _Binder:
             if in_id in ex.inplace_updates:
                 self.names[v] = self.glob(ex.inplace_updates[in_id].data, "p")
 
+        if ex.segments:
+            S = ex.slots.values(self)
+            self.globals["S"] = S
+            usable = arena[:arena.size // 8 * 8]
+            for d in ("float32", "float64", "int32", "int64", "bool"):
+                self.globals[f"A_{d}"] = usable.view(d)
         args = ", ".join(f"f{i}" for i in range(len(ex.program.inputs)))
         self.lines.append(f"def run({args}):")
         for step in ex.steps:
-            self.emit(step)
+            seg = ex.segment_of.get(step.index)
+            if seg is None:
+                self.emit(step)
+            elif step is seg.steps[0]:
+                self.emit_segment(seg)
         # outputs that are not per-call buffers are copied before any update is applied
         outs = []
         for t in ex.out_tensors:
@@ -384,8 +426,31 @@ class _Binder:
     def check(self, call: str, step) -> None:
         node = step.nodes[0]
         fail = self.glob(_failer(node), "fail")
+        labels = self.names.get(node.inputs[1 if node.op != "one_hot" else 0], "None")
         self.lines.append(f"    if {call}:")
-        self.lines.append(f"        {fail}()")
+        self.lines.append(f"        {fail}({labels})")
+
+    def emit_segment(self, seg):
+        for step in seg.steps:  # names the Python side needs: numel values, reshapes
+            if isinstance(step, (ViewStep, FallbackStep)):
+                self.emit(step)
+        for step in seg.steps:
+            for t in self._step_outputs(step):
+                if self.ex.kinds.get(t) == "fresh":
+                    self.out_ref(t)
+        fn = self.glob(seg.fn, "seg")
+        arenas = ", ".join(f"A_{d}" for d in ("float32", "float64", "int32", "int64", "bool"))
+        ext = "".join(f", {self.ref(t)}" for t in seg.ext)
+        call = f"{fn}(S, {arenas}{ext})"
+        if seg.checks:
+            fail = self.glob(_segment_failer(seg.checks), "fail")
+            labels = ", ".join(self.names.get(nd.inputs[1 if nd.op != "one_hot" else 0], "None")
+                               for nd in seg.checks)
+            self.lines.append(f"    st = {call}")
+            self.lines.append("    if st:")
+            self.lines.append(f"        {fail}(st, ({labels},))")
+        else:
+            self.lines.append(f"    {call}")
 
     def emit(self, step):
         ex = self.ex
@@ -491,10 +556,24 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else a.copy()
 
 
+def _segment_failer(nodes):
+    def fail(status, labels):
+        _failer(nodes[status - 1])(labels[status - 1])
+
+    return fail
+
+
 def _failer(node):
-    def fail():
-        raise RuntimeCheckError(f"{node.op}: a label is outside [0, classes) (node created at "
-                                f"{node.loc})")
+    classes = node.outputs[0].shape[-1] if node.op == "one_hot" else node.inputs[0].shape[-1]
+
+    def fail(labels=None):
+        what = "a label"
+        if labels is not None:
+            bad = labels[(labels < 0) | (labels >= classes)]
+            if bad.size:
+                what = f"label {int(bad[0])}"
+        raise RuntimeCheckError(f"{node.op}: {what} is outside [0, {classes}) (node created "
+                                f"at {node.loc})")
 
     return fail
 
