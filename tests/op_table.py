@@ -243,6 +243,10 @@ case("sum-tuple-keepdims", "sum", lambda a: gc.sum(a, (0, 2), keepdims=True),
      lambda a: a.sum((0, 2), keepdims=True), REDUCE_SHAPES)
 case("sum-negative-axis", "sum", lambda a: a.sum(-1), lambda a: a.sum(-1),
      [((2, 3),), ((None, 4),)])
+case("sum-bool-counts", "sum", lambda a: gc.sum(a > 0, 0), lambda a: (a > 0).sum(0),
+     [((3, 2),), ((None, 3),)], args=(Arg(domain=small_ints),), grad=False)
+case("mean-int", "mean", lambda i: i.mean(-1), lambda i: i.mean(-1).astype(np.float32),
+     [((2, 3),), ((None, 2),)], args=(Arg("int64", labels(5)),), grad=False)
 case("mean-all", "mean", lambda a: a.mean(), np.mean, REDUCE_SHAPES)
 case("mean-batch-axis", "mean", lambda a: gc.mean(a, 0), lambda a: a.mean(0), REDUCE_SHAPES)
 case("mean-tuple-keepdims", "mean", lambda a: a.mean((1, 2), keepdims=True),
@@ -259,6 +263,8 @@ case("argmax-last", "argmax", lambda a: a.argmax(), lambda a: a.argmax(-1), REDU
      args=_DISTINCT, grad=False)
 case("argmax-axis0", "argmax", lambda a: gc.argmax(a, 0), lambda a: a.argmax(0),
      [((4, 3),), ((None, 2),)], args=_DISTINCT, grad=False)
+case("argmax-flattened", "argmax", lambda a: gc.argmax(a, None), lambda a: a.argmax(),
+     [((2, 3),), ((3, 2, 2),)], args=_DISTINCT, grad=False)
 case("numel-batch", "numel", lambda a: gc.numel(a, 0),
      lambda a: np.float32(a.shape[0]), [((None, 3),), ((None, 2, 2),)], grad=False)
 case("numel-all", "numel", lambda a: gc.numel(a, None, "int64"),

@@ -135,6 +135,13 @@ def mean(x, axis=None, keepdims=False) -> Tensor:
 
 
 def argmax(x, axis=-1) -> Tensor:
+    """Index of the largest element along `axis` (None: of the flattened tensor, as numpy)."""
+    from .shape import reshape
+
     x = as_tensor(x)
+    if axis is None:
+        x, axis = reshape(x, (-1,)), 0
+    if not isinstance(axis, (int, np.integer)):
+        raise ShapeError(f"argmax takes one axis (an int or None), got {axis!r}")
     (axis,) = normalize_axes(axis, x.ndim)
     return apply("argmax", x, axis=axis)
