@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 WORKLOAD_NAMES = {
     "W1": "tiny-mlp", "W2": "mnist-mlp", "W3": "lenet", "W4": "elementwise", "W5": "vgg-block",
@@ -22,17 +22,18 @@ class Config:
     json_path: str | None = "bench-results.json"
     threads: int = 2
     pin: bool = True                     # restrict the process to `threads` CPUs
+    wait_policy: str = "passive"         # idle threads sleep; see threads.configure_process
     skip: tuple = ()                     # any of SKIPPABLE
     warmup: int = 5
     min_reps: int = 10
-    max_reps: int = 1000
-    min_time_s: float = 2.0              # keep repeating until this much time has passed
-    extra: dict = field(default_factory=dict)
+    max_reps: int = 20000
+    min_time_s: float = 2.0              # seconds of timing per framework, at least
 
     @classmethod
     def for_mode(cls, quick: bool, **overrides) -> Config:
         if quick:
-            base = {"quick": True, "warmup": 2, "min_reps": 3, "max_reps": 50, "min_time_s": 0.3}
+            base = {"quick": True, "warmup": 2, "min_reps": 3, "max_reps": 2000,
+                    "min_time_s": 0.3}
         else:
             base = {}
         base.update(overrides)
@@ -88,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="threads per framework (default 2)")
     p.add_argument("--no-pin", dest="pin", action="store_false",
                    help="do not restrict the process to --threads CPUs")
+    p.add_argument("--wait-policy", choices=("passive", "default"), default="passive",
+                   help="passive (default): idle OpenMP/OpenBLAS threads sleep rather than "
+                        "spin and steal the pinned CPUs from the next framework; default: "
+                        "the libraries' own settings")
     p.add_argument("--skip", type=_skip, default=(), metavar="LIST",
                    help=f"parts to leave out, comma separated, from: {', '.join(SKIPPABLE)}")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing")
@@ -99,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> Config:
     args = build_parser().parse_args(argv)
     overrides = {"json_path": None if args.json_path == "-" else args.json_path,
-                 "threads": args.threads, "pin": args.pin, "skip": args.skip}
+                 "threads": args.threads, "pin": args.pin, "skip": args.skip,
+                 "wait_policy": args.wait_policy}
     if args.only is not None:
         overrides["only"] = args.only
     if args.frameworks is not None:

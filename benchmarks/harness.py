@@ -1,7 +1,10 @@
 """Run the workloads on every framework: build, check against the reference, time.
 
-`run(config)` returns the results as a JSON-ready dict; `main(argv)` also prints the table
-and writes the JSON file. Nothing here asserts on timings.
+Per workload: each framework is set up from fresh copies of the same weights, its first
+step is timed (set-up and compile included) and its first results are compared with the
+float64 reference; then the frameworks are timed in turns (`time_interleaved`). `run(config)`
+returns the results as a JSON-ready dict; `main(argv)` also prints the table and writes the
+JSON file. Nothing here asserts on timings.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from .threads import process_state
 from .workloads import WORKLOADS, make_data
 
 CHECK_RTOL = 1e-3
+BLOCK_S = 0.05  # seconds of one framework's steps timed before the next one's turn
 COMPILE_TIME_WORKLOADS = ("W1", "W2")  # graphc cold/warm compile is measured on these
 
 
@@ -59,27 +63,6 @@ def _reason(exc: BaseException) -> str:
     return reason if len(reason) <= 300 else reason[:297] + "..."
 
 
-def time_steps(step, cfg: Config) -> list[float]:
-    """Seconds per call: `warmup` untimed calls, then at least `min_reps` and until
-    `min_time_s` has passed (at most `max_reps`). The garbage collector is off meanwhile."""
-    for _ in range(cfg.warmup):
-        step()
-    times: list[float] = []
-    was_enabled = garbage_collector.isenabled()
-    garbage_collector.disable()
-    try:
-        start = time.perf_counter()
-        while len(times) < cfg.max_reps and (
-                len(times) < cfg.min_reps or time.perf_counter() - start < cfg.min_time_s):
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-    finally:
-        if was_enabled:
-            garbage_collector.enable()
-    return times
-
-
 def check_values(runner, first_result, train: bool) -> np.ndarray:
     """The values compared with the reference: the first CHECK_STEPS losses, or the output."""
     if not train:
@@ -90,13 +73,21 @@ def check_values(runner, first_result, train: bool) -> np.ndarray:
     return np.array(values)
 
 
-def run_peer(peer, w, data, want, cfg: Config) -> Row:
+def _mark_failed(row: Row, exc: Exception) -> None:
+    row.status = "n/a" if isinstance(exc, NotApplicable) else "failed"
+    row.reason = _reason(exc)
+
+
+def prepare(peer, w, data, want) -> tuple[Row, object]:
+    """Build the runner, time set-up plus first step, run the correctness check.
+
+    Returns the row and the runner, or None in place of the runner when it cannot run.
+    """
     row = Row(peer.name)
     why = peer.unavailable()
     if why:
         row.status, row.reason = "n/a", why
-        return row
-    restore = peer.set_threads(cfg.threads)
+        return row, None
     try:
         t0 = time.perf_counter()
         runner = peer.build(w, data)
@@ -105,36 +96,96 @@ def run_peer(peer, w, data, want, cfg: Config) -> Row:
         if want is not None:
             got = check_values(runner, first, w.train)
             err = relative_error(got, want)
-            row.check = {"rel_err": err, "ok": bool(err <= CHECK_RTOL),
+            finite = bool(np.isfinite(err))  # inf/NaN: wrong shape or a NaN result
+            row.check = {"rel_err": err if finite else None,
+                         "ok": finite and bool(err <= CHECK_RTOL),
                          "values": got.tolist() if got.size <= 8 else None}
-        times = time_steps(runner.step, cfg)
-    except NotApplicable as exc:
-        row.status, row.reason = "n/a", _reason(exc)
-        return row
     except Exception as exc:  # noqa: BLE001 - one framework failing must not stop the suite
-        row.status, row.reason = "failed", _reason(exc)
-        return row
+        _mark_failed(row, exc)
+        return row, None
+    return row, runner
+
+
+@dataclass
+class _Timing:
+    row: Row
+    runner: object
+    block: int                      # steps timed in a row before the next framework's turn
+    times: list = field(default_factory=list)
+
+
+def time_interleaved(prepared: list, cfg: Config) -> dict:
+    """Seconds per step for each (row, runner), keyed by framework name.
+
+    The frameworks take turns, a block of about BLOCK_S seconds of steps each, so a change
+    in machine load during the run hits them all alike. Each gets `warmup` untimed steps
+    first; a framework stops after `max_reps` steps, or once it has `min_reps` and the
+    rounds have lasted `min_time_s` per framework. The garbage collector is off meanwhile.
+    """
+    pending = []
+    for row, runner in prepared:
+        try:
+            for _ in range(cfg.warmup):
+                runner.step()
+            t0 = time.perf_counter()
+            runner.step()
+            estimate = time.perf_counter() - t0
+        except Exception as exc:  # noqa: BLE001 - one framework failing must not stop the suite
+            _mark_failed(row, exc)
+            continue
+        pending.append(_Timing(row, runner, max(1, int(BLOCK_S / max(estimate, 1e-7)))))
+    budget = cfg.min_time_s * len(pending)
+    finished = {}
+    was_enabled = garbage_collector.isenabled()
+    garbage_collector.disable()
+    try:
+        start = time.perf_counter()
+        while pending:
+            for entry in list(pending):
+                try:
+                    for _ in range(min(entry.block, cfg.max_reps - len(entry.times))):
+                        t0 = time.perf_counter()
+                        entry.runner.step()
+                        entry.times.append(time.perf_counter() - t0)
+                except Exception as exc:  # noqa: BLE001 - the others go on
+                    _mark_failed(entry.row, exc)
+                    pending.remove(entry)
+                    continue
+                n = len(entry.times)
+                if n >= cfg.max_reps or (
+                        n >= cfg.min_reps and time.perf_counter() - start >= budget):
+                    finished[entry.row.framework] = entry.times
+                    pending.remove(entry)
     finally:
-        restore()
-    row.median_ms = 1e3 * statistics.median(times)
-    row.min_ms = 1e3 * min(times)
-    row.reps = len(times)
-    if data.flops and w.throughput:
-        row.gflops = data.flops / (row.median_ms * 1e-3) / 1e9
-    if data.bytes and w.throughput:
-        row.gbps = data.bytes / (row.median_ms * 1e-3) / 1e9
-    return row
+        if was_enabled:
+            garbage_collector.enable()
+    return finished
 
 
 def run_workload(w, peers, cfg: Config, log=print) -> dict:
     data = make_data(w, cfg.quick)
     want = None if "check" in cfg.skip else reference(w, data)
-    rows = []
+    rows, ready = [], []
     for peer in peers:
         if peer.name not in cfg.frameworks:
             continue
-        log(f"  {w.key} {peer.name} ...", flush=True)
-        rows.append(run_peer(peer, w, data, want, cfg))
+        log(f"  {w.key} {peer.name}: set-up, first step, check ...", flush=True)
+        row, runner = prepare(peer, w, data, want)
+        rows.append(row)
+        if runner is not None:
+            ready.append((row, runner))
+    log(f"  {w.key}: timing {len(ready)} frameworks in turns ...", flush=True)
+    times = time_interleaved(ready, cfg)
+    for row in rows:
+        if row.framework not in times:
+            continue
+        row.median_ms = 1e3 * statistics.median(times[row.framework])
+        row.min_ms = 1e3 * min(times[row.framework])
+        row.reps = len(times[row.framework])
+        if data.flops and w.throughput:
+            row.gflops = data.flops / (row.median_ms * 1e-3) / 1e9
+        if data.bytes and w.throughput:
+            row.gbps = data.bytes / (row.median_ms * 1e-3) / 1e9
     medians = [r.median_ms for r in rows if r.median_ms is not None]
     for r in rows:
         if r.median_ms is not None:
@@ -194,40 +245,39 @@ def machine_info(cfg: Config) -> dict:
 
 
 def versions(peers) -> dict:
-    import numba
-
-    out = {"python": platform.python_version(), "numpy": np.__version__,
-           "numba": numba.__version__}
+    """Python, NumPy, and the version of every framework that runs (peers: available ones)."""
+    out = {"python": platform.python_version(), "numpy": np.__version__}
     for peer in peers:
-        if peer.unavailable() is None:
-            try:
-                out.update(peer.versions())
-            except Exception as exc:  # noqa: BLE001 - a version is not worth a crash
-                out[peer.name] = f"version unknown: {_reason(exc)}"
+        try:
+            out.update(peer.versions())
+        except Exception as exc:  # noqa: BLE001 - a version is not worth a crash
+            out[peer.name] = f"version unknown: {_reason(exc)}"
     return out
 
 
 def run(cfg: Config, log=print) -> dict:
     """Everything the table and the JSON file show."""
     peers = all_peers()
+    selected = [p for p in peers if p.name in cfg.frameworks and p.unavailable() is None]
     started = datetime.datetime.now(datetime.timezone.utc)
     results = {"schema": 1, "date": started.isoformat(timespec="seconds"),
-               "machine": machine_info(cfg), "versions": versions(peers),
-               "config": {"quick": cfg.quick, "only": list(cfg.only),
-                          "frameworks": list(cfg.frameworks), "threads": cfg.threads,
-                          "warmup": cfg.warmup, "min_reps": cfg.min_reps,
-                          "max_reps": cfg.max_reps, "min_time_s": cfg.min_time_s,
-                          "skip": list(cfg.skip)}}
+               "machine": machine_info(cfg), "versions": versions(selected),
+               "config": asdict(cfg)}
     if "limits" not in cfg.skip:
         log("measuring machine limits ...", flush=True)
         results["limits"] = limits.measure(cfg.threads)
     else:
         results["limits"] = None
     results["workloads"] = []
-    for key in cfg.only:
-        w = WORKLOADS[key]
-        log(f"{w.label}: {w.description}", flush=True)
-        results["workloads"].append(run_workload(w, peers, cfg, log))
+    restores = [p.set_threads(cfg.threads) for p in selected]
+    try:
+        for key in cfg.only:
+            w = WORKLOADS[key]
+            log(f"{w.label}: {w.description}", flush=True)
+            results["workloads"].append(run_workload(w, peers, cfg, log))
+    finally:
+        for restore in reversed(restores):
+            restore()
     if "compile" not in cfg.skip:
         results["compile_times"] = compile_times(results["workloads"], cfg, log)
     else:

@@ -25,6 +25,8 @@ def _check(row: dict) -> str:
     check = row.get("check") or {}
     if "rel_err" not in check:
         return "-"
+    if check["rel_err"] is None:
+        return "WARN shape or NaN"
     if check["ok"]:
         return f"ok {check['rel_err']:.0e}"
     return f"WARN rel err {check['rel_err']:.1e}"
@@ -48,10 +50,13 @@ def _shorten(text: str, width: int = REASON_WIDTH) -> str:
 
 def header(results: dict) -> list[str]:
     m = results["machine"]
+    threads = m["thread_settings"]
+    wait_env = ", ".join(f"{k}={v or 'unset'}" for k, v in threads["wait_env"].items())
     lines = [f"graphc benchmarks, {results['date']}",
              (f"machine: {m['cpu_model']}, {m['logical_cores']} logical cores "
-              f"({m['physical_cores'] or '?'} physical), {m['threads_per_framework']} threads "
-              f"per framework, pinned to CPUs {m['thread_settings']['pinned_cpus']}"),
+              f"({m['physical_cores'] or '?'} physical)"),
+             (f"threads: {m['threads_per_framework']} per framework, pinned to CPUs "
+              f"{threads['pinned_cpus']}, {wait_env}"),
              "versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items())]
     load = m.get("load_average_at_start")
     if load and load[0] > 0.5 * (m["logical_cores"] or 1):

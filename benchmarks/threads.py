@@ -15,6 +15,8 @@ THREAD_ENV_VARS = (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GRAPHC_NUM_THREADS",
     "NUMBA_NUM_THREADS",
 )
+WAIT_POLICIES = ("passive", "default")
+PASSIVE_WAIT_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
 
 
 def xla_flags(threads: int, existing: str = "") -> str:
@@ -26,16 +28,26 @@ def xla_flags(threads: int, existing: str = "") -> str:
     return " ".join(kept + wanted)
 
 
-def configure_process(threads: int, pin: bool = True) -> dict:
+def configure_process(threads: int, pin: bool = True, wait_policy: str = "passive") -> dict:
     """Set thread environment variables and (optionally) CPU affinity for this process.
+
+    wait_policy "passive" (the default) makes idle worker threads sleep instead of spinning:
+    OMP_WAIT_POLICY=PASSIVE for every OpenMP runtime (PyTorch, inductor's code, numba's omp
+    layer) and OPENBLAS_THREAD_TIMEOUT=4 for both OpenBLAS copies (NumPy's spins ~60 ms after
+    each call otherwise). All frameworks share one process and a few pinned CPUs, so one
+    framework's spinning pool slows the next one down, and on a busy machine PyTorch's 2-thread
+    steps stall for tens of milliseconds at random. "default" leaves the libraries' defaults.
 
     Returns what was done, for the results file. Call before importing numeric libraries.
     """
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(threads)
+    if wait_policy == "passive":
+        os.environ.update(PASSIVE_WAIT_ENV)
     os.environ["XLA_FLAGS"] = xla_flags(threads, os.environ.get("XLA_FLAGS", ""))
     done = {"threads": threads, "env": {v: os.environ[v] for v in THREAD_ENV_VARS},
-            "xla_flags": os.environ["XLA_FLAGS"], "pinned_cpus": None}
+            "xla_flags": os.environ["XLA_FLAGS"],
+            "wait_env": {v: os.environ.get(v) for v in PASSIVE_WAIT_ENV}, "pinned_cpus": None}
     if pin and hasattr(os, "sched_setaffinity"):
         allowed = sorted(os.sched_getaffinity(0))
         if len(allowed) > threads:
@@ -47,7 +59,8 @@ def configure_process(threads: int, pin: bool = True) -> dict:
 def process_state() -> dict:
     """Thread-related settings as they are now (for a run that did not configure them)."""
     state = {"env": {v: os.environ.get(v) for v in THREAD_ENV_VARS},
-             "xla_flags": os.environ.get("XLA_FLAGS"), "pinned_cpus": None}
+             "xla_flags": os.environ.get("XLA_FLAGS"),
+             "wait_env": {v: os.environ.get(v) for v in PASSIVE_WAIT_ENV}, "pinned_cpus": None}
     if hasattr(os, "sched_getaffinity"):
         state["pinned_cpus"] = sorted(os.sched_getaffinity(0))
     return state

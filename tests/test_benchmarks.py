@@ -5,6 +5,10 @@ and that unsupported workloads show as 'n/a' rows rather than stopping the run.
 """
 import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +62,23 @@ def test_main_prints_table_and_writes_json(tmp_path, capsys):
     for name in CHEAP:
         assert name in out
     assert f"results written to {path}" in out
+
+
+def test_module_entry_point_sets_thread_limits_first(tmp_path):
+    path = tmp_path / "bench.json"
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "XLA_FLAGS")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", *tiny_argv(path, frameworks=["graphc numpy"])],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "W1 tiny-mlp" in proc.stdout
+    threads = json.loads(path.read_text())["machine"]["thread_settings"]
+    assert threads["env"]["OPENBLAS_NUM_THREADS"] == "2"
+    assert threads["env"]["NUMBA_NUM_THREADS"] == "2"
+    assert threads["wait_env"] == {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
+    assert "--xla_cpu_multi_thread_eigen=true" in threads["xla_flags"]
+    assert 1 <= len(threads["pinned_cpus"]) <= 2
 
 
 def test_unsupported_workloads_are_na_rows_and_throughput_is_reported(tmp_path):
