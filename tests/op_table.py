@@ -211,6 +211,17 @@ case("leaky_relu", "leaky_relu", lambda a: gc.leaky_relu(a, 0.1),
 case("clip", "clip", lambda a: gc.clip(a, -0.75, 0.75), lambda a: np.clip(a, -0.75, 0.75),
      UNARY_SHAPES, args=(Arg(domain=grid(0.0)),))
 case("square", "square", gc.square, np.square, UNARY_SHAPES)
+case("log-method", "log", lambda a: a.log(), np.log, [((3,),), ((None, 2),)], args=_POSITIVE)
+case("sqrt-method", "sqrt", lambda a: a.sqrt(), np.sqrt, [((3,),), ((None, 2),)],
+     args=_POSITIVE)
+case("tanh-method", "tanh", lambda a: a.tanh(), np.tanh, [((3,),), ((None, 2),)])
+case("sigmoid-method", "sigmoid", lambda a: a.sigmoid(), _np_sigmoid, [((3,),), ((None, 2),)])
+case("relu-method", "relu", lambda a: a.relu(), lambda a: np.maximum(a, 0),
+     [((3,),), ((None, 2),)], args=_AWAY)
+case("clip-method", "clip", lambda a: a.clip(-0.75, 0.75), lambda a: np.clip(a, -0.75, 0.75),
+     [((3,),), ((None, 2),)], args=(Arg(domain=grid(0.0)),))
+case("pos-and-reflected-compare", "greater", lambda a: 0.5 < +a, lambda a: 0.5 < a,
+     [((3,),), ((None, 2),)], args=(Arg(domain=small_ints),), grad=False)
 case("int-to-float-unary", "exp", gc.exp, lambda a: np.exp(a.astype(np.float32)),
      [((3,),), ((None,),)], args=(Arg("int64", labels(3)),), grad=False)
 

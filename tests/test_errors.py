@@ -99,6 +99,17 @@ def test_shape_error_from_a_method_names_the_user_line():
     _assert_located(str(info.value), "sum", ["[2,3]"], line)
 
 
+def test_symbolic_tensors_have_no_truth_value_length_or_iteration():
+    x = gc.placeholder((None, 3), name="x")
+    with pytest.raises(TypeError, match="where"):
+        bool(x > 0)
+    with pytest.raises(TypeError, match="batch"):
+        len(x)
+    with pytest.raises(TypeError, match="split"):
+        list(x)
+    assert len(gc.placeholder((4, 2))) == 4
+
+
 # --- errors when calling a compiled function -------------------------------------------------------
 @pytest.fixture
 def affine(backend):
