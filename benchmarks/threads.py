@@ -57,10 +57,12 @@ def configure_process(threads: int, pin: bool = True, wait_policy: str = "passiv
 
 
 def process_state() -> dict:
-    """Thread-related settings as they are now (for a run that did not configure them)."""
+    """Thread-related settings as they are now, for the results file."""
     state = {"env": {v: os.environ.get(v) for v in THREAD_ENV_VARS},
              "xla_flags": os.environ.get("XLA_FLAGS"),
-             "wait_env": {v: os.environ.get(v) for v in PASSIVE_WAIT_ENV}, "pinned_cpus": None}
+             "wait_env": {v: os.environ.get(v) for v in PASSIVE_WAIT_ENV},
+             "torch_inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
+             "pinned_cpus": None}
     if hasattr(os, "sched_getaffinity"):
         state["pinned_cpus"] = sorted(os.sched_getaffinity(0))
     return state
