@@ -107,9 +107,9 @@ def compile_table(results: dict) -> list[str]:
     if not entries:
         return []
     lines = [("compile time (s): graphc = gc.compile -> first result in a fresh process "
-             "(cold: empty GRAPHC_CACHE_DIR, warm: the same dir again);"),
+              "(cold: empty GRAPHC_CACHE_DIR, warm: the same dir again);"),
              ("  others = in-process set-up + compile + first step (torch.compile: empty "
-             "inductor cache)"),
+              "inductor cache)"),
              f"{'workload':<10}  {'framework':<14}  {'cold':>8}  {'warm':>8}  {'first call':>10}"]
     for e in entries:
         name = f"{e['workload']:<10}  {e['framework']:<14}"
