@@ -130,6 +130,11 @@ class CpuExecutable:
             if not self.serial_only(step):
                 self._warm(low, "serial")  # compile now (or load from the disk cache)
 
+    def _log_kernel(self, info: dict) -> None:
+        self.kernel_log.append(info)
+        what = "compiled" if info.get("status") == "compiled" else "loaded from cache"
+        _log(f"{info.get('kernel')} {info.get('module')} {what} in {info.get('seconds', 0):.2f}s")
+
     def serial_only(self, step) -> bool:
         """A group too small to be worth threads at any likely batch size (so it can run
         inside a segment); batch dims are assumed up to 8192 rows."""
@@ -153,9 +158,9 @@ class CpuExecutable:
                 continue
             work = [s for s in run if not isinstance(s, ViewStep) and
                     not (isinstance(s, FallbackStep))]
-            if work and os.environ.get("GRAPHC_SEGMENTS", "1") != "0":
+            if work and os.environ.get("GRAPHC_SEGMENTS", "0") == "1":
                 seg = Segment(self, run, self.slots, len(self.segments))
-                seg.load(self.kernel_log.append)
+                seg.load(self._log_kernel)
                 self.segments.append(seg)
                 for st in run:
                     self.segment_of[st.index] = seg
