@@ -190,11 +190,31 @@ def schedule(roots) -> list[Step]:
                               b=b.node.inputs[0] if tb else b, trans_a=ta, trans_b=tb)
             add(step)
             continue
+        if node.op == "softmax_cross_entropy_grad":
+            fwd = _forward_sce(node, steps, ready_index)
+            if fwd is not None:  # forward and backward in one pass over the logits
+                fwd.nodes.append(node)
+                fwd.kernel = "softmax_cross_entropy_fused"
+                group_of_node[node.id] = fwd
+                step_of[out] = fwd.index
+                continue
         if node.op in DEDICATED and _dedicated_ok(node):
             add(KernelStep(len(steps), [node], kernel=node.op))
             continue
         add(FallbackStep(len(steps), [node]))
     return steps
+
+
+def _forward_sce(grad_node, steps, ready_index):
+    """The softmax_cross_entropy step over the same logits and labels, if the incoming
+    gradient is ready before it runs."""
+    x, t, g = grad_node.inputs
+    for step in steps:
+        if isinstance(step, KernelStep) and step.kernel == "softmax_cross_entropy":
+            fx, ft = step.nodes[0].inputs
+            if fx is x and ft is t and ready_index(g) < step.index:
+                return step
+    return None
 
 
 def _pick_group(node, steps, ready_index, group_of_node, virtual):

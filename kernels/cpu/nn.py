@@ -9,8 +9,24 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import overload
+
+from kernels.mathlib import fexp32
 
 _OPTS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz", "arcp"})
+
+
+def _exp(x):
+    return np.exp(x)
+
+
+@overload(_exp, inline="always")
+def _exp_impl(x):
+    """float32: graphc's vectorizable exp (libm's expf is a call per element)."""
+    if x == types.float32:
+        return lambda x: fexp32(x)
+    return lambda x: np.exp(x)
 
 
 @numba.njit(**_OPTS)
@@ -18,15 +34,15 @@ def softmax_rows(x, out):
     """out = softmax over the last axis of a 2-D view."""
     rows, cols = x.shape
     for r in range(rows):
-        m = -np.inf
+        m = x[r, 0]
         for c in range(np.uint64(cols)):
             m = max(m, x[r, c])
-        s = 0.0
+        s = x[r, 0] * 0
         for c in range(np.uint64(cols)):
-            e = np.exp(x[r, c] - m)
+            e = _exp(x[r, c] - m)
             out[r, c] = e
             s += e
-        inv = 1.0 / s
+        inv = 1 / s
         for c in range(np.uint64(cols)):
             out[r, c] = out[r, c] * inv
     return 0
@@ -36,12 +52,12 @@ def softmax_rows(x, out):
 def log_softmax_rows(x, out):
     rows, cols = x.shape
     for r in range(rows):
-        m = -np.inf
+        m = x[r, 0]
         for c in range(np.uint64(cols)):
             m = max(m, x[r, c])
-        s = 0.0
+        s = x[r, 0] * 0
         for c in range(np.uint64(cols)):
-            s += np.exp(x[r, c] - m)
+            s += _exp(x[r, c] - m)
         lse = m + np.log(s)
         for c in range(np.uint64(cols)):
             out[r, c] = x[r, c] - lse
@@ -58,13 +74,13 @@ def softmax_cross_entropy(x, labels, out):
         t = labels[r]
         if t < 0 or t >= cols:
             return 1 + r
-        m = -np.inf
+        m = x[r, 0]
         for c in range(np.uint64(cols)):
             m = max(m, x[r, c])
-        s = 0.0
+        s = x[r, 0] * 0
         for c in range(np.uint64(cols)):
-            s += np.exp(x[r, c] - m)
-        total += m + np.log(s) - x[r, t]
+            s += _exp(x[r, c] - m)
+        total += np.float64(m + np.log(s) - x[r, t])
     out[0] = total / max(rows, 1)
     return 0
 
@@ -78,18 +94,46 @@ def softmax_cross_entropy_grad(x, labels, g, out):
         t = labels[r]
         if t < 0 or t >= cols:
             return 1 + r
-        m = -np.inf
+        m = x[r, 0]
         for c in range(np.uint64(cols)):
             m = max(m, x[r, c])
-        s = 0.0
+        s = x[r, 0] * 0
         for c in range(np.uint64(cols)):
-            e = np.exp(x[r, c] - m)
+            e = _exp(x[r, c] - m)
             out[r, c] = e
             s += e
         f = scale / s
         for c in range(np.uint64(cols)):
             out[r, c] = out[r, c] * f
         out[r, t] -= scale
+    return 0
+
+
+@numba.njit(**_OPTS)
+def softmax_cross_entropy_fused(x, labels, g, loss, dx):
+    """Forward and backward of softmax cross-entropy in one pass over the logits:
+    loss[0] = mean cross-entropy, dx = (softmax(x) - one_hot(labels)) * g[0] / rows."""
+    rows, cols = x.shape
+    scale = g[0] / max(rows, 1)
+    total = 0.0
+    for r in range(rows):
+        t = labels[r]
+        if t < 0 or t >= cols:
+            return 1 + r
+        m = x[r, 0]
+        for c in range(np.uint64(cols)):
+            m = max(m, x[r, c])
+        s = x[r, 0] * 0
+        for c in range(np.uint64(cols)):
+            e = _exp(x[r, c] - m)
+            dx[r, c] = e
+            s += e
+        total += np.float64(m + np.log(s) - x[r, t])
+        f = scale / s
+        for c in range(np.uint64(cols)):
+            dx[r, c] = dx[r, c] * f
+        dx[r, t] -= scale
+    loss[0] = total / max(rows, 1)
     return 0
 
 

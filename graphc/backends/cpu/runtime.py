@@ -28,7 +28,10 @@ from .memory import plan_memory
 
 PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", 1 << 17))  # elements
 SMALL_MATMUL = 1 << 18  # m*n*k below which a Numba loop beats a BLAS call's overhead
-CHECKED_KERNELS = {"softmax_cross_entropy", "softmax_cross_entropy_grad", "one_hot"}
+# run several steps as one Numba function (opt-in: compiling a segment costs seconds)
+SEGMENTS = os.environ.get("GRAPHC_SEGMENTS", "0") == "1"
+CHECKED_KERNELS = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
+                   "softmax_cross_entropy_fused", "one_hot"}
 
 
 def _log(msg: str) -> None:
@@ -127,7 +130,7 @@ class CpuExecutable:
             low.fns = fns
             low.warmed = set()
             self.lowered[step.index] = low
-            if not self.serial_only(step):
+            if not (SEGMENTS and self.serial_only(step)):  # (a segment compiles it)
                 self._warm(low, "serial")  # compile now (or load from the disk cache)
 
     def _log_kernel(self, info: dict) -> None:
@@ -158,7 +161,7 @@ class CpuExecutable:
                 continue
             work = [s for s in run if not isinstance(s, ViewStep) and
                     not (isinstance(s, FallbackStep))]
-            if work and os.environ.get("GRAPHC_SEGMENTS", "0") == "1":
+            if work and SEGMENTS:
                 seg = Segment(self, run, self.slots, len(self.segments))
                 seg.load(self._log_kernel)
                 self.segments.append(seg)
@@ -530,6 +533,13 @@ class _Binder:
             elif step.kernel == "softmax_cross_entropy":
                 c = self.view(self.out_ref(out), (1,))
                 self.check(f"{fn}({self.ref(x)}, {self.ref(node.inputs[1])}, {c})", step)
+            elif step.kernel == "softmax_cross_entropy_fused":
+                loss = self.view(self.out_ref(out), (1,))
+                gnode = step.nodes[1]
+                g = self.view(self.ref(gnode.inputs[2]), (1,))
+                dx = self.out_ref(gnode.outputs[0])
+                self.check(f"{fn}({self.ref(x)}, {self.ref(node.inputs[1])}, {g}, {loss}, "
+                           f"{dx})", step)
             elif step.kernel == "softmax_cross_entropy_grad":
                 g = self.view(self.ref(node.inputs[2]), (1,))
                 self.check(f"{fn}({self.ref(x)}, {self.ref(node.inputs[1])}, {g}, "

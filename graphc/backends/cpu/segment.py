@@ -25,7 +25,8 @@ ARENAS = ("float32", "float64", "int32", "int64", "bool")
 SMALL_MATMUL = 1 << 18  # m*n*k below which a Numba loop beats a BLAS call
 _KERNEL_FN = {"softmax": "softmax_rows", "log_softmax": "log_softmax_rows",
               "argmax": "argmax_rows"}
-CHECKED = {"softmax_cross_entropy", "softmax_cross_entropy_grad", "one_hot"}
+CHECKED = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
+           "softmax_cross_entropy_fused", "one_hot"}
 
 
 def in_segment(ex, step) -> bool:
@@ -186,6 +187,11 @@ class Segment:
             labels = self.var(node.inputs[1])
             if step.kernel == "softmax_cross_entropy":
                 call = f"{fn}({self.shaped(x, shape)}, {labels}, {self.var(out)})"
+            elif step.kernel == "softmax_cross_entropy_fused":
+                gnode = step.nodes[1]
+                call = f"{fn}({self.shaped(x, shape)}, {labels}, " \
+                       f"{self.var(gnode.inputs[2])}, {self.var(out)}, " \
+                       f"{self.shaped(gnode.outputs[0], shape)})"
             else:
                 g = self.var(node.inputs[2])
                 call = f"{fn}({self.shaped(x, shape)}, {labels}, {g}, " \
