@@ -169,6 +169,18 @@ def test_outputs_that_are_a_parameter_or_a_feed_are_copies():
     np.testing.assert_array_equal(f(xv)[5], np.full((2, 2), 2.0))
 
 
+def test_a_numel_output_is_the_callers_array():
+    # regression: numel's per-N constant was handed out itself; writing to it changed later
+    # results, including a mean that divides by it
+    x = gc.placeholder((None, 3), name="x")
+    f = gc.compile([x], [gc.numel(x), gc.mean(x)])
+    xv = np.ones((2, 3), np.float32)
+    count, mean = f(xv)
+    assert count == 6 and mean == 1.0
+    count[...] = 99
+    count2, mean2 = f(xv)
+    assert count2 == 6 and mean2 == 1.0
+
 def test_an_output_listed_twice_is_two_arrays():
     x = gc.placeholder((None, 2), name="x")
     y = gc.exp(x)

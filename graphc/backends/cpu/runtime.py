@@ -362,7 +362,8 @@ class _Binder:
         outs = []
         for t in ex.out_tensors:
             expr = self.ref(t)
-            if kinds.get(t) != "fresh" or self._is_alias_output(t):
+            # (and a runner global, e.g. numel's per-N constant, is never handed out)
+            if kinds.get(t) != "fresh" or self._is_alias_output(t) or expr in self.globals:
                 name = f"r{self.counter}"
                 self.counter += 1
                 self.lines.append(f"    {name} = np.array({expr})")
