@@ -292,6 +292,9 @@ def _dlopen(path: str, coretype: str | None, threads: int) -> ctypes.CDLL:
         "OPENBLAS_CORETYPE": coretype,
         "OPENBLAS_L2_SIZE": None,
         "OPENBLAS_NUM_THREADS": str(threads),
+        # idle BLAS threads sleep at once instead of spinning, so they do not steal the
+        # cores from the Numba kernel that runs next (a user's own setting wins)
+        "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "4"),
     }
     with _scoped_env(env):
         return ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL)
@@ -513,8 +516,8 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     if out is not None:
         if out.shape != (M, N):
             raise ValueError(f"gemm: out has shape {out.shape}, expected {(M, N)}")
-        if not _is_blas_operand(out, dtype):
-            return _numpy_gemm(a, b, out, trans_a, trans_b, alpha, beta)
+        if not (_is_blas_operand(out, dtype) and out.flags.writeable):
+            return _numpy_gemm(a, b, out, trans_a, trans_b, alpha, beta)  # numpy raises
     if M == 0 or N == 0 or K == 0 or M * N * K <= SMALL_PROBLEM_MNK or \
             max(M, N, K) > _INT32_MAX:
         return _numpy_gemm(a, b, out, trans_a, trans_b, alpha, beta)

@@ -244,6 +244,10 @@ def test_numpy_fallbacks_for_other_inputs():
     np.testing.assert_array_equal(z, np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError):
         blas.gemm(a32, a32)
+    readonly = np.zeros((20, 6), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError):
+        blas.gemm(a32, b32, out=readonly)
 
 
 # ------------------------------------------------------------------- large inner dim
