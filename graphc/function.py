@@ -176,7 +176,7 @@ class Function:
         feeds = []
         for (name, shape, dtype), value in zip(specs, values):
             arr = value if isinstance(value, np.ndarray) else np.asarray(value)
-            if arr.dtype.name != dtype:
+            if arr.dtype != np.dtype(dtype):  # (also converts other byte orders)
                 if arr.dtype == object or not np.can_cast(arr.dtype, dtype, "same_kind"):
                     raise FeedTypeError(f"input {name!r}: cannot cast a {arr.dtype} value to "
                                         f"{dtype} safely; expected {dtype}{fmt_shape(shape)}")
