@@ -32,6 +32,10 @@ def describe(ex, n=None, kernels: bool = False) -> str:
             flags = "".join([" trans_a" if step.trans_a else "", " trans_b" if step.trans_b
                              else ""])
             lines.append(f"[{step.index}] matmul (BLAS or small-matrix kernel){flags}")
+            if getattr(step, "update", None) is not None:
+                param, alpha, v = step.update
+                lines.append(f"      fused update: {names[v]} = {param.name} + {alpha!r} * "
+                             f"product, one gemm (beta=1) into the parameter in place")
         elif isinstance(step, KernelStep):
             lines.append(f"[{step.index}] kernel kernels.cpu.nn.{step.kernel}")
         elif isinstance(step, ViewStep):

@@ -60,6 +60,7 @@ class CpuExecutable:
         self.names = names_for(self.nodes)
         self.steps = schedule(roots)
         self._analyse()
+        self.gemm_updates = self._fuse_gemm_updates()
         self.kernel_log: list = []
         self._load_kernels()
         self._storage()
@@ -79,6 +80,10 @@ class CpuExecutable:
         for node in self.nodes:
             for t in node.inputs:
                 self.users.setdefault(t, []).append(node)
+        self.root_ids = {id(t) for t in self.out_tensors}
+        self._analyse_steps()
+
+    def _analyse_steps(self):
         self.step_of: dict = {}
         for step in self.steps:
             for node in step.nodes:
@@ -86,7 +91,68 @@ class CpuExecutable:
                     self.step_of[t] = step
             if isinstance(step, FusedGroup) and step.epilogue is not None:
                 self.step_of[step.epilogue.outputs[0]] = step
-        self.root_ids = {id(t) for t in self.out_tensors}
+
+    def _source_of(self, t):
+        """Look through reshapes and absorbed broadcasts/transposes to the tensor read."""
+        while t.node.op in ("reshape", "broadcast_to", "transpose") and (
+                t.node.op == "reshape" or self.virtual(t)):
+            t = t.node.inputs[0]
+        return t
+
+    def _raw_reads(self, step) -> list:
+        if isinstance(step, MatmulStep):
+            return [step.a, step.b]
+        nodes = list(step.nodes)
+        if isinstance(step, FusedGroup) and step.epilogue is not None:
+            nodes.append(step.epilogue)
+        return [self._source_of(x) for n in nodes for x in n.inputs]
+
+    def _fuse_gemm_updates(self) -> dict:
+        """W - lr * (A @ B) as one BLAS call: gemm(alpha=-lr, beta=1) into W itself, when the
+        product feeds only this update and nothing after the product reads W. Saves the
+        gradient buffer and a pass over W and dW (the SGD update of a dense layer)."""
+        fused = {}
+        checked = [s.index for s in self.steps if isinstance(s, FallbackStep) or
+                   (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)]
+        for (param, _), v in zip(self.program.updates, self.update_values):
+            group = self.step_of.get(v)
+            if not isinstance(group, FusedGroup) or group.epilogue is not None or \
+                    len(group.nodes) != 2 or v.node is not group.nodes[1]:
+                continue
+            vn = v.node
+            if vn.op != "sub" or vn.inputs[0] is not param or self.users.get(v):
+                continue
+            x = vn.inputs[1]
+            if x.node is not group.nodes[0] or x.node.op != "mul" or \
+                    len(self.users.get(x, [])) != 1:
+                continue
+            consts = [t for t in x.node.inputs if t.node.op == "constant" and
+                      t.node.value.size == 1]
+            prods = [t for t in x.node.inputs if t.node.op == "matmul"]
+            if len(consts) != 1 or len(prods) != 1 or not dt.is_float(v.dtype):
+                continue
+            m = prods[0]
+            mm = self.step_of.get(m)
+            if not isinstance(mm, MatmulStep) or len(self.users.get(m, [])) != 1 or \
+                    id(m) in self.root_ids or m.shape != param.shape:
+                continue
+            if any(i > mm.index for i in checked):
+                continue  # a failing check after the product must leave W unchanged
+            later = [st for st in self.steps if st.index > mm.index and st is not group]
+            if any(any(r is param for r in self._raw_reads(st)) for st in later):
+                continue
+            if any(self._source_of(w) is param for w in self.out_tensors + self.update_values
+                   if w is not v):
+                continue
+            alpha = -float(consts[0].node.value.reshape(()))
+            fused[id(v)] = (param, v)
+            mm.update = (param, alpha, v)
+            self.steps.remove(group)
+        for i, step in enumerate(self.steps):  # renumber
+            step.index = i
+        if fused:
+            self._analyse_steps()
+        return fused
 
     def virtual(self, t) -> bool:
         """Broadcasts/transposes absorbed by their consumers (never materialised)."""
@@ -211,6 +277,9 @@ class CpuExecutable:
                     kinds[t] = "fresh"
                 continue
             outs = list(step.outputs)
+            if getattr(step, "update", None) is not None:
+                kinds[outs[0]] = "absorbed"
+                continue
             if isinstance(step, FusedGroup):
                 low = self.lowered[step.index]
                 outs = list(low.outputs) + ([low.reduce_out] if low.reduce_out is not None
@@ -223,6 +292,9 @@ class CpuExecutable:
                             (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)),
                            default=-1)
         self.kinds = kinds  # views are known now: _base/_reads below look through them
+        for param, v in self.gemm_updates.values():
+            kinds[v] = "inplace"
+            self.inplace_updates[id(v)] = param
         for (param, _), v in zip(self.program.updates, self.update_values):
             step = self.step_of.get(v)
             if not isinstance(step, FusedGroup) or kinds.get(v) != "arena":
@@ -498,6 +570,16 @@ class _Binder:
                 self.counter += 1
                 L.append(f"    {name} = {src}.reshape({shape!r})")
                 self.names[out] = name
+            return
+        if isinstance(step, MatmulStep) and getattr(step, "update", None) is not None:
+            from kernels import blas
+
+            param, alpha, v = step.update
+            fn = self.glob(blas.gemm, "gemm")
+            self.names[v] = self.glob(param.data, "p")
+            L.append(f"    {fn}({self.ref(step.a)}, {self.ref(step.b)}, out={self.names[v]}, "
+                     f"trans_a={step.trans_a}, trans_b={step.trans_b}, alpha={alpha!r}, "
+                     f"beta=1.0)  # update {param.name} in place")
             return
         if isinstance(step, MatmulStep):
             a, b = self.ref(step.a), self.ref(step.b)

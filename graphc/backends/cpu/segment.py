@@ -31,6 +31,8 @@ CHECKED = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
 
 def in_segment(ex, step) -> bool:
     """Whether a step can run inside a generated segment function."""
+    if getattr(step, "update", None) is not None:
+        return False  # a BLAS call with alpha/beta into a parameter: from Python
     if isinstance(step, FusedGroup):
         return ex.serial_only(step)
     if isinstance(step, (MatmulStep, KernelStep, ViewStep)):

@@ -1,0 +1,60 @@
+"""W - lr * (A @ B) runs as one gemm(alpha=-lr, beta=1) into W on the cpu backend."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def _mlp(rng, backend, extra_outputs=lambda params: []):
+    x = gc.placeholder((None, 40), name="x")
+    t = gc.placeholder((None,), "int32", name="t")
+    W1 = gc.Parameter(rng.standard_normal((40, 96)).astype(np.float32) * 0.2, name="W1")
+    b1 = gc.Parameter(np.zeros(96, np.float32), name="b1")
+    W2 = gc.Parameter(rng.standard_normal((96, 5)).astype(np.float32) * 0.2, name="W2")
+    params = [W1, b1, W2]
+    loss = gc.softmax_cross_entropy(gc.relu(x @ W1 + b1) @ W2, t)
+    grads = gc.grad(loss, params)
+    step = gc.compile([x, t], [loss] + extra_outputs(params),
+                      updates=[(p, p - 0.05 * g) for p, g in zip(params, grads)],
+                      backend=backend)
+    return step, params
+
+
+@pytest.mark.parametrize("outputs", ["loss", "loss+W1"])
+def test_sgd_steps_match_numpy_with_and_without_the_fused_update(outputs):
+    extra = (lambda ps: []) if outputs == "loss" else (lambda ps: [ps[0]])
+    steps = {}
+    for backend in ("cpu", "numpy"):
+        steps[backend] = _mlp(np.random.default_rng(0), backend, extra)
+    data = np.random.default_rng(1)
+    for _ in range(4):
+        xv = data.standard_normal((300, 40)).astype(np.float32)
+        tv = data.integers(0, 5, 300).astype(np.int32)
+        got = steps["cpu"][0](xv, tv)
+        want = steps["numpy"][0](xv, tv)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=2e-4, atol=1e-6)
+    for p, q in zip(steps["cpu"][1], steps["numpy"][1]):
+        np.testing.assert_allclose(p.value, q.value, rtol=2e-4, atol=1e-6)
+    plan = steps["cpu"][0].executable.describe(300)
+    fused = plan.count("fused update")
+    if outputs == "loss":
+        assert fused == 2  # W1 and W2; b1's gradient is a sum, not a product
+    else:
+        assert fused == 1  # W1 is also an output (read after the product): W2 only
+
+
+def test_no_fused_update_when_a_later_step_reads_the_parameter():
+    rng = np.random.default_rng(3)
+    x = gc.placeholder((None, 6), name="x")
+    W = gc.Parameter(rng.standard_normal((6, 6)).astype(np.float32), name="W")
+    h = x @ W
+    loss = gc.sum(h * h)
+    (gW,) = gc.grad(loss, [W])
+    # the second output reads W after the product that feeds the update
+    f = gc.compile([x], [loss, gc.sum(W * 2.0)], updates=[(W, W - 0.01 * gW)])
+    W0 = W.value
+    xv = rng.standard_normal((300, 6)).astype(np.float32)
+    loss_v, s = f(xv)
+    np.testing.assert_allclose(s, 2 * W0.sum(), rtol=1e-5)
+    np.testing.assert_allclose(W.value, W0 - 0.01 * (2 * xv.T @ (xv @ W0)), rtol=1e-4)
