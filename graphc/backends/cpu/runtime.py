@@ -512,13 +512,14 @@ class _Binder:
         self.lines.append(f"        {fail}({labels})")
 
     def emit_segment(self, seg):
-        for step in seg.steps:  # names the Python side needs: numel values, reshapes
-            if isinstance(step, (ViewStep, FallbackStep)):
-                self.emit(step)
+        # per-call buffers first: a reshape in the segment may view one (a reduction's result)
         for step in seg.steps:
             for t in self._step_outputs(step):
                 if self.ex.kinds.get(t) == "fresh":
                     self.out_ref(t)
+        for step in seg.steps:  # names the Python side needs: numel values, reshapes
+            if isinstance(step, (ViewStep, FallbackStep)):
+                self.emit(step)
         fn = self.glob(seg.fn, "seg")
         arenas = ", ".join(f"A_{d}" for d in ("float32", "float64", "int32", "int64", "bool"))
         ext = "".join(f", {self.ref(t)}" for t in seg.ext)
