@@ -346,7 +346,8 @@ def _run_script(tmp_path, cache):
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("graphc: kernel")]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("graphc: ") and
+             (" compiled in " in ln or " loaded from cache in " in ln)]
     return result, lines
 
 
