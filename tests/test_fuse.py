@@ -8,7 +8,10 @@ import pytest
 import graphc as gc
 from graphc.graph import placeholders, toposort
 from graphc.passes.fuse import (
-    WHY_BLAS, WHY_REDUCTION, FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep,
+    WHY_BLAS,
+    WHY_REDUCTION,
+    FusedGroup,
+    MatmulStep,
     schedule,
 )
 
@@ -84,7 +87,7 @@ def _sum_relu_affine():
 
 
 def test_elementwise_chain_and_sum_are_one_group():
-    inputs, y = _sum_relu_affine()
+    _inputs, y = _sum_relu_affine()
     steps = schedule([y])
     check_schedule([y], steps)
     assert len(steps) == 1

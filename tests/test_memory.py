@@ -121,7 +121,7 @@ def test_an_operand_is_overwritten_by_at_most_one_buffer():
 
 
 def test_the_first_eligible_candidate_is_taken():
-    plan, keys, *_ = _plan(
+    plan, _keys, *_ = _plan(
         {"A": (0, 2, 64), "B": (0, 1, 64), "C": (1, 3, 64)}, inplace={"C": ["A", "B"]})
     assert _inplace_names(plan) == {"C": "B"}          # A is still read at step 2
 

@@ -59,6 +59,6 @@ def test_spiral_loss_decreases(runs, backend):
 
 
 def test_training_changes_every_parameter(runs):
-    x, t, loss, acc, params = build_model(10, 3, "sigmoid", seed=0)
+    _x, _t, _loss, _acc, params = build_model(10, 3, "sigmoid", seed=0)
     for p0, p in zip(params, runs["cpu"][2]):
         assert not np.allclose(p0.value, p)
