@@ -75,7 +75,7 @@ def compile(inputs, outputs, updates=None, backend: str = "cpu", optimize: bool 
     names = [t.name for t in inputs if t.name]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
-        raise ValueError(f"compile: two inputs are named {sorted(dupes)[0]!r} (at {loc})")
+        raise ValueError(f"compile: two inputs are named {min(dupes)!r} (at {loc})")
     if len({id(t) for t in inputs}) != len(inputs):
         raise ValueError(f"compile: the same placeholder is listed twice (at {loc})")
     for t in outputs:

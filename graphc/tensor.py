@@ -20,7 +20,7 @@ _ids = itertools.count()
 
 
 class Node:
-    __slots__ = ("id", "op", "inputs", "attrs", "outputs", "loc", "value", "__weakref__")
+    __slots__ = ("__weakref__", "attrs", "id", "inputs", "loc", "op", "outputs", "value")
 
     def __init__(self, op: str, inputs, attrs, loc: str, value=None):
         self.id = next(_ids)

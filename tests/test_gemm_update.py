@@ -55,6 +55,6 @@ def test_no_fused_update_when_a_later_step_reads_the_parameter():
     f = gc.compile([x], [loss, gc.sum(W * 2.0)], updates=[(W, W - 0.01 * gW)])
     W0 = W.value
     xv = rng.standard_normal((300, 6)).astype(np.float32)
-    loss_v, s = f(xv)
+    _loss_v, s = f(xv)
     np.testing.assert_allclose(s, 2 * W0.sum(), rtol=1e-5)
     np.testing.assert_allclose(W.value, W0 - 0.01 * (2 * xv.T @ (xv @ W0)), rtol=1e-4)

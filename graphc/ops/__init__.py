@@ -9,20 +9,60 @@ from ..tensor import Tensor
 from . import source  # noqa: F401  (registers placeholder/parameter/constant)
 from .base import cast
 from .elementwise import (
-    abs, add, clip, cos, div, equal, exp, greater, greater_equal, leaky_relu, less, less_equal,
-    log, maximum, minimum, mul, neg, not_equal, pow, relu, sigmoid, sign, sin, sqrt, square,
-    sub, tanh, where,
+    abs,
+    add,
+    clip,
+    cos,
+    div,
+    equal,
+    exp,
+    greater,
+    greater_equal,
+    leaky_relu,
+    less,
+    less_equal,
+    log,
+    maximum,
+    minimum,
+    mul,
+    neg,
+    not_equal,
+    pow,
+    relu,
+    sigmoid,
+    sign,
+    sin,
+    sqrt,
+    square,
+    sub,
+    tanh,
+    where,
 )
 from .linalg import linear, matmul
 from .nn import (
-    accuracy, dropout, log_softmax, mean_squared_error, one_hot, softmax,
+    accuracy,
+    dropout,
+    log_softmax,
+    mean_squared_error,
+    one_hot,
+    softmax,
     softmax_cross_entropy,
 )
 from .reduce import argmax, max, mean, min, numel, sum
 from .registry import OPS
 from .shape import (
-    broadcast_to, concat, expand_dims, getitem, reshape, split, squeeze, stack, sum_to,
-    swapaxes, transpose, zeros,
+    broadcast_to,
+    concat,
+    expand_dims,
+    getitem,
+    reshape,
+    split,
+    squeeze,
+    stack,
+    sum_to,
+    swapaxes,
+    transpose,
+    zeros,
 )
 
 __all__ = [

@@ -161,11 +161,14 @@ _binary("maximum", np.maximum, _minmax_vjp(lambda a, b: greater_equal(a, b)),
         lambda a, d, i: f"max({a[0]}, {a[1]})")
 _binary("minimum", np.minimum, _minmax_vjp(lambda a, b: less_equal(a, b)),
         lambda a, d, i: f"min({a[0]}, {a[1]})")
+def _comparison(symbol: str):
+    return lambda a, d, i: f"({a[0]} {symbol} {a[1]})"
+
+
 for _name, _ref, _sym in [("less", np.less, "<"), ("less_equal", np.less_equal, "<="),
                           ("greater", np.greater, ">"), ("greater_equal", np.greater_equal, ">="),
                           ("equal", np.equal, "=="), ("not_equal", np.not_equal, "!=")]:
-    _binary(_name, _ref, None, (lambda s: lambda a, d, i: f"({a[0]} {s} {a[1]})")(_sym),
-            out_dtype="bool", differentiable=False)
+    _binary(_name, _ref, None, _comparison(_sym), out_dtype="bool", differentiable=False)
 
 _unary("neg", np.negative, _neg_vjp, lambda a, d, i: f"(-{a[0]})", float_only=False)
 # float32 exp/sigmoid use kernels.mathlib's vectorizable Cephes-style exp (~1 ulp)
@@ -233,7 +236,7 @@ def div(a, b) -> Tensor:
     return apply("div", a, b)
 
 
-def pow(a, b) -> Tensor:  # noqa: A001 - mirrors numpy's name
+def pow(a, b) -> Tensor:
     return apply("pow", *operands(a, b))
 
 
@@ -295,7 +298,7 @@ sigmoid = _float_unary("sigmoid")
 relu = _float_unary("relu")
 
 
-def abs(x) -> Tensor:  # noqa: A001
+def abs(x) -> Tensor:
     return apply("abs", as_tensor(x))
 
 

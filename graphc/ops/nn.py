@@ -8,7 +8,7 @@ from ..errors import ShapeError
 from ..shapes import normalize_axes
 from ..tensor import Tensor, apply, as_tensor
 from .base import cast
-from .registry import NN, RANDOM, Op, register, not_differentiable
+from .registry import NN, RANDOM, Op, not_differentiable, register
 
 
 def _softmax_infer(types, attrs):
@@ -107,7 +107,7 @@ def _sce_grad_composite(x, t, g):
 
 
 def _sce_grad_infer(types, attrs):
-    (ls, ld), (ts, td), (gs, gd) = types
+    (ls, ld), (_ts, _td), (gs, _gd) = types
     _sce_infer(types[:2], attrs)
     if tuple(gs) != ():
         raise ShapeError("the incoming gradient of softmax_cross_entropy must be a scalar")
@@ -153,7 +153,7 @@ register(Op("one_hot", NN, _one_hot_infer, _one_hot_ref, not_differentiable,
 
 
 def _uniform_infer(types, attrs):
-    (shape, dtype), = types
+    (shape, _dtype), = types
     return [(shape, attrs["dtype"])]
 
 

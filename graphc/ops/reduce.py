@@ -8,7 +8,7 @@ from ..errors import ShapeError
 from ..shapes import normalize_axes
 from ..tensor import Tensor, apply, as_tensor
 from .base import cast
-from .registry import NN, REDUCE, Op, register, not_differentiable
+from .registry import NN, REDUCE, Op, not_differentiable, register
 
 
 def _reduce_shape(shape, axes, keepdims):
@@ -68,7 +68,7 @@ register(Op("min", REDUCE, _reduce_infer, _ref(np.min), _extreme_vjp, doc="min o
 
 
 def _argmax_infer(types, attrs):
-    (shape, dtype), = types
+    (shape, _dtype), = types
     axis = attrs["axis"]
     return [(tuple(d for i, d in enumerate(shape) if i != axis), "int64")]
 
@@ -101,16 +101,16 @@ def _reduce(op, x, axis, keepdims):
     return apply(op, x, axes=axes, keepdims=bool(keepdims))
 
 
-def sum(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001
+def sum(x, axis=None, keepdims=False) -> Tensor:
     """Sum over `axis` (None: all axes; int or tuple)."""
     return _reduce("sum", x, axis, keepdims)
 
 
-def max(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001
+def max(x, axis=None, keepdims=False) -> Tensor:
     return _reduce("max", x, axis, keepdims)
 
 
-def min(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001
+def min(x, axis=None, keepdims=False) -> Tensor:
     return _reduce("min", x, axis, keepdims)
 
 

@@ -5,8 +5,8 @@ op lacks a field or a test, so a missing rule shows at review time, not at run t
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 # Op groups, in the spirit of tinygrad's GroupOp: passes speak of a whole group at once.
 SOURCE = "source"            # placeholder, parameter, constant

@@ -1,6 +1,8 @@
 """Shape ops: reshape, transpose, broadcast_to, sum_to, getitem, concat, split, ..."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from .. import dtypes as dt
@@ -406,7 +408,7 @@ def split(x, indices_or_sections, axis: int = 0) -> list:
         sizes = (length // indices_or_sections,) * indices_or_sections
     else:
         cuts = [0, *(int(i) for i in indices_or_sections), length]
-        sizes = tuple(b - a for a, b in zip(cuts, cuts[1:]))
+        sizes = tuple(b - a for a, b in itertools.pairwise(cuts))
         if any(s < 0 for s in sizes):
             raise ShapeError(f"split: indices {tuple(indices_or_sections)} are not increasing")
     from ..tensor import make_node

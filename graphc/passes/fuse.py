@@ -150,9 +150,8 @@ def schedule(roots) -> list[Step]:
         if record.group == SOURCE:
             continue
         out = node.outputs[0]
-        if node.op in ("broadcast_to",) or _is_swap_transpose(out):
-            if virtual(out):
-                continue
+        if (node.op in ("broadcast_to",) or _is_swap_transpose(out)) and virtual(out):
+            continue
         if record.group == ELEMENTWISE or node.op == "broadcast_to":
             target = _pick_group(node, steps, ready_index, group_of_node, virtual)
             if target is not None:

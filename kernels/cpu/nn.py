@@ -14,7 +14,7 @@ from numba.extending import overload
 
 from kernels.mathlib import fexp32
 
-_OPTS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz", "arcp"})
+_OPTS = {"cache": True, "error_model": "numpy", "fastmath": {"reassoc", "contract", "nsz", "arcp"}}
 
 
 def _exp(x):

@@ -5,10 +5,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernels.codegen.elementwise import FASTMATH, FULL_FASTMATH, KernelSpec
+
 from ...ops.base import lit
 from ...passes.fuse import FusedGroup, _reduction_axes
 from ...printing import node_line
-from kernels.codegen.elementwise import FASTMATH, FULL_FASTMATH, KernelSpec
 
 
 def _look_through(t):

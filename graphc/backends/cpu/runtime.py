@@ -19,14 +19,20 @@ from ...errors import RuntimeCheckError
 from ...function import Program
 from ...graph import toposort
 from ...passes.fuse import (
-    FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep, _is_swap_transpose, schedule,
+    FallbackStep,
+    FusedGroup,
+    KernelStep,
+    MatmulStep,
+    ViewStep,
+    _is_swap_transpose,
+    schedule,
 )
 from ...printing import names_for
 from ...shapes import bind, fmt_shape
 from .lower import loop_sizes, lower_group, view_shape
 from .memory import plan_memory
 
-PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", 1 << 17))  # elements
+PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", str(1 << 17)))  # elements
 SMALL_MATMUL = 1 << 18  # m*n*k below which a Numba loop beats a BLAS call's overhead
 # run several steps as one Numba function (opt-in: compiling a segment costs seconds)
 SEGMENTS = os.environ.get("GRAPHC_SEGMENTS", "0") == "1"
@@ -460,7 +466,7 @@ class _Binder:
         self.lines.append(f"    return [{', '.join(outs)}]")
         self.source = "\n".join(self.lines) + "\n"
         code = compile(self.source, f"<graphc plan N={n}>", "exec")
-        exec(code, self.globals)
+        exec(code, self.globals)  # noqa: S102 - the runner is our own generated source
         run = self.globals["run"]
         run.source = self.source
         run.memory = self.memory
