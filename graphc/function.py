@@ -129,9 +129,9 @@ def compile(inputs, outputs, updates=None, backend: str = "cpu", optimize: bool 
 class Function:
     """A compiled graph. Call it with feeds positionally or by placeholder name.
 
-    Calls are serialised by a lock per function, and the locks of its parameters are held
-    while it runs, so two threads calling it (or two functions sharing parameters) see
-    consistent values. A call that fails while its feeds are checked updates nothing.
+    Calls are serialised by a lock per function, or by graphc's parameter lock when it reads
+    parameters (shared by all such functions and by Parameter.value), so two threads
+    calling it (or two functions sharing parameters) see consistent values. A call that fails while its feeds are checked updates nothing.
     """
 
     def __init__(self, program: Program, executable, single: bool, backend: str):
@@ -140,7 +140,9 @@ class Function:
         self.single = single
         self.backend = backend
         self._lock = threading.Lock()
-        self._param_locks = [p.lock for p in sorted(program.parameters, key=lambda p: p.node.id)]
+        from .tensor import PARAMETER_LOCK
+
+        self._call_lock = PARAMETER_LOCK if program.parameters else self._lock
         self._specs = [(t.name or f"input{i}", t.shape, t.dtype)
                        for i, t in enumerate(program.inputs)]
         self._index = {name: i for i, (name, _, _) in enumerate(self._specs)}
@@ -227,14 +229,8 @@ class Function:
             feeds, n = self._bind(args, kwargs)
         else:
             feeds = args
-        with self._lock:
-            for lock in self._param_locks:
-                lock.acquire()
-            try:
-                outputs = self.executable.run(feeds, n)
-            finally:
-                for lock in reversed(self._param_locks):
-                    lock.release()
+        with self._call_lock:
+            outputs = self.executable.run(feeds, n)
         return outputs[0] if self.single else tuple(outputs)
 
     def dump(self) -> str:

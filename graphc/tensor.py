@@ -17,6 +17,9 @@ from .errors import ShapeError, user_location
 from .shapes import fmt_shape, normalize_shape
 
 _ids = itertools.count()
+# One lock for all parameter state: a compiled call that reads or updates parameters holds
+# it (one acquire per call, whatever the number of parameters), as do p.value reads/writes.
+PARAMETER_LOCK = threading.RLock()
 
 
 class Node:
@@ -338,7 +341,7 @@ class Parameter(Tensor):
         super().__init__(node, 0, arr.shape, arr.dtype.name)
         node.outputs = [self]
         self._value = arr
-        self.lock = threading.RLock()  # held by compiled functions while they update it
+        self.lock = PARAMETER_LOCK  # held by compiled functions while they read/update it
 
     @property
     def value(self) -> np.ndarray:

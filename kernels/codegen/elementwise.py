@@ -108,7 +108,9 @@ def _body(spec: KernelSpec, idx, indent: str, comments: bool) -> list:
 def _combine(kind: str, acc: str, value: str) -> str:
     if kind == "sum":
         return f"{acc} + {value}"
-    return f"{kind}({acc}, {value})"
+    # a NaN wins, as in np.max/np.min (the builtin max(acc, nan) keeps acc)
+    op = ">" if kind == "max" else "<"
+    return f"({value} if ({value} {op} {acc} or {value} != {value}) else {acc})"
 
 
 def _render_flat(spec: KernelSpec, parallel: bool, comments: bool) -> list:

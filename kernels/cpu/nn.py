@@ -37,7 +37,7 @@ def softmax_rows(x, out):
         m = x[r, 0]
         for c in range(np.uint64(cols)):
             m = max(m, x[r, c])
-        s = x[r, 0] * 0
+        s = 0.0  # float64, as x[r, 0] * 0 was; but that is NaN for an infinite x
         for c in range(np.uint64(cols)):
             e = _exp(x[r, c] - m)
             out[r, c] = e
@@ -55,7 +55,7 @@ def log_softmax_rows(x, out):
         m = x[r, 0]
         for c in range(np.uint64(cols)):
             m = max(m, x[r, c])
-        s = x[r, 0] * 0
+        s = 0.0  # float64, as x[r, 0] * 0 was; but that is NaN for an infinite x
         for c in range(np.uint64(cols)):
             s += _exp(x[r, c] - m)
         lse = m + np.log(s)
@@ -77,7 +77,7 @@ def softmax_cross_entropy(x, labels, out):
         m = x[r, 0]
         for c in range(np.uint64(cols)):
             m = max(m, x[r, c])
-        s = x[r, 0] * 0
+        s = 0.0  # float64, as x[r, 0] * 0 was; but that is NaN for an infinite x
         for c in range(np.uint64(cols)):
             s += _exp(x[r, c] - m)
         total += np.float64(m + np.log(s) - x[r, t])
@@ -97,7 +97,7 @@ def softmax_cross_entropy_grad(x, labels, g, out):
         m = x[r, 0]
         for c in range(np.uint64(cols)):
             m = max(m, x[r, c])
-        s = x[r, 0] * 0
+        s = 0.0  # float64, as x[r, 0] * 0 was; but that is NaN for an infinite x
         for c in range(np.uint64(cols)):
             e = _exp(x[r, c] - m)
             out[r, c] = e
@@ -123,7 +123,7 @@ def softmax_cross_entropy_fused(x, labels, g, loss, dx):
         m = x[r, 0]
         for c in range(np.uint64(cols)):
             m = max(m, x[r, c])
-        s = x[r, 0] * 0
+        s = 0.0  # float64, as x[r, 0] * 0 was; but that is NaN for an infinite x
         for c in range(np.uint64(cols)):
             e = _exp(x[r, c] - m)
             dx[r, c] = e
@@ -158,28 +158,79 @@ def argmax_rows(x, out):
         best = 0
         m = x[r, 0]
         for c in range(1, cols):
-            if x[r, c] > m:
-                m = x[r, c]
+            if m != m:  # a NaN is the maximum, and the first one wins (as np.argmax)
+                break
+            v = x[r, c]
+            if v > m or v != v:
+                m = v
                 best = c
         out[r] = best
     return 0
 
 
 @numba.njit(**_OPTS)
-def small_matmul(a, b, out, trans_a, trans_b):
-    """out = op(a) @ op(b) for small matrices, where op transposes when asked (i-k-j order,
-    so the inner loop runs along rows of b and out)."""
+def _mm_nn(a, b, out):
     m, n = out.shape
-    k = a.shape[0] if trans_a else a.shape[1]
+    k = a.shape[1]
     for i in range(m):
         for j in range(np.uint64(n)):
             out[i, j] = 0
         for p in range(k):
-            av = a[p, i] if trans_a else a[i, p]
-            if trans_b:
-                for j in range(np.uint64(n)):
-                    out[i, j] += av * b[j, p]
-            else:
-                for j in range(np.uint64(n)):
-                    out[i, j] += av * b[p, j]
+            av = a[i, p]
+            for j in range(np.uint64(n)):
+                out[i, j] += av * b[p, j]
+
+
+@numba.njit(**_OPTS)
+def _mm_nt(a, b, out):
+    m, n = out.shape
+    k = a.shape[1]
+    for i in range(m):
+        for j in range(n):
+            acc = a[i, 0] * 0
+            for p in range(np.uint64(k)):
+                acc += a[i, p] * b[j, p]
+            out[i, j] = acc
+
+
+@numba.njit(**_OPTS)
+def _mm_tn(a, b, out):
+    m, n = out.shape
+    k = a.shape[0]
+    for i in range(m):
+        for j in range(np.uint64(n)):
+            out[i, j] = 0
+    for p in range(k):
+        for i in range(m):
+            av = a[p, i]
+            for j in range(np.uint64(n)):
+                out[i, j] += av * b[p, j]
+
+
+@numba.njit(**_OPTS)
+def _mm_tt(a, b, out):
+    m, n = out.shape
+    k = a.shape[0]
+    for i in range(m):
+        for j in range(n):
+            acc = a[0, i] * 0
+            for p in range(k):
+                acc += a[p, i] * b[j, p]
+            out[i, j] = acc
+
+
+@numba.njit(**_OPTS)
+def small_matmul(a, b, out, trans_a, trans_b):
+    """out = op(a) @ op(b) for small matrices (below a BLAS call's overhead), where op
+    transposes when asked; each case has its own loop order so the inner loop runs along
+    contiguous memory."""
+    if trans_a:
+        if trans_b:
+            _mm_tt(a, b, out)
+        else:
+            _mm_tn(a, b, out)
+    elif trans_b:
+        _mm_nt(a, b, out)
+    else:
+        _mm_nn(a, b, out)
     return 0
