@@ -320,6 +320,47 @@ def test_an_integer_index_out_of_range_raises_naming_getitem():
     assert os.path.basename(__file__) in str(info.value)
 
 
+
+# --- NaN and infinity semantics, as NumPy's ---------------------------------------------------
+def _nan_inf_cases():
+    return {
+        "nan": np.array([[1, np.nan, 3, 2], [np.nan, 0, 0, 0], [0, 1, 2, np.nan]], np.float32),
+        "masked": np.array([[-np.inf, 0, 1, 2], [0, -np.inf, -np.inf, 3],
+                            [-np.inf, -np.inf, 0, 1]], np.float32),
+        "ties": np.array([[1, 3, 3, 2], [0, 0, 0, 0], [5, 1, 5, 5]], np.float32),
+    }
+
+
+def test_reductions_argmax_and_softmax_follow_numpy_on_nan_and_inf():
+    # regressions: max/min reductions dropped NaNs (builtin max), argmax skipped them, and the
+    # softmax kernels started their sums at x[r, 0] * 0, which is NaN for a -inf (masked) logit
+    x = gc.placeholder((None, 4), "float32", name="x")
+    t = gc.placeholder((None,), "int64", name="t")
+    outs = [gc.max(x, axis=1), gc.max(x), gc.min(x, axis=0), gc.max(x * 2.0, axis=0),
+            gc.argmax(x, axis=1), gc.accuracy(x, t), gc.softmax(x), gc.log_softmax(x),
+            gc.softmax_cross_entropy(x, t)]
+    (gx,) = gc.grad(outs[-1], [x])
+    outs.append(gx)
+    cpu = gc.compile([x, t], outs)
+    ref = gc.compile([x, t], outs, backend="numpy")
+    tv = np.array([2, 0, 3])
+    for name, xv in _nan_inf_cases().items():
+        with np.errstate(all="ignore"):
+            want = ref(xv, tv)
+        got = cpu(xv, tv)
+        for k, (a, b) in enumerate(zip(got, want)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True,
+                                       err_msg=f"{name}: output {k} ({outs[k].node.op})")
+
+
+@pytest.mark.xfail(strict=True, reason="graphc/ops/elementwise.py renders maximum/minimum as "
+                   "the builtin max/min, which keeps the first operand when the second is NaN")
+def test_elementwise_maximum_propagates_nan_from_either_side():
+    x = gc.placeholder((None, 2), "float32", name="x")
+    f = gc.compile([x], [gc.maximum(0.5, x), gc.minimum(0.5, x), gc.clip(x, -1.0, 1.0)])
+    for r in f(np.array([[np.nan, 2.0]], np.float32)):
+        assert np.isnan(r[0, 0])
+
 # --- kernels across processes ---------------------------------------------------------------
 _SCRIPT = textwrap.dedent("""
     import json, sys

@@ -158,10 +158,10 @@ def argmax_rows(x, out):
         best = 0
         m = x[r, 0]
         for c in range(1, cols):
-            if m != m:  # a NaN is the maximum, and the first one wins (as np.argmax)
+            if m != m:  # noqa: PLR0124 - NaN: the first one wins (as np.argmax)
                 break
             v = x[r, c]
-            if v > m or v != v:
+            if v > m or v != v:  # noqa: PLR0124
                 m = v
                 best = c
         out[r] = best
