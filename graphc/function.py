@@ -47,7 +47,11 @@ def _backend(name: str):
         elif name == "cpu":
             from .backends import cpu  # noqa: F401
         elif name == "cuda":
-            from .backends import cuda  # noqa: F401
+            try:
+                from .backends import cuda  # noqa: F401
+            except ImportError as exc:
+                raise ValueError(f"backend 'cuda' is not available in this build of graphc "
+                                 f"({exc}); use 'cpu' or 'numpy'") from None
     if name not in _BACKENDS:
         raise ValueError(f"unknown backend {name!r}; expected one of 'cpu', 'numpy', 'cuda'")
     return _BACKENDS[name]
