@@ -353,6 +353,28 @@ def test_reductions_argmax_and_softmax_follow_numpy_on_nan_and_inf():
                                        err_msg=f"{name}: output {k} ({outs[k].node.op})")
 
 
+def test_small_matmuls_with_an_infinite_element_follow_numpy():
+    # regression: the transposed-b small-matrix loops started their sums at a[i, 0] * 0
+    a = gc.placeholder((None, 3), "float32", name="a")
+    b = gc.placeholder((2, 3), "float32", name="b")
+    c = gc.placeholder((3, None), "float32", name="c")
+    outs = [a @ b.T, c.T @ b.T, a @ c, b @ a.T]
+    cpu = gc.compile([a, b, c], outs)
+    ref = gc.compile([a, b, c], outs, backend="numpy")
+    av = np.array([[np.inf, 1, 2], [1, 2, 3]], np.float32)
+    bv = np.ones((2, 3), np.float32)
+    cv = np.ones((3, 2), np.float32)
+    cv[0, 0] = -np.inf
+    with np.errstate(all="ignore"):
+        want = ref(av, bv, cv)
+    for k, (x, y) in enumerate(zip(cpu(av, bv, cv), want)):
+        np.testing.assert_array_equal(x, y, err_msg=f"output {k}")
+    # and an empty inner dimension
+    z = gc.placeholder((None, 0), "float32", name="z")
+    w = gc.placeholder((2, 0), "float32", name="w")
+    out = gc.compile([z, w], z @ w.T)(np.zeros((3, 0), np.float32), np.zeros((2, 0), np.float32))
+    np.testing.assert_array_equal(out, np.zeros((3, 2)))
+
 @pytest.mark.xfail(strict=True, reason="graphc/ops/elementwise.py renders maximum/minimum as "
                    "the builtin max/min, which keeps the first operand when the second is NaN")
 def test_elementwise_maximum_propagates_nan_from_either_side():

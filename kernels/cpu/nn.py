@@ -168,6 +168,20 @@ def argmax_rows(x, out):
     return 0
 
 
+def _acc_zero(a):
+    return 0
+
+
+@overload(_acc_zero, inline="always")
+def _acc_zero_impl(a):
+    """The accumulator's zero for a product of `a`'s elements: float64 for floats, int64 for
+    integers (what a[i, 0] * 0 typed as, without reading a[i, 0]: that is NaN for an infinite
+    element, and out of bounds when k == 0)."""
+    if isinstance(a.dtype, types.Float):
+        return lambda a: 0.0
+    return lambda a: 0
+
+
 @numba.njit(**_OPTS)
 def _mm_nn(a, b, out):
     m, n = out.shape
@@ -187,7 +201,7 @@ def _mm_nt(a, b, out):
     k = a.shape[1]
     for i in range(m):
         for j in range(n):
-            acc = a[i, 0] * 0
+            acc = _acc_zero(a)
             for p in range(np.uint64(k)):
                 acc += a[i, p] * b[j, p]
             out[i, j] = acc
@@ -213,7 +227,7 @@ def _mm_tt(a, b, out):
     k = a.shape[0]
     for i in range(m):
         for j in range(n):
-            acc = a[0, i] * 0
+            acc = _acc_zero(a)
             for p in range(k):
                 acc += a[p, i] * b[j, p]
             out[i, j] = acc
