@@ -69,6 +69,7 @@ class CpuExecutable:
         self.gemm_updates = self._fuse_gemm_updates()
         self.kernel_log: list = []
         self._load_kernels()
+        self._warm_fixed()
         self._storage()
         self._build_segments()
         self.rngs = {n.id: np.random.default_rng(n.attrs["seed"])
@@ -240,6 +241,51 @@ class CpuExecutable:
                 for st in run:
                     self.segment_of[st.index] = seg
             run = []
+
+    def _warm_fixed(self) -> None:
+        """Compile (or load) the hand-written kernels this plan calls, on empty arrays of the
+        right types, so their cost shows at compile time and in GRAPHC_LOG=compile."""
+        from kernels.cache import warm
+        from kernels.cpu import nn as K
+
+        def z(t, rank=None):
+            return np.zeros((0,) * (rank if rank is not None else len(t.shape)), t.dtype)
+
+        done = set()
+        for step in self.steps:
+            if isinstance(step, MatmulStep) and getattr(step, "update", None) is None:
+                out = step.nodes[0].outputs[0]
+                key = ("mm", out.dtype)
+                args = (z(out), z(out), z(out), step.trans_a, step.trans_b)
+                fn = K.small_matmul
+            elif isinstance(step, KernelStep):
+                node = step.nodes[0]
+                x, out = node.inputs[0], node.outputs[0]
+                name = {"softmax": "softmax_rows", "log_softmax": "log_softmax_rows",
+                        "argmax": "argmax_rows"}.get(step.kernel, step.kernel)
+                fn = getattr(K, name)
+                key = (name, x.dtype, out.dtype) + tuple(t.dtype for t in node.inputs[1:])
+                if step.kernel in ("softmax", "log_softmax"):
+                    args = (z(x, 2), z(out, 2))
+                elif step.kernel == "argmax":
+                    args = (z(x, 2), z(out, 1))
+                elif step.kernel == "one_hot":
+                    args = (z(x, 1), z(out, 2))
+                elif step.kernel == "softmax_cross_entropy":
+                    args = (z(x, 2), z(node.inputs[1], 1), np.zeros(1, out.dtype))
+                elif step.kernel == "softmax_cross_entropy_grad":
+                    args = (z(x, 2), z(node.inputs[1], 1), np.zeros(1, x.dtype), z(out, 2))
+                else:  # softmax_cross_entropy_fused
+                    args = (z(x, 2), z(node.inputs[1], 1), np.zeros(1, x.dtype),
+                            np.zeros(1, out.dtype), z(x, 2))
+            else:
+                continue
+            if key in done:
+                continue
+            done.add(key)
+            info = warm(fn, *args)
+            info["kernel"] = f"kernels.cpu.nn.{fn.__name__}"
+            self.kernel_log.append(info)
 
     def _warm(self, low, variant: str) -> None:
         """Compile one variant of a kernel ahead of its first real call, by calling it on
