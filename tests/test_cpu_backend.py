@@ -375,8 +375,6 @@ def test_small_matmuls_with_an_infinite_element_follow_numpy():
     out = gc.compile([z, w], z @ w.T)(np.zeros((3, 0), np.float32), np.zeros((2, 0), np.float32))
     np.testing.assert_array_equal(out, np.zeros((3, 2)))
 
-@pytest.mark.xfail(strict=True, reason="graphc/ops/elementwise.py renders maximum/minimum as "
-                   "the builtin max/min, which keeps the first operand when the second is NaN")
 def test_elementwise_maximum_propagates_nan_from_either_side():
     x = gc.placeholder((None, 2), "float32", name="x")
     f = gc.compile([x], [gc.maximum(0.5, x), gc.minimum(0.5, x), gc.clip(x, -1.0, 1.0)])

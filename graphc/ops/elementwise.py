@@ -158,9 +158,9 @@ _binary("mul", np.multiply, _mul_vjp, lambda a, d, i: f"({a[0]} * {a[1]})")
 _binary("div", _safe(np.true_divide), _div_vjp, lambda a, d, i: f"({a[0]} / {a[1]})")
 _binary("pow", _safe(np.power), _pow_vjp, lambda a, d, i: f"({a[0]} ** {a[1]})")
 _binary("maximum", np.maximum, _minmax_vjp(lambda a, b: greater_equal(a, b)),
-        lambda a, d, i: f"max({a[0]}, {a[1]})")
+        lambda a, d, i: f"np.maximum({a[0]}, {a[1]})")  # NaN from either side, as numpy
 _binary("minimum", np.minimum, _minmax_vjp(lambda a, b: less_equal(a, b)),
-        lambda a, d, i: f"min({a[0]}, {a[1]})")
+        lambda a, d, i: f"np.minimum({a[0]}, {a[1]})")
 def _comparison(symbol: str):
     return lambda a, d, i: f"({a[0]} {symbol} {a[1]})"
 
@@ -184,7 +184,7 @@ _unary("sigmoid", _sigmoid_ref, _sigmoid_vjp,
        lambda a, d, i: f"fsigmoid32({a[0]})" if d == "float32" else
        f"({lit(1, d)} / ({lit(1, d)} + np.exp(-{a[0]})))")
 _unary("relu", lambda x: np.maximum(x, 0), _relu_vjp,
-       lambda a, d, i: f"max({a[0]}, {lit(0, d)})")
+       lambda a, d, i: f"np.maximum({a[0]}, {lit(0, d)})")
 # sign is flat almost everywhere: no gradient flows through it (abs's vjp relies on that)
 _unary("sign", np.sign, not_differentiable, lambda a, d, i: f"np.sign({a[0]})",
        float_only=False, differentiable=False)
