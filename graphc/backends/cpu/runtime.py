@@ -34,6 +34,7 @@ from .memory import plan_memory
 
 PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", str(1 << 17)))  # elements
 SMALL_MATMUL = 1 << 18  # m*n*k below which a Numba loop beats a BLAS call's overhead
+GEMM_UPDATE_MIN = 1 << 14  # weight elements from which W - lr*(A@B) runs as one gemm
 # run several steps as one Numba function (opt-in: compiling a segment costs seconds)
 SEGMENTS = os.environ.get("GRAPHC_SEGMENTS", "0") == "1"
 CHECKED_KERNELS = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
@@ -138,6 +139,8 @@ class CpuExecutable:
             prods = [t for t in x.node.inputs if t.node.op == "matmul"]
             if len(consts) != 1 or len(prods) != 1 or not dt.is_float(v.dtype):
                 continue
+            if int(np.prod(param.shape)) < GEMM_UPDATE_MIN:
+                continue  # a small weight: the BLAS call's overhead would cost more
             m = prods[0]
             mm = self.step_of.get(m)
             if not isinstance(mm, MatmulStep) or len(self.users.get(m, [])) != 1 or \
