@@ -29,37 +29,55 @@ def _exp_impl(x):
     return lambda x: np.exp(x)
 
 
+_INLINE = dict(_OPTS, inline="always")
+
+
+@numba.njit(**_INLINE)
+def _row_max(x, r):
+    m = x[r, 0]
+    for c in range(np.uint64(x.shape[1])):
+        m = max(m, x[r, c])
+    return m
+
+
+@numba.njit(**_INLINE)
+def _row_exp_sum(x, r, m):
+    """sum_c exp(x[r, c] - m), accumulated in float64."""
+    s = 0.0
+    for c in range(np.uint64(x.shape[1])):
+        s += _exp(x[r, c] - m)
+    return s
+
+
+@numba.njit(**_INLINE)
+def _row_softmax(x, r, out, scale):
+    """out[r] = softmax(x[r]) * scale; returns (row max, sum of exps) for logsumexp."""
+    m = _row_max(x, r)
+    s = 0.0
+    for c in range(np.uint64(x.shape[1])):
+        e = _exp(x[r, c] - m)
+        out[r, c] = e
+        s += e
+    f = scale / s
+    for c in range(np.uint64(x.shape[1])):
+        out[r, c] = out[r, c] * f
+    return m, s
+
+
 @numba.njit(**_OPTS)
 def softmax_rows(x, out):
     """out = softmax over the last axis of a 2-D view."""
-    rows, cols = x.shape
-    for r in range(rows):
-        m = x[r, 0]
-        for c in range(np.uint64(cols)):
-            m = max(m, x[r, c])
-        s = 0.0  # float64, as x[r, 0] * 0 was; but that is NaN for an infinite x
-        for c in range(np.uint64(cols)):
-            e = _exp(x[r, c] - m)
-            out[r, c] = e
-            s += e
-        inv = 1 / s
-        for c in range(np.uint64(cols)):
-            out[r, c] = out[r, c] * inv
+    for r in range(x.shape[0]):
+        _row_softmax(x, r, out, 1.0)
     return 0
 
 
 @numba.njit(**_OPTS)
 def log_softmax_rows(x, out):
-    rows, cols = x.shape
-    for r in range(rows):
-        m = x[r, 0]
-        for c in range(np.uint64(cols)):
-            m = max(m, x[r, c])
-        s = 0.0  # float64, as x[r, 0] * 0 was; but that is NaN for an infinite x
-        for c in range(np.uint64(cols)):
-            s += _exp(x[r, c] - m)
-        lse = m + np.log(s)
-        for c in range(np.uint64(cols)):
+    for r in range(x.shape[0]):
+        m = _row_max(x, r)
+        lse = m + np.log(_row_exp_sum(x, r, m))
+        for c in range(np.uint64(x.shape[1])):
             out[r, c] = x[r, c] - lse
     return 0
 
@@ -74,38 +92,9 @@ def softmax_cross_entropy(x, labels, out):
         t = labels[r]
         if t < 0 or t >= cols:
             return 1 + r
-        m = x[r, 0]
-        for c in range(np.uint64(cols)):
-            m = max(m, x[r, c])
-        s = 0.0  # float64, as x[r, 0] * 0 was; but that is NaN for an infinite x
-        for c in range(np.uint64(cols)):
-            s += _exp(x[r, c] - m)
-        total += np.float64(m + np.log(s) - x[r, t])
+        m = _row_max(x, r)
+        total += np.float64(m + np.log(_row_exp_sum(x, r, m)) - x[r, t])
     out[0] = total / max(rows, 1)
-    return 0
-
-
-@numba.njit(**_OPTS)
-def softmax_cross_entropy_grad(x, labels, g, out):
-    """out = (softmax(x) - one_hot(labels)) * g[0] / rows; status 1 + row of a bad label."""
-    rows, cols = x.shape
-    scale = g[0] / max(rows, 1)
-    for r in range(rows):
-        t = labels[r]
-        if t < 0 or t >= cols:
-            return 1 + r
-        m = x[r, 0]
-        for c in range(np.uint64(cols)):
-            m = max(m, x[r, c])
-        s = 0.0  # float64, as x[r, 0] * 0 was; but that is NaN for an infinite x
-        for c in range(np.uint64(cols)):
-            e = _exp(x[r, c] - m)
-            out[r, c] = e
-            s += e
-        f = scale / s
-        for c in range(np.uint64(cols)):
-            out[r, c] = out[r, c] * f
-        out[r, t] -= scale
     return 0
 
 
@@ -120,21 +109,18 @@ def softmax_cross_entropy_fused(x, labels, g, loss, dx):
         t = labels[r]
         if t < 0 or t >= cols:
             return 1 + r
-        m = x[r, 0]
-        for c in range(np.uint64(cols)):
-            m = max(m, x[r, c])
-        s = 0.0  # float64, as x[r, 0] * 0 was; but that is NaN for an infinite x
-        for c in range(np.uint64(cols)):
-            e = _exp(x[r, c] - m)
-            dx[r, c] = e
-            s += e
+        m, s = _row_softmax(x, r, dx, scale)
         total += np.float64(m + np.log(s) - x[r, t])
-        f = scale / s
-        for c in range(np.uint64(cols)):
-            dx[r, c] = dx[r, c] * f
         dx[r, t] -= scale
     loss[0] = total / max(rows, 1)
     return 0
+
+
+@numba.njit(**_OPTS)
+def softmax_cross_entropy_grad(x, labels, g, out):
+    """out = (softmax(x) - one_hot(labels)) * g[0] / rows; status 1 + row of a bad label."""
+    loss = np.empty(1, out.dtype)
+    return softmax_cross_entropy_fused(x, labels, g, loss, out)
 
 
 @numba.njit(**_OPTS)
