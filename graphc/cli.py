@@ -310,21 +310,11 @@ def cmd_compile(args) -> int:
 # --- info --------------------------------------------------------------------------------------
 def _cpu_description() -> tuple[str, list[str]]:
     """(model name, AVX-512 flags) from /proc/cpuinfo; the platform's word where unreadable."""
-    model, flags = "", []
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and not model:
-                    model = value.strip()
-                elif key == "flags" and not flags:
-                    flags = sorted(f for f in value.split() if f.startswith("avx512"))
-                if model and flags:
-                    break
-    except OSError:
-        pass
-    return model or platform.processor() or platform.machine(), flags
+    from kernels.blas import cpuinfo_fields
+
+    fields = cpuinfo_fields()
+    flags = sorted(f for f in fields.get("flags", "").split() if f.startswith("avx512"))
+    return fields.get("model name") or platform.processor() or platform.machine(), flags
 
 
 def _threading_layer() -> str:

@@ -216,22 +216,27 @@ def __getattr__(name: str):
 # --------------------------------------------------------------------------- loading
 
 
-def _cpu_info() -> tuple[str, set[str]]:
-    """(vendor_id, flags) of the first CPU in /proc/cpuinfo; ('', set()) if unreadable."""
-    vendor, flags = "", set()
+def cpuinfo_fields() -> dict:
+    """The fields of the first processor in /proc/cpuinfo ({} where unreadable)."""
+    fields: dict = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
+                if not line.strip():
+                    if fields:
+                        break
+                    continue
                 key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "vendor_id" and not vendor:
-                    vendor = value.strip()
-                elif key == "flags":
-                    flags = set(value.split())
-                    break
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return vendor, flags
+    return fields
+
+
+def _cpu_info() -> tuple[str, set[str]]:
+    """(vendor_id, flags) of the first CPU in /proc/cpuinfo; ('', set()) if unreadable."""
+    fields = cpuinfo_fields()
+    return fields.get("vendor_id", ""), set(fields.get("flags", "").split())
 
 
 def _choose_coretype(flags: set[str]) -> tuple[str | None, str]:
