@@ -72,6 +72,7 @@ class CpuExecutable:
         self._load_kernels()
         self._warm_fixed()
         self._storage()
+        self._batch_small_groups()
         self._build_segments()
         self.rngs = {n.id: np.random.default_rng(n.attrs["seed"])
                      for n in self.nodes if n.op == "random_uniform"}
@@ -245,6 +246,54 @@ class CpuExecutable:
                     self.segment_of[st.index] = seg
             run = []
 
+    def _batch_small_groups(self) -> None:
+        """Horizontal fusion: neighbouring small fused groups that do not read each other's
+        results (e.g. the SGD updates of several small parameters) run as one call."""
+        from kernels.cache import load_kernel, warm
+        from kernels.codegen.elementwise import render_batch
+
+        self.batch_of: dict = {}
+        run: list = []
+
+        def flush():
+            if len(run) > 1:
+                specs = [self.lowered[g.index].spec for g in run]
+                fn, info = load_kernel(render_batch(specs), "serial",
+                                       deps=("kernels.mathlib",))
+                args = [a for g in run for a in self._dummy_args(self.lowered[g.index])]
+                info = dict(info, **warm(fn, *args))
+                info["kernel"] = f"batch of {len(run)} kernels"
+                self.kernel_log.append(info)
+                for g in run:
+                    self.batch_of[g.index] = (run[0].index, fn, list(run))
+            run.clear()
+
+        for step in self.steps:
+            if isinstance(step, FusedGroup) and self.serial_only(step):
+                low = self.lowered[step.index]
+                written = {id(t) for g in run for t in self._step_writes(g)}
+                if all(id(x) not in written for x in low.inputs):
+                    run.append(step)
+                    continue
+                flush()
+                run.append(step)
+                continue
+            flush()
+        flush()
+
+    def _step_writes(self, group) -> list:
+        low = self.lowered[group.index]
+        return list(low.outputs) + ([low.reduce_out] if low.reduce_out is not None else [])
+
+    def _dummy_args(self, low) -> list:
+        spec = low.spec
+        args = [0] * spec.rank
+        args += [np.zeros((1,) * spec.rank, d) for d, _ in spec.inputs]
+        args += [np.zeros((1,) * spec.rank, d) for _, d in spec.outputs]
+        if spec.reduce is not None:
+            args.append(np.zeros((1,) * spec.rank, low.reduce_out.dtype))
+        return args
+
     def _warm_fixed(self) -> None:
         """Compile (or load) the hand-written kernels this plan calls, on empty arrays of the
         right types, so their cost shows at compile time and in GRAPHC_LOG=compile."""
@@ -298,12 +347,7 @@ class CpuExecutable:
         from kernels.cache import warm
 
         spec = low.spec
-        args = [0] * spec.rank
-        args += [np.zeros((1,) * spec.rank, d) for d, _ in spec.inputs]
-        args += [np.zeros((1,) * spec.rank, d) for _, d in spec.outputs]
-        if spec.reduce is not None:
-            args.append(np.zeros((1,) * spec.rank, low.reduce_out.dtype))
-        info = warm(low.fns[variant], *args)
+        info = warm(low.fns[variant], *self._dummy_args(low))
         info["kernel"] = f"{spec.name} ({variant})"
         self.kernel_log.append(info)
         low.warmed.add(variant)
@@ -589,28 +633,40 @@ class _Binder:
         else:
             self.lines.append(f"    {call}")
 
+    def group_args(self, step) -> tuple[list, int]:
+        """A fused group's call arguments (loop sizes, then views) and its element count."""
+        low = self.ex.lowered[step.index]
+        domain = self.shape(step.nodes[0].outputs[0]) if step.nodes else \
+            self.shape(step.epilogue.inputs[0])
+        sizes = loop_sizes(low, domain)
+        args = [str(s) for s in sizes]
+        for x, pat in zip(low.inputs, low.in_patterns):
+            args.append(self.view(self.ref(x), view_shape(sizes, pat)))
+        for t in low.outputs:
+            args.append(self.view(self.out_ref(t), tuple(sizes)))
+        if low.reduce_out is not None:
+            args.append(self.view(self.out_ref(low.reduce_out),
+                                  view_shape(sizes, [not r for r in low.red_pattern])))
+        return args, int(np.prod(sizes, dtype=np.int64))
+
     def emit(self, step):
         ex = self.ex
         L = self.lines
         L.append(f"    # step {step.index}: {type(step).__name__} "
                  f"{' '.join(nd.op for nd in step.nodes)}")
         if isinstance(step, FusedGroup):
+            batch = ex.batch_of.get(step.index)
+            if batch is not None:
+                first, fn, groups = batch
+                if step.index == first:
+                    args = [a for g in groups for a in self.group_args(g)[0]]
+                    names = " + ".join(ex.lowered[g.index].spec.name for g in groups)
+                    L.append(f"    {self.glob(fn, 'k')}({', '.join(args)})  # batch: {names}")
+                return
             low = ex.lowered[step.index]
-            domain = self.shape(step.nodes[0].outputs[0]) if step.nodes else \
-                self.shape(step.epilogue.inputs[0])
-            sizes = loop_sizes(low, domain)
-            total = int(np.prod(sizes, dtype=np.int64))
+            args, total = self.group_args(step)
             variant = "parallel" if total >= PARALLEL_MIN and low.spec.parallel_ok else "serial"
             ex._warm(low, variant)
-            args = [str(s) for s in sizes]
-            for x, pat in zip(low.inputs, low.in_patterns):
-                args.append(self.view(self.ref(x), view_shape(sizes, pat)))
-            outs = list(low.outputs)
-            for t in outs:
-                args.append(self.view(self.out_ref(t), tuple(sizes)))
-            if low.reduce_out is not None:
-                args.append(self.view(self.out_ref(low.reduce_out),
-                                      view_shape(sizes, [not r for r in low.red_pattern])))
             fn = self.glob(low.fns[variant], "k")
             L.append(f"    {fn}({', '.join(args)})  # {low.spec.name} ({variant})")
             return
