@@ -198,7 +198,7 @@ def test_compiled_step_arena_is_smaller_than_its_buffers():
     assert len(mem.sizes) >= 6
     assert mem.naive == sum(mem.sizes.values())
     assert mem.peak < sum(mem.sizes.values())
-    assert mem.inplace                          # e.g. tanh over the matmul's result
+    assert mem.inplace == {}                    # in-place writes are opt-in (vectorization)
     offsets, sizes = mem.offsets, mem.sizes
     assert max(offsets[k] + sizes[k] for k in offsets) == mem.peak
     # a new batch size gets its own layout, scaled with N
@@ -237,3 +237,16 @@ def test_unknown_compile_option_is_rejected():
     x = gc.placeholder((None, 2), name="x")
     with pytest.raises(TypeError, match="memory_reus"):
         gc.compile([x], x * 2.0, memory_reus=False)
+
+
+def test_inplace_option_writes_over_dying_operands_with_the_same_results():
+    plain, plain_params = _mlp_step()
+    inplace, inplace_params = _mlp_step(inplace=True)
+    mem = inplace.executable.bind(64).memory
+    assert mem.inplace                          # e.g. tanh over the matmul's result
+    assert mem.peak <= plain.executable.bind(64).memory.peak
+    for xv, tv in _batches(3):
+        for a, b in zip(plain(xv, tv), inplace(xv, tv)):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for p, q in zip(plain_params, inplace_params):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-6, atol=1e-7)

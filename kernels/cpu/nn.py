@@ -168,10 +168,20 @@ def _acc_zero_impl(a):
     return lambda a: 0
 
 
+NARROW = 8  # output columns below which each output is a dot product (no inner j loop)
+
+
 @numba.njit(**_OPTS)
 def _mm_nn(a, b, out):
     m, n = out.shape
     k = a.shape[1]
+    if n < NARROW:
+        for i in range(m):
+            for j in range(n):
+                out[i, j] = 0  # accumulate in the output's own type (exact for integers)
+                for p in range(np.uint64(k)):
+                    out[i, j] += a[i, p] * b[p, j]
+        return
     for i in range(m):
         for j in range(np.uint64(n)):
             out[i, j] = 0
@@ -197,6 +207,13 @@ def _mm_nt(a, b, out):
 def _mm_tn(a, b, out):
     m, n = out.shape
     k = a.shape[0]
+    if n < NARROW:
+        for i in range(m):
+            for j in range(n):
+                out[i, j] = 0  # accumulate in the output's own type (exact for integers)
+                for p in range(np.uint64(k)):
+                    out[i, j] += a[p, i] * b[p, j]
+        return
     for i in range(m):
         for j in range(np.uint64(n)):
             out[i, j] = 0

@@ -50,7 +50,7 @@ def _log(msg: str) -> None:
 
 class CpuExecutable:
     def __init__(self, program: Program, optimize: bool = True, fastmath: bool = False,
-                 memory_reuse: bool = True, **options):
+                 memory_reuse: bool = True, inplace: bool = False, **options):
         if options:
             raise TypeError(f"unknown compile option(s) for the cpu backend: {sorted(options)}")
         t0 = time.perf_counter()
@@ -63,6 +63,10 @@ class CpuExecutable:
         self.roots = roots
         self.fastmath = fastmath
         self.memory_reuse = memory_reuse
+        # Writing a kernel's output over its operand saves memory but makes LLVM's
+        # vectorizer fall back to its scalar loop (its run-time alias check sees the
+        # overlap): a fused sigmoid ran 3.4x slower in place. So it is opt-in.
+        self.inplace = inplace
         self.nodes = toposort(roots)
         self.names = names_for(self.nodes)
         self.steps = schedule(roots)
@@ -484,7 +488,7 @@ class _Binder:
                     size[t] = int(np.prod(self.shape(t), dtype=np.int64)) * \
                         np.dtype(t.dtype).itemsize
                     arena_keys.append(t)
-                    if isinstance(step, FusedGroup) and t is not \
+                    if ex.inplace and isinstance(step, FusedGroup) and t is not \
                             ex.lowered[step.index].reduce_out:
                         low = ex.lowered[step.index]
                         inplace_cands[t] = [x for x, p in zip(low.inputs, low.in_patterns)
