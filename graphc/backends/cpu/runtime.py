@@ -230,11 +230,13 @@ class CpuExecutable:
         return static * (8192 if None in dom else 1) < PARALLEL_MIN
 
     def _build_segments(self):
+        self.segments = []
+        self.segment_of = {}
+        if not SEGMENTS:
+            return
         from .segment import Segment, Slots, in_segment
 
         self.slots = Slots()
-        self.segments = []
-        self.segment_of = {}
         run: list = []
         for step in self.steps + [None]:
             if step is not None and in_segment(self, step):
