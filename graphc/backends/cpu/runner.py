@@ -1,0 +1,384 @@
+"""Per batch size: lay out the arena and generate the Python runner of a compiled plan.
+
+The runner is generated source, one prebound call per step (kernels, BLAS, hand-written NN
+kernels, NumPy fallbacks) over arena views that are computed once per batch size; a call
+of the compiled function is a call of this runner and nothing else.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import dtypes as dt
+from ...errors import RuntimeCheckError
+from ...passes.fuse import FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep
+from ...shapes import bind
+from .lower import loop_sizes, view_shape
+from .memory import plan_memory
+from .runtime import PARALLEL_MIN, SMALL_MATMUL, CpuExecutable
+
+
+class RunnerBuilder:
+    """Generates the Python runner of one plan for one batch size."""
+
+    def __init__(self, ex: CpuExecutable, n):
+        self.ex = ex
+        self.n = n
+        self.globals = {"np": np}
+        self.lines: list = []
+        self.names: dict = {}   # tensor -> python expression
+        self.counter = 0
+
+    def shape(self, t) -> tuple:
+        return bind(t.shape, self.n)
+
+    def glob(self, value, prefix="g") -> str:
+        name = f"{prefix}{self.counter}"
+        self.counter += 1
+        self.globals[name] = value
+        return name
+
+    def build(self):
+        ex = self.ex
+        n = self.n
+        kinds = ex.kinds
+        # liveness of arena buffers
+        defined, last, size, inplace_cands = {}, {}, {}, {}
+        arena_keys = []
+        for step in ex.steps:
+            for t in ex._step_inputs(step):
+                b = ex._base(self._real(t))
+                if kinds.get(b) == "arena":
+                    last[b] = max(last.get(b, -1), step.index)
+            for t in self._step_outputs(step):
+                if kinds.get(t) == "arena":
+                    defined[t] = step.index
+                    last.setdefault(t, step.index)
+                    size[t] = int(np.prod(self.shape(t), dtype=np.int64)) * \
+                        np.dtype(t.dtype).itemsize
+                    arena_keys.append(t)
+                    if ex.inplace and isinstance(step, FusedGroup) and t is not \
+                            ex.lowered[step.index].reduce_out:
+                        low = ex.lowered[step.index]
+                        inplace_cands[t] = [x for x, p in zip(low.inputs, low.in_patterns)
+                                            if all(p) and x.shape == t.shape and
+                                            x.dtype == t.dtype and kinds.get(x) == "arena"]
+        for t in ex.update_values + ex.out_tensors:
+            b = ex._base(t)
+            if kinds.get(b) == "arena":
+                last[b] = len(ex.steps)
+        self.memory = plan_memory(arena_keys, defined, last, size, inplace_cands,
+                                  reuse=ex.memory_reuse)
+        arena = np.empty(max(self.memory.peak, 64), dtype=np.uint8)
+        self.arena = arena
+        for t in arena_keys:
+            off = self.memory.offsets[t]
+            nbytes = size[t]
+            view = arena[off:off + nbytes].view(t.dtype).reshape(self.shape(t))
+            self.names[t] = self.glob(view, "a")
+        for node in ex.nodes:
+            t = node.outputs[0]
+            if node.op == "parameter":
+                self.names[t] = self.glob(node.value.data, "p")
+            elif node.op == "constant":
+                self.names[t] = self.glob(np.array(node.value, copy=True), "c")
+        for i, t in enumerate(ex.program.inputs):
+            self.names[t] = f"f{i}"
+        for v, in_id in ((v, id(v)) for v in ex.update_values):
+            if in_id in ex.inplace_updates:
+                self.names[v] = self.glob(ex.inplace_updates[in_id].data, "p")
+
+        if ex.segments:
+            S = ex.slots.values(self)
+            self.globals["S"] = S
+            usable = arena[:arena.size // 8 * 8]
+            for d in ("float32", "float64", "int32", "int64", "bool"):
+                self.globals[f"A_{d}"] = usable.view(d)
+        args = ", ".join(f"f{i}" for i in range(len(ex.program.inputs)))
+        self.lines.append(f"def run({args}):")
+        for step in ex.steps:
+            seg = ex.segment_of.get(step.index)
+            if seg is None:
+                self.emit(step)
+            elif step is seg.steps[0]:
+                self.emit_segment(seg)
+        # outputs that are not per-call buffers are copied before any update is applied
+        outs = []
+        for t in ex.out_tensors:
+            expr = self.ref(t)
+            # (and a runner global, e.g. numel's per-N constant, is never handed out)
+            if kinds.get(t) != "fresh" or self._is_alias_output(t) or expr in self.globals:
+                name = f"r{self.counter}"
+                self.counter += 1
+                self.lines.append(f"    {name} = np.array({expr})")
+                expr = name
+            outs.append(expr)
+        # updates not done in place: computed above, copied now, all at once (a value that
+        # is, or is a view of, an updated parameter is read before any copy)
+        copies = []
+        for (param, _), v in zip(ex.program.updates, ex.update_values):
+            if id(v) in ex.inplace_updates:
+                continue
+            src = self.ref(v)
+            base = ex._base(v)
+            if kinds.get(base) == "param" and any(base is p for p, _ in ex.program.updates):
+                tmp = f"u{self.counter}"
+                self.counter += 1
+                self.lines.append(f"    {tmp} = np.array({src})")
+                src = tmp
+            copies.append(f"    np.copyto({self.glob(param.data, 'p')}, {src})"
+                          f"  # update {param.name}")
+        self.lines += copies
+        self.lines.append(f"    return [{', '.join(outs)}]")
+        self.source = "\n".join(self.lines) + "\n"
+        code = compile(self.source, f"<graphc plan N={n}>", "exec")
+        exec(code, self.globals)  # noqa: S102 - the runner is our own generated source
+        run = self.globals["run"]
+        run.source = self.source
+        run.memory = self.memory
+        return run
+
+    def _is_alias_output(self, t) -> bool:
+        # a root listed twice must not hand the caller one array twice
+        return sum(1 for u in self.ex.out_tensors if u is t) > 1
+
+    def _real(self, t):
+        return t.node.inputs[0] if self.ex.virtual(t) and t.node.op == "transpose" else t
+
+    def _step_outputs(self, step):
+        if isinstance(step, FusedGroup):
+            low = self.ex.lowered[step.index]
+            return list(low.outputs) + ([low.reduce_out] if low.reduce_out is not None else [])
+        return list(step.outputs)
+
+    def ref(self, t) -> str:
+        if t in self.names:
+            return self.names[t]
+        raise KeyError(f"no buffer for {t!r}")
+
+    def out_ref(self, t) -> str:
+        """Name of the buffer a step writes t into (fresh outputs are allocated per call)."""
+        if t in self.names:
+            return self.names[t]
+        name = f"o{self.counter}"
+        self.counter += 1
+        dtype = self.glob(np.dtype(t.dtype), "d")
+        self.lines.append(f"    {name} = np.empty({self.shape(t)!r}, {dtype})")
+        self.names[t] = name
+        return name
+
+    def view(self, expr: str, shape: tuple) -> str:
+        """expr reshaped; precomputed once when expr is a prebound global."""
+        if expr in self.globals:
+            arr = self.globals[expr]
+            if arr.shape == tuple(shape):
+                return expr
+            return self.glob(arr.reshape(shape), "v")
+        return f"{expr}.reshape({tuple(shape)!r})"
+
+    def check(self, call: str, step) -> None:
+        node = step.nodes[0]
+        fail = self.glob(_failer(node), "fail")
+        labels = self.names.get(node.inputs[1 if node.op != "one_hot" else 0], "None")
+        self.lines.append(f"    if {call}:")
+        self.lines.append(f"        {fail}({labels})")
+
+    def emit_segment(self, seg):
+        # per-call buffers first: a reshape in the segment may view one (a reduction's result)
+        for step in seg.steps:
+            for t in self._step_outputs(step):
+                if self.ex.kinds.get(t) == "fresh":
+                    self.out_ref(t)
+        for step in seg.steps:  # names the Python side needs: numel values, reshapes
+            if isinstance(step, (ViewStep, FallbackStep)):
+                self.emit(step)
+        fn = self.glob(seg.fn, "seg")
+        arenas = ", ".join(f"A_{d}" for d in ("float32", "float64", "int32", "int64", "bool"))
+        ext = "".join(f", {self.ref(t)}" for t in seg.ext)
+        call = f"{fn}(S, {arenas}{ext})"
+        if seg.checks:
+            fail = self.glob(_segment_failer(seg.checks), "fail")
+            labels = ", ".join(self.names.get(nd.inputs[1 if nd.op != "one_hot" else 0], "None")
+                               for nd in seg.checks)
+            self.lines.append(f"    st = {call}")
+            self.lines.append("    if st:")
+            self.lines.append(f"        {fail}(st, ({labels},))")
+        else:
+            self.lines.append(f"    {call}")
+
+    def group_args(self, step) -> tuple[list, int]:
+        """A fused group's call arguments (loop sizes, then views) and its element count."""
+        low = self.ex.lowered[step.index]
+        domain = self.shape(step.nodes[0].outputs[0]) if step.nodes else \
+            self.shape(step.epilogue.inputs[0])
+        sizes = loop_sizes(low, domain)
+        args = [str(s) for s in sizes]
+        for x, pat in zip(low.inputs, low.in_patterns):
+            args.append(self.view(self.ref(x), view_shape(sizes, pat)))
+        for t in low.outputs:
+            args.append(self.view(self.out_ref(t), tuple(sizes)))
+        if low.reduce_out is not None:
+            args.append(self.view(self.out_ref(low.reduce_out),
+                                  view_shape(sizes, [not r for r in low.red_pattern])))
+        return args, int(np.prod(sizes, dtype=np.int64))
+
+    def emit(self, step):
+        ex = self.ex
+        L = self.lines
+        L.append(f"    # step {step.index}: {type(step).__name__} "
+                 f"{' '.join(nd.op for nd in step.nodes)}")
+        if isinstance(step, FusedGroup):
+            batch = ex.batch_of.get(step.index)
+            if batch is not None:
+                first, fn, groups = batch
+                if step.index == first:
+                    args = [a for g in groups for a in self.group_args(g)[0]]
+                    names = " + ".join(ex.lowered[g.index].spec.name for g in groups)
+                    L.append(f"    {self.glob(fn, 'k')}({', '.join(args)})  # batch: {names}")
+                return
+            low = ex.lowered[step.index]
+            args, total = self.group_args(step)
+            variant = "parallel" if total >= PARALLEL_MIN and low.spec.parallel_ok else "serial"
+            ex._warm(low, variant)
+            fn = self.glob(low.fns[variant], "k")
+            L.append(f"    {fn}({', '.join(args)})  # {low.spec.name} ({variant})")
+            return
+        node = step.nodes[0]
+        out = node.outputs[0]
+        if isinstance(step, ViewStep):
+            src = self.ref(node.inputs[0])
+            shape = self.shape(out)
+            if src in self.globals:
+                self.names[out] = self.view(src, shape)
+            else:
+                name = f"r{self.counter}"
+                self.counter += 1
+                L.append(f"    {name} = {src}.reshape({shape!r})")
+                self.names[out] = name
+            return
+        if isinstance(step, MatmulStep) and getattr(step, "update", None) is not None:
+            from kernels import blas
+
+            param, alpha, v = step.update
+            fn = self.glob(blas.gemm, "gemm")
+            self.names[v] = self.glob(param.data, "p")
+            L.append(f"    {fn}({self.ref(step.a)}, {self.ref(step.b)}, out={self.names[v]}, "
+                     f"trans_a={step.trans_a}, trans_b={step.trans_b}, alpha={alpha!r}, "
+                     f"beta=1.0)  # update {param.name} in place")
+            return
+        if isinstance(step, MatmulStep):
+            a, b = self.ref(step.a), self.ref(step.b)
+            m, k = self.shape(out)[0], self.shape(step.a)[0 if step.trans_a else 1]
+            ncols = self.shape(out)[1]
+            c = self.out_ref(out)
+            if m * ncols * k <= SMALL_MATMUL or not dt.is_float(out.dtype):
+                from kernels.cpu.nn import small_matmul
+
+                fn = self.glob(small_matmul, "k")
+                L.append(f"    {fn}({a}, {b}, {c}, {step.trans_a}, {step.trans_b})")
+            else:
+                from kernels import blas
+
+                fn = self.glob(blas.gemm, "gemm")
+                L.append(f"    {fn}({a}, {b}, out={c}, trans_a={step.trans_a}, "
+                         f"trans_b={step.trans_b})")
+            return
+        if isinstance(step, KernelStep):
+            from kernels.cpu import nn as K
+
+            fn = self.glob(getattr(K, {"softmax": "softmax_rows",
+                                       "log_softmax": "log_softmax_rows",
+                                       "argmax": "argmax_rows"}.get(step.kernel, step.kernel)),
+                           "k")
+            x = node.inputs[0]
+            if step.kernel in ("softmax", "log_softmax"):
+                shape2 = (-1, self.shape(x)[-1]) if x.ndim else (1, 1)
+                rows = int(np.prod(self.shape(x)[:-1], dtype=np.int64))
+                shape2 = (rows, self.shape(x)[-1])
+                xs = self.view(self.ref(x), shape2)
+                ys = self.view(self.out_ref(out), shape2)
+                L.append(f"    {fn}({xs}, {ys})")
+            elif step.kernel == "softmax_cross_entropy":
+                c = self.view(self.out_ref(out), (1,))
+                self.check(f"{fn}({self.ref(x)}, {self.ref(node.inputs[1])}, {c})", step)
+            elif step.kernel == "softmax_cross_entropy_fused":
+                loss = self.view(self.out_ref(out), (1,))
+                gnode = step.nodes[1]
+                g = self.view(self.ref(gnode.inputs[2]), (1,))
+                dx = self.out_ref(gnode.outputs[0])
+                self.check(f"{fn}({self.ref(x)}, {self.ref(node.inputs[1])}, {g}, {loss}, "
+                           f"{dx})", step)
+            elif step.kernel == "softmax_cross_entropy_grad":
+                g = self.view(self.ref(node.inputs[2]), (1,))
+                self.check(f"{fn}({self.ref(x)}, {self.ref(node.inputs[1])}, {g}, "
+                           f"{self.out_ref(out)})", step)
+            elif step.kernel == "one_hot":
+                self.check(f"{fn}({self.ref(x)}, {self.out_ref(out)})", step)
+            else:
+                L.append(f"    {fn}({self.ref(x)}, {self.out_ref(out)})")
+            return
+        if node.op == "numel":  # known once N is bound: a constant of this runner
+            x = node.inputs[0]
+            count = np.prod([self.shape(x)[a] for a in node.attrs["axes"]], dtype=np.int64)
+            self.names[out] = self.glob(np.array(count, dtype=out.dtype), "c")
+            return
+        # NumPy fallback: the op's reference, with run-time checks
+        fb = self.glob(_fallback(node, self.n, ex.rngs), "fb")
+        outs = []
+        for t in node.outputs:
+            name = f"r{self.counter}"
+            self.counter += 1
+            self.names[t] = name
+            outs.append(name)
+        ins = ", ".join(self.ref(t) for t in node.inputs)
+        L.append(f"    {', '.join(outs)}, = {fb}({ins})")
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    # np.ascontiguousarray would turn a 0-d array into a 1-d one
+    return a if a.flags.c_contiguous else a.copy()
+
+
+def _segment_failer(nodes):
+    def fail(status, labels):
+        _failer(nodes[status - 1])(labels[status - 1])
+
+    return fail
+
+
+def _failer(node):
+    classes = node.outputs[0].shape[-1] if node.op == "one_hot" else node.inputs[0].shape[-1]
+
+    def fail(labels=None):
+        what = "a label"
+        if labels is not None:
+            bad = labels[(labels < 0) | (labels >= classes)]
+            if bad.size:
+                what = f"label {int(bad[0])}"
+        raise RuntimeCheckError(f"{node.op}: {what} is outside [0, {classes}) (node created "
+                                f"at {node.loc})")
+
+    return fail
+
+
+def _fallback(node, n, rngs):
+    from ..numpy_backend import RunContext
+
+    ctx = RunContext(n, rngs)
+    ctx.node = node
+    reference = node.record.reference
+    attrs = node.attrs
+    dtypes = [t.dtype for t in node.outputs]
+
+    def run(*values):
+        results = reference(list(values), attrs, ctx)
+        out = []
+        for r, d in zip(results, dtypes):
+            r = _contiguous(np.asarray(r, dtype=d))
+            # a view of an operand (getitem, squeeze...) would alias an arena buffer, a
+            # parameter or a feed: the plan treats fallback results as buffers of their own
+            if any(isinstance(v, np.ndarray) and np.may_share_memory(r, v) for v in values):
+                r = r.copy()
+            out.append(r)
+        return out
+
+    return run
