@@ -198,7 +198,7 @@ def test_compiled_step_arena_is_smaller_than_its_buffers():
     assert len(mem.sizes) >= 6
     assert mem.naive == sum(mem.sizes.values())
     assert mem.peak < sum(mem.sizes.values())
-    assert mem.inplace == {}                    # in-place writes are opt-in (vectorization)
+    assert mem.inplace                          # e.g. tanh over the matmul's result
     offsets, sizes = mem.offsets, mem.sizes
     assert max(offsets[k] + sizes[k] for k in offsets) == mem.peak
     # a new batch size gets its own layout, scaled with N
@@ -239,12 +239,15 @@ def test_unknown_compile_option_is_rejected():
         gc.compile([x], x * 2.0, memory_reus=False)
 
 
-def test_inplace_option_writes_over_dying_operands_with_the_same_results():
-    plain, plain_params = _mlp_step()
-    inplace, inplace_params = _mlp_step(inplace=True)
+def test_inplace_off_gives_no_inplace_buffers_and_the_same_results():
+    plain, plain_params = _mlp_step(inplace=False)
+    inplace, inplace_params = _mlp_step()
     mem = inplace.executable.bind(64).memory
-    assert mem.inplace                          # e.g. tanh over the matmul's result
+    assert mem.inplace and plain.executable.bind(64).memory.inplace == {}
     assert mem.peak <= plain.executable.bind(64).memory.peak
+    # the kernel that computes in place writes into its operand's array (no separate out)
+    kernels = inplace.executable.describe(64, kernels=True)
+    assert "in place of" in kernels
     for xv, tv in _batches(3):
         for a, b in zip(plain(xv, tv), inplace(xv, tv)):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -33,6 +33,8 @@ class KernelSpec:
     reduce: None, or (kind, var, acc_dtype, pattern) with pattern[d] True when loop dim d is
         reduced away; the result is written to the last output array `red`.
     fastmath: the fast-math flag set, as source text.
+    aliases: outputs computed in place: stored into the input they replace (one array, so
+        LLVM needs no run-time alias check and keeps the vector loop).
     """
 
     name: str
@@ -42,6 +44,7 @@ class KernelSpec:
     outputs: tuple
     reduce: tuple | None = None
     fastmath: str = FASTMATH
+    aliases: tuple = ()  # (output j, input i): output j is written into input i's array
 
     @property
     def parallel_ok(self) -> bool:
@@ -99,7 +102,8 @@ def render_batch(specs, comments: bool = False) -> str:
 
 def _arg_names(spec: KernelSpec) -> list:
     args = [f"n{d}" for d in range(spec.rank)] + [f"in{i}" for i in range(len(spec.inputs))]
-    args += [f"out{i}" for i in range(len(spec.outputs))]
+    aliased = {j for j, _ in spec.aliases}
+    args += [f"out{i}" for i in range(len(spec.outputs)) if i not in aliased]
     if spec.reduce is not None:
         args.append("red")
     return args
@@ -152,7 +156,8 @@ def _render_short_rows(spec: KernelSpec, comments: bool) -> list:
         else:
             loads.append(f"x{i} = in{i}[0, 0]")
     for j in range(len(spec.outputs)):
-        out.append(f"{ind * 2}u{j} = out{j}.reshape(total)")
+        if _out_name(spec, j) == f"out{j}":
+            out.append(f"{ind * 2}u{j} = out{j}.reshape(total)")
     out.append(f"{ind * 2}for i0 in range(np.uint64(total)):")
     out += [f"{ind * 3}{line}" for line in loads]
     for var, expr, comment in spec.body:
@@ -161,7 +166,8 @@ def _render_short_rows(spec: KernelSpec, comments: bool) -> list:
             line += f"  # {comment}"
         out.append(line)
     for j, (var, _) in enumerate(spec.outputs):
-        out.append(f"{ind * 3}u{j}[i0] = {var}")
+        target = _out_name(spec, j, prefix="t")
+        out.append(f"{ind * 3}{'u' + str(j) if target == f'out{j}' else target}[i0] = {var}")
     out.append(f"{ind * 2}return")
     return out
 
@@ -177,8 +183,16 @@ def _body(spec: KernelSpec, idx, indent: str, comments: bool) -> list:
         out.append(line)
     full = [True] * spec.rank
     for i, (var, dtype) in enumerate(spec.outputs):
-        out.append(f"{indent}out{i}{_index(full, idx)} = {var}")
+        out.append(f"{indent}{_out_name(spec, i)}{_index(full, idx)} = {var}")
     return out
+
+
+def _out_name(spec: KernelSpec, j: int, prefix: str = "in") -> str:
+    """Where output j is stored: its own array, or the input it is computed in place of."""
+    for out_j, in_i in spec.aliases:
+        if out_j == j:
+            return f"{prefix}{in_i}"
+    return f"out{j}"
 
 
 def _combine(kind: str, acc: str, value: str) -> str:

@@ -38,7 +38,7 @@ class LoweredGroup:
 
 
 def lower_group(group: FusedGroup, is_needed_outside, virtual, names=None,
-                fastmath: bool = False) -> LoweredGroup:
+                fastmath: bool = False, aliases: tuple = ()) -> LoweredGroup:
     """Build the kernel spec of a fused group.
 
     is_needed_outside(t): whether a member's value is used outside the group (so stored).
@@ -137,6 +137,7 @@ def lower_group(group: FusedGroup, is_needed_outside, virtual, names=None,
         outputs=tuple((values[t], t.dtype) for t in outputs),
         reduce=reduce,
         fastmath=FULL_FASTMATH if fastmath else FASTMATH,
+        aliases=tuple(aliases),
     )
     return LoweredGroup(spec, ext, outputs, group.epilogue.outputs[0] if group.epilogue
                         else None, dim_groups, in_patterns, red_pattern, comments)

@@ -56,18 +56,18 @@ class RunnerBuilder:
                     size[t] = int(np.prod(self.shape(t), dtype=np.int64)) * \
                         np.dtype(t.dtype).itemsize
                     arena_keys.append(t)
-                    if ex.inplace and isinstance(step, FusedGroup) and t is not \
-                            ex.lowered[step.index].reduce_out:
-                        low = ex.lowered[step.index]
-                        inplace_cands[t] = [x for x, p in zip(low.inputs, low.in_patterns)
-                                            if all(p) and x.shape == t.shape and
-                                            x.dtype == t.dtype and kinds.get(x) == "arena"]
+                    if t in ex.inplace_pairs:  # decided with the kernels (see runtime)
+                        inplace_cands[t] = [ex.inplace_pairs[t]]
         for t in ex.update_values + ex.out_tensors:
             b = ex._base(t)
             if kinds.get(b) == "arena":
                 last[b] = len(ex.steps)
         self.memory = plan_memory(arena_keys, defined, last, size, inplace_cands,
                                   reuse=ex.memory_reuse)
+        for t, x in ex.inplace_pairs.items():  # kernels write t into x's array: same bytes
+            if self.memory.offsets.get(t) != self.memory.offsets.get(x):
+                raise AssertionError(f"graphc internal error: {t!r} was planned in place of "
+                                     f"{x!r} but the memory plan separated them")
         arena = np.empty(max(self.memory.peak, 64), dtype=np.uint8)
         self.arena = arena
         for t in arena_keys:
@@ -214,8 +214,10 @@ class RunnerBuilder:
         args = [str(s) for s in sizes]
         for x, pat in zip(low.inputs, low.in_patterns):
             args.append(self.view(self.ref(x), view_shape(sizes, pat)))
-        for t in low.outputs:
-            args.append(self.view(self.out_ref(t), tuple(sizes)))
+        aliased = {j for j, _ in low.spec.aliases}
+        for j, t in enumerate(low.outputs):
+            if j not in aliased:  # an aliased output is written into its operand's array
+                args.append(self.view(self.out_ref(t), tuple(sizes)))
         if low.reduce_out is not None:
             args.append(self.view(self.out_ref(low.reduce_out),
                                   view_shape(sizes, [not r for r in low.red_pattern])))

@@ -47,7 +47,7 @@ def _log(msg: str) -> None:
 
 class CpuExecutable:
     def __init__(self, program: Program, optimize: bool = True, fastmath: bool = False,
-                 memory_reuse: bool = True, inplace: bool = False, **options):
+                 memory_reuse: bool = True, inplace: bool = True, **options):
         if options:
             raise TypeError(f"unknown compile option(s) for the cpu backend: {sorted(options)}")
         t0 = time.perf_counter()
@@ -60,19 +60,18 @@ class CpuExecutable:
         self.roots = roots
         self.fastmath = fastmath
         self.memory_reuse = memory_reuse
-        # Writing a kernel's output over its operand saves memory but makes LLVM's
-        # vectorizer fall back to its scalar loop (its run-time alias check sees the
-        # overlap): a fused sigmoid ran 3.4x slower in place. So it is opt-in.
-        self.inplace = inplace
+        self.inplace = inplace  # outputs may take the bytes of operands dying there
         self.nodes = toposort(roots)
         self.names = names_for(self.nodes)
         self.steps = schedule(roots)
         self._analyse()
         self.gemm_updates = self._fuse_gemm_updates()
         self.kernel_log: list = []
+        self._lower_groups()
+        self._storage()
+        self._plan_inplace()
         self._load_kernels()
         self._warm_fixed()
-        self._storage()
         self._batch_small_groups()
         self._build_segments()
         self.rngs = {n.id: np.random.default_rng(n.attrs["seed"])
@@ -188,16 +187,24 @@ class CpuExecutable:
 
         return check
 
+    def _lower_groups(self, aliases=None):
+        """Kernel specs of the fused groups (aliases: group index -> in-place pairs)."""
+        self.lowered = {}
+        for step in self.steps:
+            if isinstance(step, FusedGroup):
+                self.lowered[step.index] = lower_group(
+                    step, self.needed_outside(step), self.virtual, self.names,
+                    fastmath=self.fastmath, aliases=(aliases or {}).get(step.index, ()))
+
     def _load_kernels(self):
+        """Render each group's kernel, load it through the cache, compile it now."""
         from kernels.cache import load_kernel
         from kernels.codegen.elementwise import render
 
-        self.lowered = {}
         for step in self.steps:
             if not isinstance(step, FusedGroup):
                 continue
-            low = lower_group(step, self.needed_outside(step), self.virtual, self.names,
-                              fastmath=self.fastmath)
+            low = self.lowered[step.index]
             source = render(low.spec, comments=False)
             fns = {}
             for entry in ("serial", "parallel"):
@@ -207,9 +214,50 @@ class CpuExecutable:
             low.source = source
             low.fns = fns
             low.warmed = set()
-            self.lowered[step.index] = low
             if not (SEGMENTS and self.serial_only(step)):  # (a segment compiles it)
                 self._warm(low, "serial")  # compile now (or load from the disk cache)
+
+    def _last_uses(self) -> dict:
+        """id(buffer) -> the last step that reads it (roots and updates: after all steps)."""
+        last: dict = {}
+        for step in self.steps:
+            for t in self._step_inputs(step):
+                last[id(self._base(t))] = step.index
+        for t in self.update_values + self.out_tensors:
+            last[id(self._base(t))] = len(self.steps)
+        return last
+
+    def _plan_inplace(self) -> None:
+        """Where a fused group's output can take the bytes of an operand that dies at that
+        group (same shape and dtype, read at the same index), the kernel is generated to
+        write into that operand itself: one array, so LLVM still vectorizes the loop (two
+        arrays that overlap exactly would send it to its scalar fallback)."""
+        self.inplace_pairs: dict = {}
+        if not self.inplace or not self.memory_reuse or SEGMENTS:
+            return
+        last = self._last_uses()
+        aliases = {}
+        for step in self.steps:
+            if not isinstance(step, FusedGroup):
+                continue
+            low = self.lowered[step.index]
+            taken: set = set()
+            pairs = []
+            for j, t in enumerate(low.outputs):
+                if self.kinds.get(t) != "arena":
+                    continue
+                for i, (x, pattern) in enumerate(zip(low.inputs, low.in_patterns)):
+                    if i not in taken and all(pattern) and x.shape == t.shape and \
+                            x.dtype == t.dtype and self.kinds.get(x) == "arena" and \
+                            last.get(id(x)) == step.index:
+                        taken.add(i)
+                        pairs.append((j, i))
+                        self.inplace_pairs[t] = x
+                        break
+            if pairs:
+                aliases[step.index] = tuple(pairs)
+        if aliases:
+            self._lower_groups(aliases)
 
     def _log_kernel(self, info: dict) -> None:
         self.kernel_log.append(info)
@@ -292,7 +340,9 @@ class CpuExecutable:
         spec = low.spec
         args = [0] * spec.rank
         args += [np.zeros((1,) * spec.rank, d) for d, _ in spec.inputs]
-        args += [np.zeros((1,) * spec.rank, d) for _, d in spec.outputs]
+        aliased = {j for j, _ in spec.aliases}
+        args += [np.zeros((1,) * spec.rank, d) for j, (_, d) in enumerate(spec.outputs)
+                 if j not in aliased]
         if spec.reduce is not None:
             args.append(np.zeros((1,) * spec.rank, low.reduce_out.dtype))
         return args
