@@ -150,10 +150,11 @@ class Function:
         self._specs = [(t.name or f"input{i}", t.shape, t.dtype)
                        for i, t in enumerate(program.inputs)]
         self._index = {name: i for i, (name, _, _) in enumerate(self._specs)}
-        self._fast = [(np.dtype(d), len(s), tuple(i for i, x in enumerate(s) if x is None),
+        self._fast = [(np.dtype(d), len(s),
+                       bool(s) and s[0] is None and None not in s[1:], tuple(s[1:]),
+                       tuple(i for i, x in enumerate(s) if x is None),
                        tuple((i, x) for i, x in enumerate(s) if x is not None))
                       for _, s, d in self._specs]
-        self._has_batch = any(f[2] for f in self._fast)
 
     @property
     def inputs(self):
@@ -210,11 +211,19 @@ class Function:
         batch size (None without one), or -1: take the general path (which also produces
         the error messages)."""
         n = None
-        for arr, (dtype, rank, batch_axes, fixed) in zip(args, self._fast):
+        for arr, (dtype, rank, lead, tail, batch_axes, fixed) in zip(args, self._fast):
             if type(arr) is not np.ndarray or arr.dtype is not dtype or arr.ndim != rank \
                     or not arr.flags.c_contiguous:
                 return -1
             shape = arr.shape
+            if lead:  # the usual layout: the batch first, fixed sizes after it
+                if shape[1:] != tail:
+                    return -1
+                if n is None:
+                    n = shape[0]
+                elif shape[0] != n:
+                    return -1
+                continue
             for i, d in fixed:
                 if shape[i] != d:
                     return -1
@@ -235,7 +244,7 @@ class Function:
             feeds = args
         with self._call_lock:
             outputs = self.executable.run(feeds, n)
-        return outputs[0] if self.single else tuple(outputs)
+        return outputs[0] if self.single else outputs
 
     def dump(self) -> str:
         """The compiled plan as text (what `graphc dump --optimized` prints)."""

@@ -66,7 +66,7 @@ class NumpyExecutable:
         new_values = [np.array(env[t], copy=True) for t in self.roots[k:]]  # all at once
         for (param, _), value in zip(self.program.updates, new_values):
             np.copyto(param.data, value, casting="same_kind")
-        return outputs
+        return tuple(outputs)
 
 
 register_backend("numpy", lambda program, optimize=False, **o: NumpyExecutable(program, False))

@@ -128,7 +128,7 @@ class RunnerBuilder:
             copies.append(f"    np.copyto({self.glob(param.data, 'p')}, {src})"
                           f"  # update {param.name}")
         self.lines += copies
-        self.lines.append(f"    return [{', '.join(outs)}]")
+        self.lines.append(f"    return ({', '.join(outs)},)")
         self.source = "\n".join(self.lines) + "\n"
         code = compile(self.source, f"<graphc plan N={n}>", "exec")
         exec(code, self.globals)  # noqa: S102 - the runner is our own generated source

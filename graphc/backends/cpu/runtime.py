@@ -491,7 +491,7 @@ class CpuExecutable:
         return runner
 
     def run(self, feeds, n):
-        runner = self.bind(n)
+        runner = self._bound.get(n) or self.bind(n)
         return runner(*feeds)
 
     def describe(self, n=None, kernels: bool = False) -> str:
