@@ -182,6 +182,27 @@ class RunnerBuilder:
         self.lines.append(f"    if {call}:")
         self.lines.append(f"        {fail}({labels})")
 
+    def kernel_args(self, step) -> list:
+        """Argument expressions of a hand-written kernel call (see kernels/cpu/nn.py)."""
+        node = step.nodes[0]
+        out = node.outputs[0]
+        x = node.inputs[0]
+        if step.kernel in ("softmax", "log_softmax"):
+            rows = int(np.prod(self.shape(x)[:-1], dtype=np.int64))
+            shape2 = (rows, self.shape(x)[-1])
+            return [self.view(self.ref(x), shape2), self.view(self.out_ref(out), shape2)]
+        if step.kernel == "softmax_cross_entropy":
+            return [self.ref(x), self.ref(node.inputs[1]), self.view(self.out_ref(out), (1,))]
+        if step.kernel == "softmax_cross_entropy_fused":
+            gnode = step.nodes[1]
+            return [self.ref(x), self.ref(node.inputs[1]),
+                    self.view(self.ref(gnode.inputs[2]), (1,)),
+                    self.view(self.out_ref(out), (1,)), self.out_ref(gnode.outputs[0])]
+        if step.kernel == "softmax_cross_entropy_grad":
+            return [self.ref(x), self.ref(node.inputs[1]),
+                    self.view(self.ref(node.inputs[2]), (1,)), self.out_ref(out)]
+        return [self.ref(x), self.out_ref(out)]  # one_hot, argmax
+
     def emit_segment(self, seg):
         # per-call buffers first: a reshape in the segment may view one (a reduction's result)
         for step in seg.steps:
@@ -229,14 +250,6 @@ class RunnerBuilder:
         L.append(f"    # step {step.index}: {type(step).__name__} "
                  f"{' '.join(nd.op for nd in step.nodes)}")
         if isinstance(step, FusedGroup):
-            batch = ex.batch_of.get(step.index)
-            if batch is not None:
-                first, fn, groups = batch
-                if step.index == first:
-                    args = [a for g in groups for a in self.group_args(g)[0]]
-                    names = " + ".join(ex.lowered[g.index].spec.name for g in groups)
-                    L.append(f"    {self.glob(fn, 'k')}({', '.join(args)})  # batch: {names}")
-                return
             low = ex.lowered[step.index]
             args, total = self.group_args(step)
             variant = "parallel" if total >= PARALLEL_MIN and low.spec.parallel_ok else "serial"
@@ -287,36 +300,14 @@ class RunnerBuilder:
         if isinstance(step, KernelStep):
             from kernels.cpu import nn as K
 
-            fn = self.glob(getattr(K, {"softmax": "softmax_rows",
-                                       "log_softmax": "log_softmax_rows",
-                                       "argmax": "argmax_rows"}.get(step.kernel, step.kernel)),
-                           "k")
-            x = node.inputs[0]
-            if step.kernel in ("softmax", "log_softmax"):
-                shape2 = (-1, self.shape(x)[-1]) if x.ndim else (1, 1)
-                rows = int(np.prod(self.shape(x)[:-1], dtype=np.int64))
-                shape2 = (rows, self.shape(x)[-1])
-                xs = self.view(self.ref(x), shape2)
-                ys = self.view(self.out_ref(out), shape2)
-                L.append(f"    {fn}({xs}, {ys})")
-            elif step.kernel == "softmax_cross_entropy":
-                c = self.view(self.out_ref(out), (1,))
-                self.check(f"{fn}({self.ref(x)}, {self.ref(node.inputs[1])}, {c})", step)
-            elif step.kernel == "softmax_cross_entropy_fused":
-                loss = self.view(self.out_ref(out), (1,))
-                gnode = step.nodes[1]
-                g = self.view(self.ref(gnode.inputs[2]), (1,))
-                dx = self.out_ref(gnode.outputs[0])
-                self.check(f"{fn}({self.ref(x)}, {self.ref(node.inputs[1])}, {g}, {loss}, "
-                           f"{dx})", step)
-            elif step.kernel == "softmax_cross_entropy_grad":
-                g = self.view(self.ref(node.inputs[2]), (1,))
-                self.check(f"{fn}({self.ref(x)}, {self.ref(node.inputs[1])}, {g}, "
-                           f"{self.out_ref(out)})", step)
-            elif step.kernel == "one_hot":
-                self.check(f"{fn}({self.ref(x)}, {self.out_ref(out)})", step)
+            from .kernels import CHECKED, nn_function
+
+            fn = self.glob(getattr(K, nn_function(step)), "k")
+            call = f"{fn}({', '.join(self.kernel_args(step))})"
+            if step.kernel in CHECKED:
+                self.check(call, step)
             else:
-                L.append(f"    {fn}({self.ref(x)}, {self.out_ref(out)})")
+                L.append(f"    {call}")
             return
         if node.op == "numel":  # known once N is bound: a constant of this runner
             x = node.inputs[0]

@@ -72,7 +72,6 @@ class CpuExecutable:
         self._plan_inplace()
         self._load_kernels()
         self._warm_fixed()
-        self._batch_small_groups()
         self._build_segments()
         self.rngs = {n.id: np.random.default_rng(n.attrs["seed"])
                      for n in self.nodes if n.op == "random_uniform"}
@@ -297,41 +296,6 @@ class CpuExecutable:
                     self.segment_of[st.index] = seg
             run = []
 
-    def _batch_small_groups(self) -> None:
-        """Horizontal fusion: neighbouring small fused groups that do not read each other's
-        results (e.g. the SGD updates of several small parameters) run as one call."""
-        from kernels.cache import load_kernel, warm
-        from kernels.codegen.elementwise import render_batch
-
-        self.batch_of: dict = {}
-        run: list = []
-
-        def flush():
-            if len(run) > 1:
-                specs = [self.lowered[g.index].spec for g in run]
-                fn, info = load_kernel(render_batch(specs), "serial",
-                                       deps=("kernels.mathlib",))
-                args = [a for g in run for a in self._dummy_args(self.lowered[g.index])]
-                info = dict(info, **warm(fn, *args))
-                info["kernel"] = f"batch of {len(run)} kernels"
-                self.kernel_log.append(info)
-                for g in run:
-                    self.batch_of[g.index] = (run[0].index, fn, list(run))
-            run.clear()
-
-        for step in self.steps:
-            if isinstance(step, FusedGroup) and self.serial_only(step):
-                low = self.lowered[step.index]
-                written = {id(t) for g in run for t in self._step_writes(g)}
-                if all(id(x) not in written for x in low.inputs):
-                    run.append(step)
-                    continue
-                flush()
-                run.append(step)
-                continue
-            flush()
-        flush()
-
     def _step_writes(self, group) -> list:
         low = self.lowered[group.index]
         return list(low.outputs) + ([low.reduce_out] if low.reduce_out is not None else [])
@@ -353,44 +317,22 @@ class CpuExecutable:
         from kernels.cache import warm
         from kernels.cpu import nn as K
 
-        def z(t, rank=None):
-            return np.zeros((0,) * (rank if rank is not None else len(t.shape)), t.dtype)
+        from .kernels import kernel_dummy_args, nn_function
 
         done = set()
         for step in self.steps:
-            if isinstance(step, MatmulStep) and getattr(step, "update", None) is None:
-                out = step.nodes[0].outputs[0]
-                key = ("mm", out.dtype)
-                args = (z(out), z(out), z(out), step.trans_a, step.trans_b)
-                fn = K.small_matmul
-            elif isinstance(step, KernelStep):
-                node = step.nodes[0]
-                x, out = node.inputs[0], node.outputs[0]
-                name = {"softmax": "softmax_rows", "log_softmax": "log_softmax_rows",
-                        "argmax": "argmax_rows"}.get(step.kernel, step.kernel)
-                fn = getattr(K, name)
-                key = (name, x.dtype, out.dtype) + tuple(t.dtype for t in node.inputs[1:])
-                if step.kernel in ("softmax", "log_softmax"):
-                    args = (z(x, 2), z(out, 2))
-                elif step.kernel == "argmax":
-                    args = (z(x, 2), z(out, 1))
-                elif step.kernel == "one_hot":
-                    args = (z(x, 1), z(out, 2))
-                elif step.kernel == "softmax_cross_entropy":
-                    args = (z(x, 2), z(node.inputs[1], 1), np.zeros(1, out.dtype))
-                elif step.kernel == "softmax_cross_entropy_grad":
-                    args = (z(x, 2), z(node.inputs[1], 1), np.zeros(1, x.dtype), z(out, 2))
-                else:  # softmax_cross_entropy_fused
-                    args = (z(x, 2), z(node.inputs[1], 1), np.zeros(1, x.dtype),
-                            np.zeros(1, out.dtype), z(x, 2))
-            else:
-                continue
-            if key in done:
-                continue
-            done.add(key)
-            info = warm(fn, *args)
-            info["kernel"] = f"kernels.cpu.nn.{fn.__name__}"
-            self.kernel_log.append(info)
+            if isinstance(step, MatmulStep) and getattr(step, "update", None) is None or \
+                    isinstance(step, KernelStep):
+                args = kernel_dummy_args(step)
+                key = (nn_function(step),) + tuple(
+                    (a.dtype.name, a.ndim) if isinstance(a, np.ndarray) else a for a in args)
+                if key in done:
+                    continue
+                done.add(key)
+                fn = getattr(K, nn_function(step))
+                info = warm(fn, *args)
+                info["kernel"] = f"kernels.cpu.nn.{fn.__name__}"
+                self.kernel_log.append(info)
 
     def _warm(self, low, variant: str) -> None:
         """Compile one variant of a kernel ahead of its first real call, by calling it on

@@ -19,14 +19,11 @@ import numpy as np
 from ... import dtypes as dt
 from ...passes.fuse import FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep
 from ...shapes import bind
+from .kernels import CHECKED, nn_function
 from .lower import loop_sizes
 
 ARENAS = ("float32", "float64", "int32", "int64", "bool")
 SMALL_MATMUL = 1 << 18  # m*n*k below which a Numba loop beats a BLAS call
-_KERNEL_FN = {"softmax": "softmax_rows", "log_softmax": "log_softmax_rows",
-              "argmax": "argmax_rows"}
-CHECKED = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
-           "softmax_cross_entropy_fused", "one_hot"}
 
 
 def in_segment(ex, step) -> bool:
@@ -174,7 +171,7 @@ class Segment:
         node = step.nodes[0]
         out = node.outputs[0]
         x = node.inputs[0]
-        fn = self.imp("kernels.cpu.nn", _KERNEL_FN.get(step.kernel, step.kernel))
+        fn = self.imp("kernels.cpu.nn", nn_function(step))
         if step.kernel in ("softmax", "log_softmax"):
             shape = [self.rows_slot(x), self.dim_slot(x, x.ndim - 1)]
             call = f"{fn}({self.shaped(x, shape)}, {self.shaped(out, shape)})"
