@@ -5,6 +5,7 @@ executable whose `run(feeds, n)` returns the outputs and applies the updates in 
 """
 from __future__ import annotations
 
+import builtins
 import threading
 from dataclasses import dataclass
 
@@ -135,7 +136,12 @@ class Function:
 
     Calls are serialised by a lock per function, or by graphc's parameter lock when it reads
     parameters (shared by all such functions and by Parameter.value), so two threads
-    calling it (or two functions sharing parameters) see consistent values. A call that fails while its feeds are checked updates nothing.
+    calling it (or two functions sharing parameters) see consistent values. A call that
+    fails while its feeds are checked updates nothing.
+
+    The common call (positional C-contiguous arrays of the right dtypes and shapes) runs a
+    `__call__` generated for this function's inputs: a handful of inline checks, then the
+    plan. Anything else takes the general path, which also writes the error messages.
     """
 
     def __init__(self, program: Program, executable, single: bool, backend: str):
@@ -150,11 +156,7 @@ class Function:
         self._specs = [(t.name or f"input{i}", t.shape, t.dtype)
                        for i, t in enumerate(program.inputs)]
         self._index = {name: i for i, (name, _, _) in enumerate(self._specs)}
-        self._fast = [(np.dtype(d), len(s),
-                       bool(s) and s[0] is None and None not in s[1:], tuple(s[1:]),
-                       tuple(i for i, x in enumerate(s) if x is None),
-                       tuple((i, x) for i, x in enumerate(s) if x is not None))
-                      for _, s, d in self._specs]
+        self._fast_call = _generate_call(self)
 
     @property
     def inputs(self):
@@ -206,42 +208,11 @@ class Function:
             feeds.append(arr)
         return feeds, n
 
-    def _bind_fast(self, args):
-        """The common call: positional C-contiguous arrays of the right dtype. Returns the
-        batch size (None without one), or -1: take the general path (which also produces
-        the error messages)."""
-        n = None
-        for arr, (dtype, rank, lead, tail, batch_axes, fixed) in zip(args, self._fast):
-            if type(arr) is not np.ndarray or arr.dtype is not dtype or arr.ndim != rank \
-                    or not arr.flags.c_contiguous:
-                return -1
-            shape = arr.shape
-            if lead:  # the usual layout: the batch first, fixed sizes after it
-                if shape[1:] != tail:
-                    return -1
-                if n is None:
-                    n = shape[0]
-                elif shape[0] != n:
-                    return -1
-                continue
-            for i, d in fixed:
-                if shape[i] != d:
-                    return -1
-            for i in batch_axes:
-                if n is None:
-                    n = shape[i]
-                elif shape[i] != n:
-                    return -1
-        return n
-
     def __call__(self, *args, **kwargs):
-        n = -1
-        if not kwargs and len(args) == len(self._fast):
-            n = self._bind_fast(args)
-        if n == -1:
-            feeds, n = self._bind(args, kwargs)
-        else:
-            feeds = args
+        return self._fast_call(self, args, kwargs)
+
+    def _slow_call(self, args, kwargs):
+        feeds, n = self._bind(args, kwargs)
         with self._call_lock:
             outputs = self.executable.run(feeds, n)
         return outputs[0] if self.single else outputs
@@ -258,3 +229,56 @@ class Function:
     def __repr__(self) -> str:
         ins = ", ".join(f"{n}:{dt.SHORT[d]}{fmt_shape(s)}" for n, s, d in self._specs)
         return f"<graphc.Function ({ins}) backend={self.backend}>"
+
+
+def _generate_call(fn: Function):
+    """The fast path of `fn(...)`, as generated source: inline type, dtype, rank, layout
+    and shape checks for these inputs, one batch size for every None, then the runner.
+    Anything unexpected falls back to Function._slow_call."""
+    specs = fn._specs
+    names = [f"a{i}" for i in range(len(specs))]
+    glob = {"ndarray": np.ndarray, "LOCK": fn._call_lock, "RUN": fn.executable.run}
+    checks, batch_checks, n_expr = [], [], None
+    for i, (_, shape, dtype) in enumerate(specs):
+        a = names[i]
+        glob[f"D{i}"] = np.dtype(dtype)
+        checks.append(f"type({a}) is not ndarray or {a}.dtype is not D{i} or "
+                      f"{a}.ndim != {len(shape)} or not {a}.flags.c_contiguous")
+        if shape and shape[0] is None and None not in shape[1:]:
+            checks.append(f"{a}.shape[1:] != {tuple(shape[1:])!r}")
+        else:
+            for k, d in enumerate(shape):
+                if d is not None:
+                    checks.append(f"{a}.shape[{k}] != {d}")
+        for k, d in enumerate(shape):
+            if d is None:
+                if n_expr is None:
+                    n_expr = f"{a}.shape[{k}]"
+                else:
+                    batch_checks.append(f"{a}.shape[{k}] != n")
+    bound = getattr(fn.executable, "_bound", None)
+    lines = ["def __call__(self, args, kwargs):",
+             f"    if kwargs or len(args) != {len(names)}:",
+             "        return self._slow_call(args, kwargs)"]
+    if names:
+        lines.append(f"    {', '.join(names)}, = args")
+    for group in (checks, ["n"] + batch_checks):
+        if group and group[0] == "n":
+            lines.append(f"    n = {n_expr or 'None'}")  # (only once the types are known)
+            group = group[1:]
+        if group:
+            lines.append("    if (" + "\n            or ".join(group) + "):")
+            lines.append("        return self._slow_call(args, kwargs)")
+    lines.append("    with LOCK:")
+    if bound is not None:  # the cpu backend: look the runner up directly
+        glob["BOUND"], glob["BIND"] = bound, fn.executable.bind
+        lines.append(f"        out = (BOUND.get(n) or BIND(n))({', '.join(names)})")
+    else:
+        lines.append(f"        out = RUN(({', '.join(names)}{',' if names else ''}), n)")
+    lines.append("    return out[0]" if fn.single else "    return out")
+    source = "\n".join(lines) + "\n"
+    code = builtins.compile(source, "<graphc call>", "exec")  # (gc.compile shadows it here)
+    exec(code, glob)  # noqa: S102 - our own generated source
+    call = glob["__call__"]
+    call.source = source
+    return call
