@@ -172,7 +172,9 @@ NARROW = 8  # output columns below which each output is a dot product (no inner 
 
 
 @numba.njit(**_OPTS)
-def _mm_nn(a, b, out):
+def mm_nn(a, b, out):
+    """out = a @ b for small matrices (mm_nt: a @ b.T, mm_tn: a.T @ b, mm_tt: a.T @ b.T);
+    each case has its own loop order so the inner loop runs along contiguous memory."""
     m, n = out.shape
     k = a.shape[1]
     if n < NARROW:
@@ -192,7 +194,7 @@ def _mm_nn(a, b, out):
 
 
 @numba.njit(**_OPTS)
-def _mm_nt(a, b, out):
+def mm_nt(a, b, out):
     m, n = out.shape
     k = a.shape[1]
     for i in range(m):
@@ -204,7 +206,7 @@ def _mm_nt(a, b, out):
 
 
 @numba.njit(**_OPTS)
-def _mm_tn(a, b, out):
+def mm_tn(a, b, out):
     m, n = out.shape
     k = a.shape[0]
     if n < NARROW:
@@ -225,7 +227,7 @@ def _mm_tn(a, b, out):
 
 
 @numba.njit(**_OPTS)
-def _mm_tt(a, b, out):
+def mm_tt(a, b, out):
     m, n = out.shape
     k = a.shape[0]
     for i in range(m):
@@ -243,11 +245,11 @@ def small_matmul(a, b, out, trans_a, trans_b):
     contiguous memory."""
     if trans_a:
         if trans_b:
-            _mm_tt(a, b, out)
+            mm_tt(a, b, out)
         else:
-            _mm_tn(a, b, out)
+            mm_tn(a, b, out)
     elif trans_b:
-        _mm_nt(a, b, out)
+        mm_nt(a, b, out)
     else:
-        _mm_nn(a, b, out)
+        mm_nn(a, b, out)
     return 0

@@ -14,7 +14,7 @@ CHECKED = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
 def nn_function(step) -> str:
     """Name in kernels.cpu.nn of the function a KernelStep or MatmulStep calls."""
     if isinstance(step, MatmulStep):
-        return "small_matmul"
+        return "mm_" + ("t" if step.trans_a else "n") + ("t" if step.trans_b else "n")
     return NN_FN.get(step.kernel, step.kernel)
 
 
@@ -25,7 +25,7 @@ def kernel_dummy_args(step) -> list:
 
     if isinstance(step, MatmulStep):
         out = step.nodes[0].outputs[0]
-        return [z(step.a, 2), z(step.b, 2), z(out, 2), step.trans_a, step.trans_b]
+        return [z(step.a, 2), z(step.b, 2), z(out, 2)]
     node = step.nodes[0]
     x, out = node.inputs[0], node.outputs[0]
     if step.kernel in ("softmax", "log_softmax"):

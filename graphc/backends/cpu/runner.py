@@ -286,10 +286,12 @@ class RunnerBuilder:
             ncols = self.shape(out)[1]
             c = self.out_ref(out)
             if m * ncols * k <= SMALL_MATMUL or not dt.is_float(out.dtype):
-                from kernels.cpu.nn import small_matmul
+                from kernels.cpu import nn as K
 
-                fn = self.glob(small_matmul, "k")
-                L.append(f"    {fn}({a}, {b}, {c}, {step.trans_a}, {step.trans_b})")
+                from .kernels import nn_function
+
+                fn = self.glob(getattr(K, nn_function(step)), "k")  # mm_nn, mm_nt, ...
+                L.append(f"    {fn}({a}, {b}, {c})")
             else:
                 from kernels import blas
 
