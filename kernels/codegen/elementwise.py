@@ -75,8 +75,21 @@ def render(spec: KernelSpec, comments: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+def size_source(spec: KernelSpec) -> str | None:
+    """An argument array that spans the whole loop nest: the kernel reads the loop sizes
+    from its shape instead of taking them as arguments (fewer arguments, cheaper calls)."""
+    aliased = {j: i for j, i in spec.aliases}
+    if spec.outputs:
+        return f"in{aliased[0]}" if 0 in aliased else "out0"
+    for i, (_, pattern) in enumerate(spec.inputs):
+        if all(pattern):
+            return f"in{i}"
+    return None
+
+
 def _arg_names(spec: KernelSpec) -> list:
-    args = [f"n{d}" for d in range(spec.rank)] + [f"in{i}" for i in range(len(spec.inputs))]
+    sizes = [] if size_source(spec) else [f"n{d}" for d in range(spec.rank)]
+    args = sizes + [f"in{i}" for i in range(len(spec.inputs))]
     aliased = {j for j, _ in spec.aliases}
     args += [f"out{i}" for i in range(len(spec.outputs)) if i not in aliased]
     if spec.reduce is not None:
@@ -91,6 +104,9 @@ def _render_variant(spec: KernelSpec, variant: str, comments: bool) -> list:
     deco = (f"@numba.njit(cache=True, error_model='numpy', fastmath={spec.fastmath}"
             + (", parallel=True" if parallel else "") + ")")
     out = [deco, f"def {variant}({', '.join(args)}):"]
+    source = size_source(spec)
+    if source is not None:
+        out.append(f"    {', '.join(f'n{d}' for d in range(k))}, = {source}.shape")
     flat_total = spec.reduce is not None and k == 1 and spec.reduce[3] == (True,)
     if not parallel and _short_rows_ok(spec):
         out += _render_short_rows(spec, comments)

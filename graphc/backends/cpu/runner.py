@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.codegen.elementwise import size_source
+
 from ... import dtypes as dt
 from ...errors import RuntimeCheckError
 from ...passes.fuse import FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep
@@ -232,7 +234,7 @@ class RunnerBuilder:
         domain = self.shape(step.nodes[0].outputs[0]) if step.nodes else \
             self.shape(step.epilogue.inputs[0])
         sizes = loop_sizes(low, domain)
-        args = [str(s) for s in sizes]
+        args = [] if size_source(low.spec) else [str(s) for s in sizes]
         for x, pat in zip(low.inputs, low.in_patterns):
             args.append(self.view(self.ref(x), view_shape(sizes, pat)))
         aliased = {j for j, _ in low.spec.aliases}

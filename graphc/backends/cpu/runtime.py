@@ -301,8 +301,10 @@ class CpuExecutable:
         return list(low.outputs) + ([low.reduce_out] if low.reduce_out is not None else [])
 
     def _dummy_args(self, low) -> list:
+        from kernels.codegen.elementwise import size_source
+
         spec = low.spec
-        args = [0] * spec.rank
+        args = [] if size_source(spec) else [0] * spec.rank
         args += [np.zeros((1,) * spec.rank, d) for d, _ in spec.inputs]
         aliased = {j for j, _ in spec.aliases}
         args += [np.zeros((1,) * spec.rank, d) for j, (_, d) in enumerate(spec.outputs)

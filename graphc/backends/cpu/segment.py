@@ -137,7 +137,9 @@ class Segment:
         def view(t, pattern):
             return self.shaped(t, [s if full else "S[0]" for s, full in zip(sizes, pattern)])
 
-        args = list(sizes)
+        from kernels.codegen.elementwise import size_source
+
+        args = [] if size_source(low.spec) else list(sizes)
         args += [view(x, p) for x, p in zip(low.inputs, low.in_patterns)]
         args += [view(t, [True] * len(sizes)) for t in low.outputs]
         if low.reduce_out is not None:
