@@ -61,11 +61,20 @@ def test_an_output_reading_the_parameter_sees_its_old_value():
     np.testing.assert_allclose(W.value, want, rtol=1e-3, atol=1e-3)
 
 
-def test_small_weights_keep_the_separate_update():
+def test_small_weights_accumulate_through_the_small_matrix_kernel():
     rng = np.random.default_rng(4)
     x = gc.placeholder((None, 8), name="x")
     W = gc.Parameter(rng.standard_normal((8, 8)).astype(np.float32), name="W")
     loss = gc.sum(gc.tanh(x @ W))
     (gW,) = gc.grad(loss, [W])
-    f = gc.compile([x], loss, updates=[(W, W - 0.1 * gW)])
-    assert "fused update" not in f.executable.describe(16)
+    for lr in (0.1, 1.0):  # 1.0: the multiplication is simplified away
+        W.value = rng.standard_normal((8, 8)).astype(np.float32)
+        W0 = W.value
+        f = gc.compile([x], loss, updates=[(W, W - lr * gW)])
+        assert "fused update" in f.executable.describe(16)
+        assert "small_matmul_acc" in f.executable.bind(16).source or \
+            "small_matmul_acc" in str(f.executable.bind(16).__globals__.values())
+        xv = rng.standard_normal((16, 8)).astype(np.float32)
+        f(xv)
+        g = xv.T @ (1 - np.tanh(xv @ W0) ** 2)
+        np.testing.assert_allclose(W.value, W0 - lr * g, rtol=1e-4, atol=1e-5)

@@ -253,3 +253,29 @@ def small_matmul(a, b, out, trans_a, trans_b):
     else:
         mm_nn(a, b, out)
     return 0
+
+
+@numba.njit(**_OPTS)
+def small_matmul_acc(a, b, out, trans_a, trans_b, alpha):
+    """out += alpha * op(a) @ op(b) for small matrices: an SGD update W - lr * (A @ B) in
+    one pass, without a gradient buffer (alpha = -lr)."""
+    m, n = out.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    for i in range(m):
+        for j in range(n):
+            acc = out[i, j] * 0
+            if trans_a:
+                if trans_b:
+                    for p in range(k):
+                        acc += a[p, i] * b[j, p]
+                else:
+                    for p in range(k):
+                        acc += a[p, i] * b[p, j]
+            elif trans_b:
+                for p in range(np.uint64(k)):
+                    acc += a[i, p] * b[j, p]
+            else:
+                for p in range(k):
+                    acc += a[i, p] * b[p, j]
+            out[i, j] += alpha * acc
+    return 0

@@ -35,7 +35,8 @@ def describe(ex, n=None, kernels: bool = False) -> str:
             if getattr(step, "update", None) is not None:
                 param, alpha, v = step.update
                 lines.append(f"      fused update: {names[v]} = {param.name} + {alpha!r} * "
-                             f"product, one gemm (beta=1) into the parameter in place")
+                             f"product, accumulated into the parameter in place (BLAS gemm "
+                             f"with beta=1, or the small-matrix kernel)")
         elif isinstance(step, KernelStep):
             lines.append(f"[{step.index}] kernel kernels.cpu.nn.{step.kernel}")
         elif isinstance(step, ViewStep):

@@ -276,11 +276,21 @@ class RunnerBuilder:
             from kernels import blas
 
             param, alpha, v = step.update
-            fn = self.glob(blas.gemm, "gemm")
             self.names[v] = self.glob(param.data, "p")
-            L.append(f"    {fn}({self.ref(step.a)}, {self.ref(step.b)}, out={self.names[v]}, "
-                     f"trans_a={step.trans_a}, trans_b={step.trans_b}, alpha={alpha!r}, "
-                     f"beta=1.0)  # update {param.name} in place")
+            a, b, w = self.ref(step.a), self.ref(step.b), self.names[v]
+            m, ncols = param.shape
+            k = self.shape(step.a)[0 if step.trans_a else 1]
+            if m * ncols * k <= SMALL_MATMUL:
+                from kernels.cpu.nn import small_matmul_acc
+
+                fn = self.glob(small_matmul_acc, "k")
+                L.append(f"    {fn}({a}, {b}, {w}, {step.trans_a}, {step.trans_b}, "
+                         f"{alpha!r})  # update {param.name} in place")
+                return
+            fn = self.glob(blas.gemm, "gemm")
+            L.append(f"    {fn}({a}, {b}, out={w}, trans_a={step.trans_a}, "
+                     f"trans_b={step.trans_b}, alpha={alpha!r}, beta=1.0)  "
+                     f"# update {param.name} in place")
             return
         if isinstance(step, MatmulStep):
             a, b = self.ref(step.a), self.ref(step.b)

@@ -31,7 +31,6 @@ from .lower import lower_group
 
 PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", str(1 << 17)))  # elements
 SMALL_MATMUL = 1 << 18  # m*n*k below which a Numba loop beats a BLAS call's overhead
-GEMM_UPDATE_MIN = 1 << 14  # weight elements from which W - lr*(A@B) runs as one gemm
 # run several steps as one Numba function (opt-in: compiling a segment costs seconds)
 SEGMENTS = os.environ.get("GRAPHC_SEGMENTS", "0") == "1"
 CHECKED_KERNELS = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
@@ -116,32 +115,36 @@ class CpuExecutable:
         return [self._source_of(x) for n in nodes for x in n.inputs]
 
     def _fuse_gemm_updates(self) -> dict:
-        """W - lr * (A @ B) as one BLAS call: gemm(alpha=-lr, beta=1) into W itself, when the
+        """W - lr * (A @ B) as one product that accumulates into W itself (BLAS gemm with
+        alpha=-lr, beta=1; a small-matrix kernel below BLAS's call overhead), when the
         product feeds only this update and nothing after the product reads W. Saves the
-        gradient buffer and a pass over W and dW (the SGD update of a dense layer)."""
+        gradient buffer, a pass over W and dW, and a kernel call (a dense layer's SGD)."""
         fused = {}
         checked = [s.index for s in self.steps if isinstance(s, FallbackStep) or
                    (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)]
         for (param, _), v in zip(self.program.updates, self.update_values):
             group = self.step_of.get(v)
             if not isinstance(group, FusedGroup) or group.epilogue is not None or \
-                    len(group.nodes) != 2 or v.node is not group.nodes[1]:
+                    v.node is not group.nodes[-1]:
                 continue
             vn = v.node
             if vn.op != "sub" or vn.inputs[0] is not param or self.users.get(v):
                 continue
             x = vn.inputs[1]
-            if x.node is not group.nodes[0] or x.node.op != "mul" or \
-                    len(self.users.get(x, [])) != 1:
+            if x.node.op == "matmul" and len(group.nodes) == 1:
+                m, scale = x, 1.0  # W - A @ B (a learning rate of 1 folded away)
+            elif x.node is group.nodes[0] and x.node.op == "mul" and \
+                    len(self.users.get(x, [])) == 1 and len(group.nodes) == 2:
+                consts = [t for t in x.node.inputs if t.node.op == "constant" and
+                          t.node.value.size == 1]
+                prods = [t for t in x.node.inputs if t.node.op == "matmul"]
+                if len(consts) != 1 or len(prods) != 1:
+                    continue
+                m, scale = prods[0], float(consts[0].node.value.reshape(()))
+            else:
                 continue
-            consts = [t for t in x.node.inputs if t.node.op == "constant" and
-                      t.node.value.size == 1]
-            prods = [t for t in x.node.inputs if t.node.op == "matmul"]
-            if len(consts) != 1 or len(prods) != 1 or not dt.is_float(v.dtype):
+            if not dt.is_float(v.dtype):
                 continue
-            if int(np.prod(param.shape)) < GEMM_UPDATE_MIN:
-                continue  # a small weight: the BLAS call's overhead would cost more
-            m = prods[0]
             mm = self.step_of.get(m)
             if not isinstance(mm, MatmulStep) or len(self.users.get(m, [])) != 1 or \
                     id(m) in self.root_ids or m.shape != param.shape:
@@ -154,7 +157,7 @@ class CpuExecutable:
             if any(self._source_of(w) is param for w in self.out_tensors + self.update_values
                    if w is not v):
                 continue
-            alpha = -float(consts[0].node.value.reshape(()))
+            alpha = -scale
             fused[id(v)] = (param, v)
             mm.update = (param, alpha, v)
             self.steps.remove(group)
