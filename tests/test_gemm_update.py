@@ -37,11 +37,13 @@ def test_sgd_steps_match_numpy_with_and_without_the_fused_update(outputs):
     for p, q in zip(steps["cpu"][1], steps["numpy"][1]):
         np.testing.assert_allclose(p.value, q.value, rtol=2e-4, atol=1e-6)
     plan = steps["cpu"][0].executable.describe(300)
-    fused = plan.count("fused update")
+    fused = plan.count("* product, accumulated")
     if outputs == "loss":
-        assert fused == 2  # W1 and W2; b1's gradient is a sum, not a product
+        assert fused == 2  # W1 and W2
     else:
         assert fused == 1  # W1 is also an output (read after the product): W2 only
+    # b1's gradient is a sum over the batch: its update runs after that reduction's loop
+    assert plan.count("* reduction, in place after the loop") == 1
 
 
 def test_an_output_reading_the_parameter_sees_its_old_value():
@@ -78,3 +80,21 @@ def test_small_weights_accumulate_through_the_small_matrix_kernel():
         f(xv)
         g = xv.T @ (1 - np.tanh(xv @ W0) ** 2)
         np.testing.assert_allclose(W.value, W0 - lr * g, rtol=1e-4, atol=1e-5)
+
+
+def test_bias_update_after_the_reduction_matches_numpy_and_respects_later_readers():
+    rng = np.random.default_rng(5)
+    x = gc.placeholder((None, 6), name="x")
+    b = gc.Parameter(rng.standard_normal(6).astype(np.float32), name="b")
+    loss = gc.sum(gc.tanh(x + b))
+    (gb,) = gc.grad(loss, [b])
+    for extra in ([], [gc.sum(b * 3.0)]):
+        b.value = rng.standard_normal(6).astype(np.float32)
+        b0 = b.value
+        f = gc.compile([x], [loss] + extra, updates=[(b, b - 0.5 * gb)])
+        xv = rng.standard_normal((40, 6)).astype(np.float32)
+        out = f(xv)
+        want = b0 - 0.5 * (1 - np.tanh(xv + b0) ** 2).sum(axis=0)
+        np.testing.assert_allclose(b.value, want, rtol=1e-4, atol=1e-5)
+        if extra:  # an output reads b: it must see the old value
+            np.testing.assert_allclose(out[1], 3 * b0.sum(), rtol=1e-5)

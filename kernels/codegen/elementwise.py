@@ -45,6 +45,7 @@ class KernelSpec:
     reduce: tuple | None = None
     fastmath: str = FASTMATH
     aliases: tuple = ()  # (output j, input i): output j is written into input i's array
+    post: tuple | None = None  # (alpha, dtype): after the reduction, post += alpha * red
 
     @property
     def parallel_ok(self) -> bool:
@@ -94,6 +95,8 @@ def _arg_names(spec: KernelSpec) -> list:
     args += [f"out{i}" for i in range(len(spec.outputs)) if i not in aliased]
     if spec.reduce is not None:
         args.append("red")
+    if spec.post is not None:
+        args.append("post")
     return args
 
 
@@ -114,7 +117,21 @@ def _render_variant(spec: KernelSpec, variant: str, comments: bool) -> list:
         out += _render_flat(spec, parallel, comments)
     else:
         out += _render_nest(spec, parallel, comments)
+    if spec.post is not None:
+        out += _render_post(spec)
     return out
+
+
+def _render_post(spec: KernelSpec) -> list:
+    """After the reduction: post += alpha * red, elementwise (an SGD update of a bias from
+    its just-reduced gradient, without another kernel call)."""
+    alpha, dtype = spec.post
+    from graphc.ops.base import lit
+
+    return ["    rf = red.reshape(red.size)",
+            "    pf = post.reshape(post.size)",
+            "    for i in range(np.uint64(rf.size)):",
+            f"        pf[i] += {lit(alpha, dtype)} * rf[i]  # parameter update"]
 
 
 SHORT_ROW = 16  # a row shorter than one AVX-512 vector of float32 leaves the vector loop idle

@@ -58,6 +58,10 @@ def describe(ex, n=None, kernels: bool = False) -> str:
                 outs.append(f"{names[t]}->{where}")
             lines.append(f"      {node_line(node, names)}    ; {', '.join(outs)}  "
                          f"[{node.loc}]")
+        post = getattr(step, "post", None)
+        if post is not None:
+            lines.append(f"      fused update: {names[post[2]]} = {post[0].name} + {post[1]!r}"
+                         f" * reduction, in place after the loop")
         for note in step.notes:
             lines.append(f"      note: {note}")
     if kernels:

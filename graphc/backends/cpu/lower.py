@@ -38,7 +38,7 @@ class LoweredGroup:
 
 
 def lower_group(group: FusedGroup, is_needed_outside, virtual, names=None,
-                fastmath: bool = False, aliases: tuple = ()) -> LoweredGroup:
+                fastmath: bool = False, aliases: tuple = (), post=None) -> LoweredGroup:
     """Build the kernel spec of a fused group.
 
     is_needed_outside(t): whether a member's value is used outside the group (so stored).
@@ -138,6 +138,8 @@ def lower_group(group: FusedGroup, is_needed_outside, virtual, names=None,
         reduce=reduce,
         fastmath=FULL_FASTMATH if fastmath else FASTMATH,
         aliases=tuple(aliases),
+        post=None if post is None or group.epilogue is None else
+        (float(post), group.epilogue.outputs[0].dtype),
     )
     return LoweredGroup(spec, ext, outputs, group.epilogue.outputs[0] if group.epilogue
                         else None, dim_groups, in_patterns, red_pattern, comments)

@@ -242,8 +242,13 @@ class RunnerBuilder:
             if j not in aliased:  # an aliased output is written into its operand's array
                 args.append(self.view(self.out_ref(t), tuple(sizes)))
         if low.reduce_out is not None:
-            args.append(self.view(self.out_ref(low.reduce_out),
-                                  view_shape(sizes, [not r for r in low.red_pattern])))
+            red_shape = view_shape(sizes, [not r for r in low.red_pattern])
+            args.append(self.view(self.out_ref(low.reduce_out), red_shape))
+            post = getattr(step, "post", None)
+            if post is not None:  # the parameter updated from the reduction, in place
+                param, _, v = post
+                self.names[v] = self.glob(param.data, "p")
+                args.append(self.view(self.names[v], red_shape))
         return args, int(np.prod(sizes, dtype=np.int64))
 
     def emit(self, step):

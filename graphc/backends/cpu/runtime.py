@@ -65,6 +65,7 @@ class CpuExecutable:
         self.steps = schedule(roots)
         self._analyse()
         self.gemm_updates = self._fuse_gemm_updates()
+        self.reduction_updates = self._fuse_reduction_updates()
         self.kernel_log: list = []
         self._lower_groups()
         self._storage()
@@ -120,48 +121,86 @@ class CpuExecutable:
         product feeds only this update and nothing after the product reads W. Saves the
         gradient buffer, a pass over W and dW, and a kernel call (a dense layer's SGD)."""
         fused = {}
-        checked = [s.index for s in self.steps if isinstance(s, FallbackStep) or
-                   (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)]
         for (param, _), v in zip(self.program.updates, self.update_values):
-            group = self.step_of.get(v)
-            if not isinstance(group, FusedGroup) or group.epilogue is not None or \
-                    v.node is not group.nodes[-1]:
+            found = self._update_pattern(v, param)
+            if found is None:
                 continue
-            vn = v.node
-            if vn.op != "sub" or vn.inputs[0] is not param or self.users.get(v):
-                continue
-            x = vn.inputs[1]
-            if x.node.op == "matmul" and len(group.nodes) == 1:
-                m, scale = x, 1.0  # W - A @ B (a learning rate of 1 folded away)
-            elif x.node is group.nodes[0] and x.node.op == "mul" and \
-                    len(self.users.get(x, [])) == 1 and len(group.nodes) == 2:
-                consts = [t for t in x.node.inputs if t.node.op == "constant" and
-                          t.node.value.size == 1]
-                prods = [t for t in x.node.inputs if t.node.op == "matmul"]
-                if len(consts) != 1 or len(prods) != 1:
-                    continue
-                m, scale = prods[0], float(consts[0].node.value.reshape(()))
-            else:
-                continue
-            if not dt.is_float(v.dtype):
-                continue
+            group, m, scale = found
             mm = self.step_of.get(m)
-            if not isinstance(mm, MatmulStep) or len(self.users.get(m, [])) != 1 or \
-                    id(m) in self.root_ids or m.shape != param.shape:
+            if m.node.op != "matmul" or not isinstance(mm, MatmulStep) or \
+                    getattr(mm, "update", None) is not None or \
+                    len(self.users.get(m, [])) != 1 or id(m) in self.root_ids or \
+                    m.shape != param.shape:
                 continue
-            if any(i > mm.index for i in checked):
-                continue  # a failing check after the product must leave W unchanged
-            later = [st for st in self.steps if st.index > mm.index and st is not group]
-            if any(any(r is param for r in self._raw_reads(st)) for st in later):
+            if not self._update_is_safe(param, v, mm.index):
                 continue
-            if any(self._source_of(w) is param for w in self.out_tensors + self.update_values
-                   if w is not v):
-                continue
-            alpha = -scale
             fused[id(v)] = (param, v)
-            mm.update = (param, alpha, v)
+            mm.update = (param, -scale, v)
             self.steps.remove(group)
         for i, step in enumerate(self.steps):  # renumber
+            step.index = i
+        if fused:
+            self._analyse_steps()
+        return fused
+
+    def _update_pattern(self, v, param):
+        """(group, product-or-reduction tensor, scale) when v = param - scale * x is computed
+        by a fused group of its own (sub, or mul + sub), else None."""
+        group = self.step_of.get(v)
+        if not isinstance(group, FusedGroup) or group.epilogue is not None or \
+                v.node is not group.nodes[-1] or not dt.is_float(v.dtype):
+            return None
+        vn = v.node
+        if vn.op != "sub" or vn.inputs[0] is not param or self.users.get(v):
+            return None
+        x = vn.inputs[1]
+        if len(group.nodes) == 1 and x.node is not group.nodes[0]:
+            return group, x, 1.0  # param - x (a learning rate of 1 folded away)
+        if len(group.nodes) == 2 and x.node is group.nodes[0] and x.node.op == "mul" and \
+                len(self.users.get(x, [])) == 1:
+            consts = [t for t in x.node.inputs if t.node.op == "constant" and
+                      t.node.value.size == 1]
+            others = [t for t in x.node.inputs if not any(t is c for c in consts)]
+            if len(consts) == 1 and len(others) == 1:
+                return group, others[0], float(consts[0].node.value.reshape(()))
+        return None
+
+    def _update_is_safe(self, param, v, index) -> bool:
+        """Whether param may be overwritten at step `index`: no failing check and no reader
+        of param comes after it, and no output or other update reads it."""
+        if any(s.index > index for s in self.steps if isinstance(s, FallbackStep) or
+               (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)):
+            return False
+        group = self.step_of.get(v)
+        later = [st for st in self.steps if st.index > index and st is not group]
+        if any(any(r is param for r in self._raw_reads(st)) for st in later):
+            return False
+        return not any(self._source_of(w) is param for w in self.out_tensors +
+                       self.update_values if w is not v)
+
+    def _fuse_reduction_updates(self) -> dict:
+        """b - lr * sum_to(g) (a bias's SGD update) as a post-loop of the kernel whose
+        epilogue reduces the gradient: one call fewer per bias."""
+        fused = {}
+        if SEGMENTS:
+            return fused
+        for (param, _), v in zip(self.program.updates, self.update_values):
+            found = self._update_pattern(v, param)
+            if found is None:
+                continue
+            group, r, scale = found
+            producer = self.step_of.get(r)
+            if not isinstance(producer, FusedGroup) or producer.epilogue is not r.node or \
+                    getattr(producer, "post", None) is not None or \
+                    r.node.op not in ("sum", "sum_to") or r.shape != param.shape or \
+                    len(self.users.get(r, [])) != 1 or id(r) in self.root_ids:
+                continue
+            if not self._update_is_safe(param, v, producer.index):
+                continue
+            producer.post = (param, -scale, v)
+            fused[id(v)] = (param, -scale, v)
+            self.steps.remove(group)
+        for i, step in enumerate(self.steps):
             step.index = i
         if fused:
             self._analyse_steps()
@@ -194,9 +233,11 @@ class CpuExecutable:
         self.lowered = {}
         for step in self.steps:
             if isinstance(step, FusedGroup):
+                post = getattr(step, "post", None)
                 self.lowered[step.index] = lower_group(
                     step, self.needed_outside(step), self.virtual, self.names,
-                    fastmath=self.fastmath, aliases=(aliases or {}).get(step.index, ()))
+                    fastmath=self.fastmath, aliases=(aliases or {}).get(step.index, ()),
+                    post=None if post is None else post[1])
 
     def _load_kernels(self):
         """Render each group's kernel, load it through the cache, compile it now."""
@@ -314,6 +355,8 @@ class CpuExecutable:
                  if j not in aliased]
         if spec.reduce is not None:
             args.append(np.zeros((1,) * spec.rank, low.reduce_out.dtype))
+        if spec.post is not None:
+            args.append(np.zeros((1,) * spec.rank, low.reduce_out.dtype))
         return args
 
     def _warm_fixed(self) -> None:
@@ -391,7 +434,8 @@ class CpuExecutable:
                             (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)),
                            default=-1)
         self.kinds = kinds  # views are known now: _base/_reads below look through them
-        for param, v in self.gemm_updates.values():
+        for param, v in list(self.gemm_updates.values()) + \
+                [(p, v) for p, _, v in self.reduction_updates.values()]:
             kinds[v] = "inplace"
             self.inplace_updates[id(v)] = param
         for (param, _), v in zip(self.program.updates, self.update_values):
