@@ -566,8 +566,9 @@ def warm(fn: Callable[..., Any], *example_args: Any) -> dict:
         (this signature was already compiled in this process).
     """
     base = _info_by_fn.get(id(fn))
-    if base is None:
-        base = {"key": None, "module": getattr(fn, "__module__", None), "path": None}
+    if base is None:  # a kernel of a regular module (kernels.cpu.nn): Numba's own cache
+        name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__name__', '?')}"
+        base = {"key": None, "module": name, "path": None}
     before = _cache_counts(fn)
     t0 = time.perf_counter()
     try:
@@ -601,8 +602,8 @@ def warm(fn: Callable[..., Any], *example_args: Any) -> dict:
     }
     if status != "memory" and _log_enabled():
         what = "compiled" if status == "compiled" else "loaded from cache"
-        short = (info["key"] or "")[:8]
-        _log(f"graphc: kernel {info['module']} {what} in {seconds:.2f}s (key {short}...)")
+        where = f"key {info['key'][:8]}..." if info["key"] else "Numba's cache beside the module"
+        _log(f"graphc: kernel {info['module']} {what} in {seconds:.2f}s ({where})")
     return info
 
 
