@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import dtypes as dt
-from .errors import GradError
+from .errors import GradError, user_location
 from .graph import toposort
 from .shapes import fmt_shape
 from .tensor import Tensor, as_tensor
@@ -16,6 +16,13 @@ def grad(y: Tensor, wrt, seed: Tensor | None = None):
     work: the result is ordinary graph.
     Returns a list when `wrt` is a list/tuple, else a single tensor.
     """
+    try:
+        return _grad(y, wrt, seed)
+    except GradError as exc:
+        raise GradError(f"{exc} (at {user_location()})") from None
+
+
+def _grad(y, wrt, seed):
     single = isinstance(wrt, Tensor)
     wrt_list = [wrt] if single else list(wrt)
     if not isinstance(y, Tensor):

@@ -274,7 +274,10 @@ def _ops():
 # --- sources ---------------------------------------------------------------------------------
 def placeholder(shape, dtype="float32", name: str | None = None) -> Tensor:
     """A graph input, fed when the compiled function is called. None dims are the batch N."""
-    shape = normalize_shape(shape)
+    try:
+        shape = normalize_shape(shape)
+    except ShapeError as exc:
+        raise ShapeError(f"placeholder {name!r}: {exc} at {user_location()}") from None
     dtype = dt.canonical(dtype)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"placeholder name must be a str, not {type(name).__name__}")
