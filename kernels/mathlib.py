@@ -188,12 +188,13 @@ def fexp32(x):
     r = _fmadd_strict(z, _NEG_LN2_HI, xc)
     r = _fmadd_strict(z, _NEG_LN2_LO, r)
     r2 = r * r
-    p = _P0 * r + _P1
-    p = p * r + _P2
-    p = p * r + _P3
-    p = p * r + _P4
-    p = p * r + _P5
-    p = p * r2 + r + _ONE
+    # Horner steps as explicit multiply-adds (one FMA each), whatever the caller's flags
+    p = _fmadd_strict(_P0, r, _P1)
+    p = _fmadd_strict(p, r, _P2)
+    p = _fmadd_strict(p, r, _P3)
+    p = _fmadd_strict(p, r, _P4)
+    p = _fmadd_strict(p, r, _P5)
+    p = _fmadd_strict(p, r2, r) + _ONE
     n = np.int32(z)
     n1 = n >> 1
     n2 = n - n1
@@ -251,11 +252,11 @@ def ftanh32(x):
     big = (_ONE - e) / (_ONE + e)
     # Small branch: odd polynomial, evaluated on |x|.
     z = ax * ax
-    q = _Q0 * z + _Q1
-    q = q * z + _Q2
-    q = q * z + _Q3
-    q = q * z + _Q4
-    small = (q * z) * ax + ax
+    q = _fmadd_strict(_Q0, z, _Q1)
+    q = _fmadd_strict(q, z, _Q2)
+    q = _fmadd_strict(q, z, _Q3)
+    q = _fmadd_strict(q, z, _Q4)
+    small = _fmadd_strict(q * z, ax, ax)
     res = np.copysign(small if ax < _TANH_SMALL else big, xf)
     return xf if np.isnan(xf) else res
 

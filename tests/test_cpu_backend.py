@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from kernels.codegen.elementwise import FULL_FASTMATH
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -439,7 +440,10 @@ def test_fastmath_results_are_close():
     exact = gc.compile([x], [y, g])(xv)
     fast_fn = gc.compile([x], [y, g], fastmath=True)
     assert fast_fn.executable.fastmath is True
-    assert any(low.spec.fastmath == "True" for low in fast_fn.executable.lowered.values())
+    assert all(low.spec.fastmath == FULL_FASTMATH for low in fast_fn.executable.lowered.values())
+    # the default is IEEE: no fast-math flag on any generated kernel
+    exact_fn = gc.compile([x], [y, g])
+    assert all(low.spec.fastmath == "False" for low in exact_fn.executable.lowered.values())
     fast = fast_fn(xv)
     for a, b in zip(exact, fast):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

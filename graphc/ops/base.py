@@ -1,6 +1,8 @@
 """Helpers the op families share: operand conversion, broadcasting rules, gradient sums."""
 from __future__ import annotations
 
+import math
+
 from .. import dtypes as dt
 from ..errors import ShapeError
 from ..shapes import broadcast_shapes
@@ -54,4 +56,9 @@ def lit(value, dtype: str) -> str:
         return "True" if value else "False"
     if dt.is_int(dtype):
         return f"np.{dtype}({int(value)})"
-    return f"np.{dtype}({float(value)!r})"
+    value = float(value)
+    if math.isnan(value):
+        return f"np.{dtype}(np.nan)"
+    if math.isinf(value):
+        return f"np.{dtype}({'-' if value < 0 else ''}np.inf)"
+    return f"np.{dtype}({value!r})"

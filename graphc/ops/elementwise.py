@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as dt
-from ..errors import ShapeError
+from ..errors import ShapeError, user_location
 from ..tensor import Tensor, apply, as_tensor
 from .base import cast, elementwise_infer, lit, operands, require_float, unbroadcast
 from .registry import ELEMENTWISE, Op, not_differentiable, register
@@ -61,11 +61,14 @@ def _div_vjp(node, grads):
 
 
 def _pow_vjp(node, grads):
+    """d/da = b * a**(b-1), 0 where b == 0; d/db = y * log(a), with log(1) where a == 0.
+    Both are 0 where the limit is (x**0 at 0, 0**b for b > 0), as PyTorch and JAX."""
     (g,) = grads
     a, b = node.inputs
     y = node.outputs[0]
-    ga = mul(g, mul(b, pow(a, sub(b, 1))))
-    gb = mul(g, mul(y, log(a)))
+    zero = as_tensor(0, like=g)
+    ga = mul(g, where(equal(b, 0), zero, mul(b, pow(a, sub(b, 1)))))
+    gb = mul(g, mul(y, log(where(equal(a, 0), as_tensor(1, like=a), a))))
     return [unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)]
 
 
@@ -237,7 +240,17 @@ def div(a, b) -> Tensor:
 
 
 def pow(a, b) -> Tensor:
-    return apply("pow", *operands(a, b))
+    """a ** b. Integer powers need a constant exponent >= 0 (NumPy raises at run time for a
+    negative one; graphc says so when the graph is built)."""
+    a, b = operands(a, b)
+    if dt.is_int(a.dtype):
+        exponent = b.node.value if b.node.op == "constant" else None
+        if exponent is None or np.any(exponent < 0):
+            what = "a negative constant" if exponent is not None else "a tensor"
+            raise ShapeError(f"pow: an integer base needs a constant exponent >= 0, got "
+                             f"{what} (NumPy rejects negative integer powers); cast the "
+                             f"base to float for x ** -1 at {user_location()}")
+    return apply("pow", a, b)
 
 
 def maximum(a, b) -> Tensor:

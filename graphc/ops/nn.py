@@ -20,15 +20,21 @@ def _softmax_infer(types, attrs):
     return [(shape, dtype)]
 
 
+def _shifted(x, axis):
+    """x - max(x, axis): over an empty axis, the empty x itself (softmax of nothing is
+    nothing, as in PyTorch)."""
+    if x.shape[axis] == 0:
+        return x.copy()
+    return x - x.max(axis=axis, keepdims=True)
+
+
 def _softmax_ref(values, attrs, ctx):
-    x = values[0]
-    e = np.exp(x - x.max(axis=attrs["axis"], keepdims=True))
+    e = np.exp(_shifted(values[0], attrs["axis"]))
     return [e / e.sum(axis=attrs["axis"], keepdims=True)]
 
 
 def _log_softmax_ref(values, attrs, ctx):
-    x = values[0]
-    shifted = x - x.max(axis=attrs["axis"], keepdims=True)
+    shifted = _shifted(values[0], attrs["axis"])
     return [shifted - np.log(np.exp(shifted).sum(axis=attrs["axis"], keepdims=True))]
 
 

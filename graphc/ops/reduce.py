@@ -26,6 +26,36 @@ def _reduce_infer(types, attrs):
     return [(_reduce_shape(shape, axes, attrs["keepdims"]), dtype)]
 
 
+# reductions without an identity: over an empty axis they raise, as NumPy does
+NO_IDENTITY = {"max": "axes", "min": "axes", "argmax": "axis"}
+
+
+def _reduced_axes(op: str, attrs) -> tuple:
+    axes = attrs[NO_IDENTITY[op]]
+    return tuple(axes) if NO_IDENTITY[op] == "axes" else (axes,)
+
+
+def empty_reduction(op: str, attrs, shape) -> str | None:
+    """Why `op` cannot reduce a tensor of `shape` (an axis of size 0), or None."""
+    empty = [a for a in _reduced_axes(op, attrs) if shape[a] == 0]
+    if not empty:
+        return None
+    return (f"reduces axis {empty[0]}, which has size 0: {op} of nothing is undefined "
+            f"(NumPy raises too); reduce a non-empty axis")
+
+
+def _no_identity_infer(op: str, infer):
+    """`infer`, refusing a statically empty reduced axis at build time."""
+    def checked(types, attrs):
+        out = infer(types, attrs)
+        why = empty_reduction(op, attrs, types[0][0])
+        if why is not None:
+            raise ShapeError(why)
+        return out
+
+    return checked
+
+
 def keepdims_shape(x: Tensor, axes) -> tuple:
     return _reduce_shape(x.shape, axes, True)
 
@@ -62,9 +92,23 @@ def _ref(fn):
     return reference
 
 
+def _checked_ref(op, fn):
+    def reference(values, attrs, ctx):
+        why = empty_reduction(op, attrs, values[0].shape)
+        if why is not None:
+            ctx.fail(why)
+        return [fn(values[0], attrs)]
+
+    return reference
+
+
 register(Op("sum", REDUCE, _reduce_infer, _ref(np.sum), _sum_vjp, doc="sum over axes"))
-register(Op("max", REDUCE, _reduce_infer, _ref(np.max), _extreme_vjp, doc="max over axes"))
-register(Op("min", REDUCE, _reduce_infer, _ref(np.min), _extreme_vjp, doc="min over axes"))
+register(Op("max", REDUCE, _no_identity_infer("max", _reduce_infer),
+            _checked_ref("max", lambda x, a: np.max(x, axis=a["axes"], keepdims=a["keepdims"])),
+            _extreme_vjp, doc="max over axes"))
+register(Op("min", REDUCE, _no_identity_infer("min", _reduce_infer),
+            _checked_ref("min", lambda x, a: np.min(x, axis=a["axes"], keepdims=a["keepdims"])),
+            _extreme_vjp, doc="min over axes"))
 
 
 def _argmax_infer(types, attrs):
@@ -73,8 +117,8 @@ def _argmax_infer(types, attrs):
     return [(tuple(d for i, d in enumerate(shape) if i != axis), "int64")]
 
 
-register(Op("argmax", REDUCE, _argmax_infer,
-            lambda v, a, c: [np.argmax(v[0], axis=a["axis"])], not_differentiable,
+register(Op("argmax", REDUCE, _no_identity_infer("argmax", _argmax_infer),
+            _checked_ref("argmax", lambda x, a: np.argmax(x, axis=a["axis"])), not_differentiable,
             differentiable=False, doc="index of the largest element along one axis"))
 
 

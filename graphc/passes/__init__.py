@@ -38,11 +38,13 @@ __all__ = [
 ]
 
 
-def optimize(roots: list[Tensor], level: str = "full", upto: str | None = None) -> list[Tensor]:
+def optimize(roots: list[Tensor], level: str = "full", upto: str | None = None,
+             fastmath: bool = False) -> list[Tensor]:
     """Run the pass pipeline over the graph of `roots`; return new roots in the same order.
 
     level: "full" runs PASSES; "reference" runs nothing (the numpy interpreter's choice).
     upto: the name of a pass in PASSES; the pipeline stops after it.
+    fastmath: also apply the rewrites that are exact only in real arithmetic.
     The (truncated) pipeline is repeated until a whole round changes nothing, since one
     rule's result is often another's input (at most MAX_ROUNDS rounds).
     """
@@ -53,11 +55,12 @@ def optimize(roots: list[Tensor], level: str = "full", upto: str | None = None) 
     roots = list(roots)
     if level == "reference":
         return roots
+    options = {"simplify": {"fastmath": fastmath}}  # the passes that take options
     stop = PASS_NAMES.index(upto) + 1 if upto is not None else len(PASSES)
     for _ in range(MAX_ROUNDS):
         before = roots
-        for _, run_pass in PASSES[:stop]:
-            roots = run_pass(roots)
+        for name, run_pass in PASSES[:stop]:
+            roots = run_pass(roots, **options.get(name, {}))
         if same_roots(before, roots):
             break
     return roots

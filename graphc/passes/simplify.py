@@ -6,8 +6,10 @@ wins. A rule may only return a tensor of the node's output shape and dtype (`rew
 it); `same_type_as_output` broadcasts a smaller operand up to the output shape and refuses
 (None) when the dtype differs.
 
-Rules are exact in floating point unless their comment says otherwise. Deliberately absent:
-x*0 -> 0 (NaN*0 is NaN), x-x -> 0 (inf-inf), exp(log(x)) -> x (log of x < 0 is NaN).
+Rules in RULES are exact in IEEE arithmetic (every result as NumPy computes it, the sign of
+zero included); FASTMATH_RULES (x+0 -> x, log(exp(x)) -> x) run only with fastmath=True.
+Deliberately absent: x*0 -> 0 (NaN*0 is NaN), x-x -> 0 (inf-inf), exp(log(x)) -> x (log of
+x < 0 is NaN).
 """
 from __future__ import annotations
 
@@ -81,8 +83,20 @@ def mul_by_minus_one(node, inputs):
     return None
 
 
+def add_exact_zero(node, inputs):
+    # x+0 -> x for integers; x+(-0.0) -> x for floats (-0.0 is IEEE addition's identity)
+    a, b = inputs
+    for x, c in ((a, b), (b, a)):
+        value = splat(c)
+        if value is None or value != 0:
+            continue
+        if not node.outputs[0].dtype.startswith("float") or np.signbit(value):
+            return same_type_as_output(node, x)
+    return None
+
+
 def add_zero(node, inputs):
-    # x+0 -> x, 0+x -> x (exact up to the sign of zero: -0.0 + 0.0 is +0.0)
+    # fastmath: x+0 -> x, 0+x -> x (not exact: -0.0 + 0.0 is +0.0)
     a, b = inputs
     if is_splat(b, 0):
         return same_type_as_output(node, a)
@@ -116,7 +130,7 @@ def neg_neg(node, inputs):
 
 
 def log_exp(node, inputs):
-    # log(exp(x)) -> x (exact in real arithmetic; more accurate in floats, no overflow to inf)
+    # fastmath: log(exp(x)) -> x (not exact: exp overflows to inf for x > ~88 in float32)
     inner = producer(inputs[0], "exp")
     return inner.inputs[0] if inner else None
 
@@ -237,25 +251,28 @@ def sum_to_of_copyless_broadcast(node, inputs):
 
 # --- reductions ---------------------------------------------------------------------------------
 def reduce_over_size_one_axes(node, inputs):
-    # sum/max/min over no axes, or over axes of size 1 -> x (reshaped without keepdims)
-    # (exact but for the sign of zero: numpy's sum of [-0.0] is +0.0)
+    # sum/max/min over no axes, or over axes of size 1 -> x (reshaped without keepdims);
+    # a float sum -> x + 0.0, which is what it computes (numpy's sum of [-0.0] is +0.0)
     (x,) = inputs
     if any(x.shape[a] != 1 for a in node.attrs["axes"]):
         return None
     out = node.outputs[0]
     if x.dtype != out.dtype:
         return None
-    return x if x.shape == out.shape else build(node, "reshape", [x], shape=out.shape)
+    y = x if x.shape == out.shape else build(node, "reshape", [x], shape=out.shape)
+    if node.op == "sum" and x.dtype.startswith("float"):
+        zero = make_constant(np.zeros((), x.dtype), x.dtype, node.loc)
+        y = build(node, "add", [y, zero])
+    return y
 
 
 RULES: dict[str, list] = {
     "mul": [mul_by_one, mul_by_minus_one],
-    "add": [add_zero],
+    "add": [add_exact_zero],
     "sub": [sub_zero],
     "div": [div_by_one],
     "pow": [pow_one],
     "neg": [neg_neg],
-    "log": [log_exp],
     "where": [where_same_branches, where_constant_condition],
     "cast": [cast_to_same_dtype, cast_of_lossless_cast],
     "reshape": [reshape_to_same_shape, reshape_of_reshape, reshape_of_constant],
@@ -268,15 +285,32 @@ RULES: dict[str, list] = {
 }
 
 
-def simplify_rule(node: Node, inputs) -> list[Tensor] | None:
-    """The rewrite rule of `simplify`: the first answer of RULES[node.op], or None."""
-    for rule in RULES.get(node.op, ()):
-        result = rule(node, inputs)
-        if result is not None:
-            return [result]
-    return None
+# rules that change some results (compile(..., fastmath=True) only)
+FASTMATH_RULES: dict[str, list] = {
+    "add": [add_zero],
+    "log": [log_exp],
+}
 
 
-def simplify(roots: list[Tensor]) -> list[Tensor]:
-    """Apply the algebraic rules once over the graph; return the new roots."""
-    return rewrite(roots, simplify_rule)
+def _rules_for(fastmath: bool):
+    def simplify_rule(node: Node, inputs) -> list[Tensor] | None:
+        """The first answer of RULES[node.op] (then FASTMATH_RULES), or None."""
+        rules = RULES.get(node.op, [])
+        if fastmath:
+            rules = rules + FASTMATH_RULES.get(node.op, [])
+        for rule in rules:
+            result = rule(node, inputs)
+            if result is not None:
+                return [result]
+        return None
+
+    return simplify_rule
+
+
+simplify_rule = _rules_for(fastmath=False)
+
+
+def simplify(roots: list[Tensor], fastmath: bool = False) -> list[Tensor]:
+    """Apply the algebraic rules once over the graph; return the new roots. `fastmath`
+    adds the rules that are exact in real arithmetic but not in IEEE floats."""
+    return rewrite(roots, _rules_for(fastmath) if fastmath else simplify_rule)

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BLOCK = 4096  # elements per block of a flat loop; float32 partials are added in float64
-# reassociation lets LLVM vectorize reductions; NaN/Inf semantics stay (no nnan/ninf)
-FASTMATH = "{'reassoc', 'contract', 'nsz', 'arcp', 'afn'}"
-FULL_FASTMATH = "True"
+import numpy as np
 
-_INIT = {"sum": "0", "max": "-np.inf", "min": "np.inf"}
+BLOCK = 4096  # elements per block of a flat loop; float32 partials are added in float64
+LANES = 16    # partial results a reduction keeps side by side (a vector register's worth)
+CHUNKS = 256  # a reducing nest runs its outer loop in at most this many chunks of rows
+# IEEE by default: every element as NumPy computes it (reductions vectorize through their
+# explicit lanes, not through reassociation); compile(fastmath=True) relaxes everything
+# but NaN/Inf semantics (no nnan/ninf).
+FASTMATH = "False"
+FULL_FASTMATH = "{'reassoc', 'contract', 'nsz', 'arcp', 'afn'}"
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ class KernelSpec:
 
     @property
     def parallel_ok(self) -> bool:
-        """Whether the outer loop can be split across threads without racing."""
+        """Whether the outer loop can be split across threads: no two iterations write one
+        location (a total reduction keeps a partial per outer index)."""
         if self.reduce is None:
             return True
         pattern = self.reduce[3]
@@ -211,8 +216,60 @@ def _combine(kind: str, acc: str, value: str) -> str:
     return f"({value} if ({value} {op} {acc} or {value} != {value}) else {acc})"
 
 
+def _init(kind: str, dtype: str) -> str:
+    """The identity of a reduction in `dtype` (integers: the type's own extremes)."""
+    if kind == "sum":
+        return f"np.{dtype}(0)"
+    if dtype.startswith(("int", "uint")):
+        info = np.iinfo(dtype)
+        return f"np.{dtype}({info.min if kind == 'max' else info.max})"
+    if dtype == "bool":
+        return "False" if kind == "max" else "True"
+    return f"np.{dtype}({'-' if kind == 'max' else ''}np.inf)"
+
+
+def _wide(dtype: str) -> str:
+    """The type partial results are combined in: float64 for floats, int64 for integers."""
+    if dtype == "bool":
+        return "bool"
+    return "float64" if dtype.startswith("float") else "int64"
+
+
+def _lane_loop(spec: KernelSpec, idx, lo: str, hi: str, ind: str, comments: bool) -> list:
+    """Reduce the innermost loop (index idx[-1]) from lo to hi into `acc`, without
+    reassociation: LANES partial results side by side in `lanes` (an inner loop of fixed
+    length, which LLVM vectorizes), combined in a fixed tree, then the tail in order. The
+    order of operations depends on the sizes alone: every call and thread count gives the
+    same bits."""
+    kind, var, acc_dtype, _ = spec.reduce
+    i = idx[-1]
+    if lo is None:  # from 0
+        lo, first = "np.uint64(0)", f"{ind}q = {hi} // {LANES} * {LANES}"
+    else:
+        first = f"{ind}q = {lo} + ({hi} - {lo}) // {LANES} * {LANES}"
+    out = [first,
+           f"{ind}if q > {lo}:",
+           f"{ind}    lanes[:] = {_init(kind, acc_dtype)}",
+           f"{ind}    for j in range({lo}, q, {LANES}):",
+           f"{ind}        for l in range(np.uint64({LANES})):",
+           f"{ind}            {i} = j + l"]
+    out += _body(spec, idx, ind + "            ", comments)
+    out.append(f"{ind}            lanes[l] = {_combine(kind, 'lanes[l]', var)}")
+    width = LANES // 2
+    while width > 1:
+        out += [f"{ind}    for l in range({width}):",
+                f"{ind}        lanes[l] = {_combine(kind, 'lanes[l]', f'lanes[l + {width}]')}"]
+        width //= 2
+    out.append(f"{ind}    acc = {_combine(kind, 'acc', '(' + _combine(kind, 'lanes[0]', 'lanes[1]') + ')')}")
+    out.append(f"{ind}for {i} in range(q, {hi}):")
+    out += _body(spec, idx, ind + "    ", comments)
+    out.append(f"{ind}    acc = {_combine(kind, 'acc', var)}")
+    return out
+
+
 def _render_flat(spec: KernelSpec, parallel: bool, comments: bool) -> list:
-    """One flat loop in blocks of BLOCK; a total reduction keeps a float64 partial a block."""
+    """One flat loop in blocks of BLOCK; a total reduction keeps one partial a block (in
+    float64 for floats) and adds the partials in order after the loop."""
     loop = "numba.prange" if parallel else "range"
     ind = "    "
     out = [
@@ -220,53 +277,81 @@ def _render_flat(spec: KernelSpec, parallel: bool, comments: bool) -> list:
         f"{ind}nblocks = (n0 + {BLOCK} - 1) // {BLOCK}",
     ]
     red = spec.reduce
-    if red is not None:
-        kind, var, acc_dtype, _ = red
-        out.append(f"{ind}partial = np.empty(nblocks, np.float64)")
+    if red is None:
+        out.append(f"{ind}for b in {loop}(nblocks):")
+        out.append(f"{ind}    lo = np.uint64(b) * np.uint64({BLOCK})")
+        out.append(f"{ind}    hi = min(lo + np.uint64({BLOCK}), n)")
+        out.append(f"{ind}    for i0 in range(lo, hi):")
+        out += _body(spec, ["i0"], ind * 3, comments)
+        return out
+    kind, var, acc_dtype, _ = red
+    wide = _wide(acc_dtype)
+    out.append(f"{ind}partial = np.empty(nblocks, np.{wide})")
     out.append(f"{ind}for b in {loop}(nblocks):")
+    out.append(f"{ind}    lanes = np.empty({LANES}, np.{acc_dtype})")
     out.append(f"{ind}    lo = np.uint64(b) * np.uint64({BLOCK})")
     out.append(f"{ind}    hi = min(lo + np.uint64({BLOCK}), n)")
-    if red is not None:
-        out.append(f"{ind}    acc = np.{acc_dtype}({_INIT[kind]})")
-    out.append(f"{ind}    for i0 in range(lo, hi):")
-    out += _body(spec, ["i0"], ind * 3, comments)
-    if red is not None:
-        out.append(f"{ind * 3}acc = {_combine(kind, 'acc', var)}")
-        out.append(f"{ind}    partial[b] = np.float64(acc)")
-        out.append(f"{ind}total = np.float64({_INIT[kind]})")
-        out.append(f"{ind}for b in range(nblocks):")
-        out.append(f"{ind}    total = {_combine(kind, 'total', 'partial[b]')}")
-        out.append(f"{ind}red[0] = total")
+    out.append(f"{ind}    acc = {_init(kind, acc_dtype)}")
+    out += _lane_loop(spec, ["i0"], "lo", "hi", ind * 2, comments)
+    out.append(f"{ind}    partial[b] = acc")
+    out.append(f"{ind}total = {_init(kind, wide)}")
+    out.append(f"{ind}for b in range(nblocks):")
+    out.append(f"{ind}    total = {_combine(kind, 'total', 'partial[b]')}")
+    out.append(f"{ind}red[0] = total")
     return out
 
 
 def _render_nest(spec: KernelSpec, parallel: bool, comments: bool) -> list:
+    """A loop nest over the (collapsed) dims; a reduction epilogue accumulates as it goes.
+
+    Innermost dim reduced: each row is reduced into a register with `_lane_loop`; the outer
+    loop runs in chunks of rows, so the lanes are allocated once a chunk. Every dim reduced:
+    each outer index gets a partial of its own (no two threads write one location), added
+    in order after the loop. Otherwise the outer dim is kept, so threads write disjoint rows
+    of `red`."""
     k = spec.rank
     idx = [f"i{d}" for d in range(k)]
     red = spec.reduce
     ind = "    "
-    out = []
-    if red is not None:
-        kind, var, acc_dtype, rpattern = red
-        kept = [not r for r in rpattern]
-        out.append(f"{ind}red[...] = {_INIT[kind]}")
-        inner_reduced = rpattern[-1]
-    for d in range(k):
-        pad = ind * (d + 1)
-        if d == 0 and parallel:
-            out.append(f"{pad}for i0 in numba.prange(n0):")
-        else:
-            out.append(f"{pad}for i{d} in range(np.uint64(n{d})):")
-        if red is not None and inner_reduced and d == k - 1:
-            # the innermost loop is reduced: accumulate in a register
-            out.insert(len(out) - 1, f"{pad}acc = np.{acc_dtype}({_INIT[kind]})")
-    pad = ind * (k + 1)
-    out += _body(spec, idx, pad, comments)
-    if red is not None:
-        target = f"red{_index(kept, idx)}"
-        if inner_reduced:
-            out.append(f"{pad}acc = {_combine(kind, 'acc', var)}")
-            out.append(f"{ind * k}{target} = {_combine(kind, target, 'acc')}")
-        else:
-            out.append(f"{pad}{target} = {_combine(kind, target, var)}")
+    if red is None:
+        out = []
+        for d in range(k):
+            rng = ("numba.prange(n0)" if parallel else "range(n0)") if d == 0 else \
+                f"range(np.uint64(n{d}))"
+            out.append(f"{ind * (d + 1)}for i{d} in {rng}:")
+        return out + _body(spec, idx, ind * (k + 1), comments)
+    kind, var, acc_dtype, rpattern = red
+    kept = [not r for r in rpattern]
+    total = all(rpattern)
+    inner_reduced = rpattern[-1]
+    wide = _wide(acc_dtype)
+    out = [f"{ind}red[...] = {_init(kind, acc_dtype)}"]
+    if total:
+        out.append(f"{ind}part = np.empty(n0, np.{wide})")
+    loop = "numba.prange" if parallel else "range"
+    out += [f"{ind}rows = (n0 + {CHUNKS - 1}) // {CHUNKS}",
+            f"{ind}for c in {loop}((n0 + rows - 1) // max(rows, 1)):"]
+    if inner_reduced:
+        out.append(f"{ind * 2}lanes = np.empty({LANES}, np.{acc_dtype})")
+    out.append(f"{ind * 2}for i0 in range(c * rows, min(c * rows + rows, n0)):")
+    pad = ind * 3
+    if total:
+        out.append(f"{pad}racc = {_init(kind, wide)}")
+    for d in range(1, k - 1 if inner_reduced else k):
+        out.append(f"{pad}for i{d} in range(np.uint64(n{d})):")
+        pad += ind
+    target = "racc" if total else f"red{_index(kept, idx)}"
+    if inner_reduced:  # (k > 1: a rank-1 total reduction renders flat)
+        out.append(f"{pad}acc = {_init(kind, acc_dtype)}")
+        out += _lane_loop(spec, idx, None, f"np.uint64(n{k - 1})", pad, comments)
+        out.append(f"{pad}{target} = {_combine(kind, target, 'acc')}")
+    else:
+        out += _body(spec, idx, pad, comments)
+        out.append(f"{pad}{target} = {_combine(kind, target, var)}")
+    if total:
+        out.append(f"{ind * 3}part[i0] = racc")
+        out.append(f"{ind}total = {_init(kind, wide)}")
+        out.append(f"{ind}for i0 in range(n0):")
+        out.append(f"{ind * 2}total = {_combine(kind, 'total', 'part[i0]')}")
+        out.append(f"{ind}red{_index([False] * k, idx)} = total")
     return out

@@ -14,7 +14,10 @@ from numba.extending import overload
 
 from kernels.mathlib import fexp32
 
-_OPTS = {"cache": True, "error_model": "numpy", "fastmath": {"reassoc", "contract", "nsz", "arcp"}}
+# IEEE arithmetic, as NumPy: row sums get their vector lanes from _row_sum's explicit partials
+_OPTS = {"cache": True, "error_model": "numpy"}
+# a matrix product's sum may be reordered and fused into FMAs, as BLAS does
+_MM_OPTS = dict(_OPTS, fastmath={"reassoc", "contract"})
 
 
 def _exp(x):
@@ -41,6 +44,28 @@ def _row_max(x, r):
 
 
 @numba.njit(**_INLINE)
+def _row_sum(y, r):
+    """sum_c y[r, c] in float64 with eight partial sums side by side (vectorizable without
+    reassociation; the order depends on the row length alone)."""
+    n = np.uint64(y.shape[1])
+    q = n // np.uint64(8) * np.uint64(8)
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    for j in range(np.uint64(0), q, np.uint64(8)):
+        a0 += y[r, j]
+        a1 += y[r, j + np.uint64(1)]
+        a2 += y[r, j + np.uint64(2)]
+        a3 += y[r, j + np.uint64(3)]
+        a4 += y[r, j + np.uint64(4)]
+        a5 += y[r, j + np.uint64(5)]
+        a6 += y[r, j + np.uint64(6)]
+        a7 += y[r, j + np.uint64(7)]
+    s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    for j in range(q, n):
+        s += y[r, j]
+    return s
+
+
+@numba.njit(**_INLINE)
 def _row_exp_sum(x, r, m):
     """sum_c exp(x[r, c] - m), accumulated in float64."""
     s = 0.0
@@ -53,11 +78,9 @@ def _row_exp_sum(x, r, m):
 def _row_softmax(x, r, out, scale):
     """out[r] = softmax(x[r]) * scale; returns (row max, sum of exps) for logsumexp."""
     m = _row_max(x, r)
-    s = 0.0
     for c in range(np.uint64(x.shape[1])):
-        e = _exp(x[r, c] - m)
-        out[r, c] = e
-        s += e
+        out[r, c] = _exp(x[r, c] - m)
+    s = _row_sum(out, r)
     f = scale / s
     for c in range(np.uint64(x.shape[1])):
         out[r, c] = out[r, c] * f
@@ -66,7 +89,9 @@ def _row_softmax(x, r, out, scale):
 
 @numba.njit(**_OPTS)
 def softmax_rows(x, out):
-    """out = softmax over the last axis of a 2-D view."""
+    """out = softmax over the last axis of a 2-D view (an empty row stays empty)."""
+    if x.shape[1] == 0:
+        return 0
     for r in range(x.shape[0]):
         _row_softmax(x, r, out, 1.0)
     return 0
@@ -74,11 +99,20 @@ def softmax_rows(x, out):
 
 @numba.njit(**_OPTS)
 def log_softmax_rows(x, out):
+    """out = (x - max) - log(sum(exp(x - max))) per row: subtracting the max first keeps
+    huge logits exact ([1e30, 1e30] gives [-log 2, -log 2])."""
+    if x.shape[1] == 0:
+        return 0
     for r in range(x.shape[0]):
         m = _row_max(x, r)
-        lse = m + np.log(_row_exp_sum(x, r, m))
         for c in range(np.uint64(x.shape[1])):
-            out[r, c] = x[r, c] - lse
+            out[r, c] = x[r, c] - m
+        s = 0.0
+        for c in range(np.uint64(x.shape[1])):
+            s += _exp(out[r, c])
+        lse = np.log(s)
+        for c in range(np.uint64(x.shape[1])):
+            out[r, c] = out[r, c] - lse
     return 0
 
 
@@ -171,7 +205,7 @@ def _acc_zero_impl(a):
 NARROW = 8  # output columns below which each output is a dot product (no inner j loop)
 
 
-@numba.njit(**_OPTS)
+@numba.njit(**_MM_OPTS)
 def mm_nn(a, b, out):
     """out = a @ b for small matrices (mm_nt: a @ b.T, mm_tn: a.T @ b, mm_tt: a.T @ b.T);
     each case has its own loop order so the inner loop runs along contiguous memory."""
@@ -193,7 +227,7 @@ def mm_nn(a, b, out):
                 out[i, j] += av * b[p, j]
 
 
-@numba.njit(**_OPTS)
+@numba.njit(**_MM_OPTS)
 def mm_nt(a, b, out):
     m, n = out.shape
     k = a.shape[1]
@@ -205,7 +239,7 @@ def mm_nt(a, b, out):
             out[i, j] = acc
 
 
-@numba.njit(**_OPTS)
+@numba.njit(**_MM_OPTS)
 def mm_tn(a, b, out):
     m, n = out.shape
     k = a.shape[0]
@@ -226,7 +260,7 @@ def mm_tn(a, b, out):
                 out[i, j] += av * b[p, j]
 
 
-@numba.njit(**_OPTS)
+@numba.njit(**_MM_OPTS)
 def mm_tt(a, b, out):
     m, n = out.shape
     k = a.shape[0]
@@ -238,7 +272,7 @@ def mm_tt(a, b, out):
             out[i, j] = acc
 
 
-@numba.njit(**_OPTS)
+@numba.njit(**_MM_OPTS)
 def small_matmul(a, b, out, trans_a, trans_b):
     """out = op(a) @ op(b) for small matrices (below a BLAS call's overhead), where op
     transposes when asked; each case has its own loop order so the inner loop runs along
@@ -255,7 +289,7 @@ def small_matmul(a, b, out, trans_a, trans_b):
     return 0
 
 
-@numba.njit(**_OPTS)
+@numba.njit(**_MM_OPTS)
 def small_matmul_acc(a, b, out, trans_a, trans_b, alpha):
     """out += alpha * op(a) @ op(b) for small matrices: an SGD update W - lr * (A @ B) in
     one pass, without a gradient buffer (alpha = -lr)."""

@@ -128,9 +128,9 @@ class RunnerBuilder:
                 self.lines.append(f"    {tmp} = np.array({src})")
                 src = tmp
             copies.append(f"    np.copyto({self.glob(param.data, 'p')}, {src})"
-                          f"  # update {param.name}")
+                          f"  # update {str(param.name)!r}")
         self.lines += copies
-        self.lines.append(f"    return ({', '.join(outs)},)")
+        self.lines.append(f"    return ({', '.join(outs)},)" if outs else "    return ()")
         self.source = "\n".join(self.lines) + "\n"
         code = compile(self.source, f"<graphc plan N={n}>", "exec")
         exec(code, self.globals)  # noqa: S102 - the runner is our own generated source
@@ -290,12 +290,12 @@ class RunnerBuilder:
 
                 fn = self.glob(small_matmul_acc, "k")
                 L.append(f"    {fn}({a}, {b}, {w}, {step.trans_a}, {step.trans_b}, "
-                         f"{alpha!r})  # update {param.name} in place")
+                         f"{alpha!r})  # update {str(param.name)!r} in place")
                 return
             fn = self.glob(blas.gemm, "gemm")
             L.append(f"    {fn}({a}, {b}, out={w}, trans_a={step.trans_a}, "
                      f"trans_b={step.trans_b}, alpha={alpha!r}, beta=1.0)  "
-                     f"# update {param.name} in place")
+                     f"# update {str(param.name)!r} in place")
             return
         if isinstance(step, MatmulStep):
             a, b = self.ref(step.a), self.ref(step.b)

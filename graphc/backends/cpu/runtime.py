@@ -16,7 +16,9 @@ import numpy as np
 
 from ... import dtypes as dt
 from ...function import Program
+from ...errors import RuntimeCheckError
 from ...graph import toposort
+from ...ops.reduce import NO_IDENTITY, empty_reduction
 from ...passes.fuse import (
     FallbackStep,
     FusedGroup,
@@ -27,6 +29,7 @@ from ...passes.fuse import (
     schedule,
 )
 from ...printing import names_for
+from ...shapes import bind as bind_shape
 from .lower import lower_group
 
 PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", str(1 << 17)))  # elements
@@ -55,7 +58,7 @@ class CpuExecutable:
         if optimize:
             from ...passes import optimize as run_passes
 
-            roots = run_passes(roots)
+            roots = run_passes(roots, fastmath=fastmath)
         self.roots = roots
         self.fastmath = fastmath
         self.memory_reuse = memory_reuse
@@ -132,7 +135,9 @@ class CpuExecutable:
                     len(self.users.get(m, [])) != 1 or id(m) in self.root_ids or \
                     m.shape != param.shape:
                 continue
-            if not self._update_is_safe(param, v, mm.index):
+            # gemm and the small-matrix kernel write W while they read their operands
+            if any(self._source_of(x) is param for x in (mm.a, mm.b)) or \
+                    not self._update_is_safe(param, v, mm.index):
                 continue
             fused[id(v)] = (param, v)
             mm.update = (param, -scale, v)
@@ -476,6 +481,12 @@ class CpuExecutable:
         if n in self._bound:
             return self._bound[n]
         from .runner import RunnerBuilder
+
+        for node in self.nodes:  # max/min/argmax over an axis that is N, and N == 0
+            if node.op in NO_IDENTITY:
+                why = empty_reduction(node.op, node.attrs, bind_shape(node.inputs[0].shape, n))
+                if why is not None:
+                    raise RuntimeCheckError(f"{node.op}: {why} (node created at {node.loc})")
 
         runner = RunnerBuilder(self, n).build()
         self._bound[n] = runner
