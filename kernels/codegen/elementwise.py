@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 BLOCK = 4096  # elements per block of a flat loop; float32 partials are added in float64
-LANES = 16    # partial results a reduction keeps side by side (a vector register's worth)
+LANES = 64    # partial results a reduction keeps side by side: 4-8 vector registers, so the
+#               adds overlap; fewer (16, 32) made LLVM unroll the lane loop instead of
+#               vectorizing it (measured: 2-4x slower sums)
 CHUNKS = 256  # a reducing nest runs its outer loop in at most this many chunks of rows
 # IEEE by default: every element as NumPy computes it (reductions vectorize through their
 # explicit lanes, not through reassociation); compile(fastmath=True) relaxes everything
@@ -162,41 +164,44 @@ def _render_short_rows(spec: KernelSpec, comments: bool) -> list:
                     f"{ind * 2}for r in range(n0):",
                     f"{ind * 3}for c in range(n1):",
                     f"{ind * 4}t{i}[r * n1 + c] = in{i}[0, c]"]
-            loads.append(f"x{i} = t{i}[i0]")
+            loads.append(f"t{i}[i0]")
         elif pattern == (True, True):
             out.append(f"{ind * 2}t{i} = in{i}.reshape(total)")
-            loads.append(f"x{i} = t{i}[i0]")
+            loads.append(f"t{i}[i0]")
         else:
-            loads.append(f"x{i} = in{i}[0, 0]")
+            loads.append(f"in{i}[0, 0]")
     for j in range(len(spec.outputs)):
         if _out_name(spec, j) == f"out{j}":
             out.append(f"{ind * 2}u{j} = out{j}.reshape(total)")
-    out.append(f"{ind * 2}for i0 in range(np.uint64(total)):")
-    out += [f"{ind * 3}{line}" for line in loads]
-    for var, expr, comment in spec.body:
-        line = f"{ind * 3}{var} = {expr}"
-        if comments and comment:
-            line += f"  # {comment}"
-        out.append(line)
-    for j, (var, _) in enumerate(spec.outputs):
+    stores = []
+    for j in range(len(spec.outputs)):
         target = _out_name(spec, j, prefix="t")
-        out.append(f"{ind * 3}{'u' + str(j) if target == f'out{j}' else target}[i0] = {var}")
+        stores.append(f"{'u' + str(j) if target == f'out{j}' else target}[i0]")
+    out.append(f"{ind * 2}for i0 in range(np.uint64(total)):")
+    out += _body(spec, (loads, stores), ind * 3, comments)
     out.append(f"{ind * 2}return")
     return out
 
 
-def _body(spec: KernelSpec, idx, indent: str, comments: bool) -> list:
-    out = []
-    for i, (dtype, pattern) in enumerate(spec.inputs):
-        out.append(f"{indent}x{i} = in{i}{_index(pattern, idx)}")
+def _access(spec: KernelSpec, idx) -> tuple:
+    """(loads, stores) at the loop-nest point idx: each input's element, each output's."""
+    loads = [f"in{i}{_index(pattern, idx)}" for i, (_, pattern) in enumerate(spec.inputs)]
+    full = _index([True] * spec.rank, idx)
+    stores = [f"{_out_name(spec, j)}{full}" for j in range(len(spec.outputs))]
+    return loads, stores
+
+
+def _body(spec: KernelSpec, access, indent: str, comments: bool) -> list:
+    """The loads, the scalar body and the stores; access = (loads, stores) expressions, or
+    the loop-nest point (a list of index names)."""
+    loads, stores = access if isinstance(access, tuple) else _access(spec, access)
+    out = [f"{indent}x{i} = {load}" for i, load in enumerate(loads)]
     for var, expr, comment in spec.body:
         line = f"{indent}{var} = {expr}"
         if comments and comment:
             line += f"  # {comment}"
         out.append(line)
-    full = [True] * spec.rank
-    for i, (var, dtype) in enumerate(spec.outputs):
-        out.append(f"{indent}{_out_name(spec, i)}{_index(full, idx)} = {var}")
+    out += [f"{indent}{store} = {var}" for store, (var, _) in zip(stores, spec.outputs)]
     return out
 
 
@@ -235,36 +240,58 @@ def _wide(dtype: str) -> str:
     return "float64" if dtype.startswith("float") else "int64"
 
 
-def _lane_loop(spec: KernelSpec, idx, lo: str, hi: str, ind: str, comments: bool) -> list:
-    """Reduce the innermost loop (index idx[-1]) from lo to hi into `acc`, without
-    reassociation: LANES partial results side by side in `lanes` (an inner loop of fixed
-    length, which LLVM vectorizes), combined in a fixed tree, then the tail in order. The
-    order of operations depends on the sizes alone: every call and thread count gives the
-    same bits."""
+def _lane_loop(spec: KernelSpec, access, i: str, hi: str, ind: str, comments: bool) -> list:
+    """Reduce index `i` from 0 to hi into `acc`, without reassociation: LANES partial results
+    side by side in `lanes` (an inner loop of fixed length, which LLVM vectorizes), combined
+    in a fixed tree, then the tail in order. The order of operations depends on the sizes
+    alone: every call and thread count gives the same bits. access: (loads, stores) in i,
+    on views that start at 0 (LLVM vectorizes a loop from 0 over a view best)."""
     kind, var, acc_dtype, _ = spec.reduce
-    i = idx[-1]
-    if lo is None:  # from 0
-        lo, first = "np.uint64(0)", f"{ind}q = {hi} // {LANES} * {LANES}"
-    else:
-        first = f"{ind}q = {lo} + ({hi} - {lo}) // {LANES} * {LANES}"
-    out = [first,
-           f"{ind}if q > {lo}:",
-           f"{ind}    lanes[:] = {_init(kind, acc_dtype)}",
-           f"{ind}    for j in range({lo}, q, {LANES}):",
-           f"{ind}        for l in range(np.uint64({LANES})):",
-           f"{ind}            {i} = j + l"]
-    out += _body(spec, idx, ind + "            ", comments)
-    out.append(f"{ind}            lanes[l] = {_combine(kind, 'lanes[l]', var)}")
+    # (no `if q > 0:` around the lanes: that branch keeps LLVM from vectorizing them)
+    out = [f"{ind}q = {hi} // {LANES} * {LANES}",
+           f"{ind}lanes[:] = {_init(kind, acc_dtype)}",
+           f"{ind}for j in range(np.uint64(0), q, {LANES}):",
+           f"{ind}    for l in range(np.uint64({LANES})):",
+           f"{ind}        {i} = j + l"]
+    out += _body(spec, access, ind + "        ", comments)
+    out.append(f"{ind}        lanes[l] = {_combine(kind, 'lanes[l]', var)}")
     width = LANES // 2
     while width > 1:
-        out += [f"{ind}    for l in range({width}):",
-                f"{ind}        lanes[l] = {_combine(kind, 'lanes[l]', f'lanes[l + {width}]')}"]
+        out += [f"{ind}for l in range({width}):",
+                f"{ind}    lanes[l] = {_combine(kind, 'lanes[l]', f'lanes[l + {width}]')}"]
         width //= 2
-    out.append(f"{ind}    acc = {_combine(kind, 'acc', '(' + _combine(kind, 'lanes[0]', 'lanes[1]') + ')')}")
+    pair = _combine(kind, "lanes[0]", "lanes[1]")
+    out.append(f"{ind}acc = {_combine(kind, 'acc', '(' + pair + ')')}")
     out.append(f"{ind}for {i} in range(q, {hi}):")
-    out += _body(spec, idx, ind + "    ", comments)
+    out += _body(spec, access, ind + "    ", comments)
     out.append(f"{ind}    acc = {_combine(kind, 'acc', var)}")
     return out
+
+
+def _views(spec: KernelSpec, outer: list, span: str, ind: str, name: str) -> tuple:
+    """Views of every array along the innermost loop dim at the outer point `outer` (index
+    names of the other dims); an input broadcast along that dim is loaded once, here.
+    span: the slice of that dim the views cover. Returns (source lines, (loads, stores) in
+    the index `name`)."""
+    lines, loads = [], []
+    tail = [] if span == ":" else [span]  # a[i] (not a[i, :]): Numba keeps the C layout
+    for i, (_, pattern) in enumerate(spec.inputs):
+        at = [idx if full else "0" for idx, full in zip(outer, pattern)]
+        if pattern[-1]:
+            lines.append(f"{ind}v_in{i} = in{i}[{', '.join(at + tail)}]")
+            loads.append(f"v_in{i}[{name}]")
+        else:
+            lines.append(f"{ind}h{i} = in{i}[{', '.join(at + ['0'])}]")
+            loads.append(f"h{i}")
+    stores = []
+    for j in range(len(spec.outputs)):
+        target = _out_name(spec, j)
+        if target.startswith("in"):  # computed in place: into that input's view
+            stores.append(f"v_{target}[{name}]")
+        else:
+            lines.append(f"{ind}v_{target} = {target}[{', '.join(outer + tail)}]")
+            stores.append(f"v_{target}[{name}]")
+    return lines, (loads, stores)
 
 
 def _render_flat(spec: KernelSpec, parallel: bool, comments: bool) -> list:
@@ -284,7 +311,7 @@ def _render_flat(spec: KernelSpec, parallel: bool, comments: bool) -> list:
         out.append(f"{ind}    for i0 in range(lo, hi):")
         out += _body(spec, ["i0"], ind * 3, comments)
         return out
-    kind, var, acc_dtype, _ = red
+    kind, _, acc_dtype, _ = red
     wide = _wide(acc_dtype)
     out.append(f"{ind}partial = np.empty(nblocks, np.{wide})")
     out.append(f"{ind}for b in {loop}(nblocks):")
@@ -292,7 +319,10 @@ def _render_flat(spec: KernelSpec, parallel: bool, comments: bool) -> list:
     out.append(f"{ind}    lo = np.uint64(b) * np.uint64({BLOCK})")
     out.append(f"{ind}    hi = min(lo + np.uint64({BLOCK}), n)")
     out.append(f"{ind}    acc = {_init(kind, acc_dtype)}")
-    out += _lane_loop(spec, ["i0"], "lo", "hi", ind * 2, comments)
+    lines, access = _views(spec, [], "lo:hi", ind * 2, "i0")
+    out += lines
+    out.append(f"{ind}    m = hi - lo")
+    out += _lane_loop(spec, access, "i0", "m", ind * 2, comments)
     out.append(f"{ind}    partial[b] = acc")
     out.append(f"{ind}total = {_init(kind, wide)}")
     out.append(f"{ind}for b in range(nblocks):")
@@ -343,7 +373,9 @@ def _render_nest(spec: KernelSpec, parallel: bool, comments: bool) -> list:
     target = "racc" if total else f"red{_index(kept, idx)}"
     if inner_reduced:  # (k > 1: a rank-1 total reduction renders flat)
         out.append(f"{pad}acc = {_init(kind, acc_dtype)}")
-        out += _lane_loop(spec, idx, None, f"np.uint64(n{k - 1})", pad, comments)
+        lines, access = _views(spec, idx[:-1], ":", pad, idx[-1])
+        out += lines
+        out += _lane_loop(spec, access, idx[-1], f"np.uint64(n{k - 1})", pad, comments)
         out.append(f"{pad}{target} = {_combine(kind, target, 'acc')}")
     else:
         out += _body(spec, idx, pad, comments)

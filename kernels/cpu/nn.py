@@ -66,24 +66,23 @@ def _row_sum(y, r):
 
 
 @numba.njit(**_INLINE)
-def _row_exp_sum(x, r, m):
-    """sum_c exp(x[r, c] - m), accumulated in float64."""
-    s = 0.0
+def _row_exp_sum(x, r, m, tmp):
+    """sum_c exp(x[r, c] - m) in float64; the exps go through tmp (a (1, cols) scratch
+    row), so they vectorize apart from the ordered sum."""
     for c in range(np.uint64(x.shape[1])):
-        s += _exp(x[r, c] - m)
-    return s
+        tmp[0, c] = _exp(x[r, c] - m)
+    return _row_sum(tmp, 0)
 
 
 @numba.njit(**_INLINE)
-def _row_softmax(x, r, out, scale):
-    """out[r] = softmax(x[r]) * scale; returns (row max, sum of exps) for logsumexp."""
+def _row_softmax(x, r, out):
+    """out[r] = softmax(x[r]) = exp(x - max) / sum; returns (row max, sum of exps)."""
     m = _row_max(x, r)
     for c in range(np.uint64(x.shape[1])):
         out[r, c] = _exp(x[r, c] - m)
     s = _row_sum(out, r)
-    f = scale / s
     for c in range(np.uint64(x.shape[1])):
-        out[r, c] = out[r, c] * f
+        out[r, c] = out[r, c] / s
     return m, s
 
 
@@ -93,7 +92,7 @@ def softmax_rows(x, out):
     if x.shape[1] == 0:
         return 0
     for r in range(x.shape[0]):
-        _row_softmax(x, r, out, 1.0)
+        _row_softmax(x, r, out)
     return 0
 
 
@@ -103,16 +102,12 @@ def log_softmax_rows(x, out):
     huge logits exact ([1e30, 1e30] gives [-log 2, -log 2])."""
     if x.shape[1] == 0:
         return 0
+    tmp = np.empty((1, x.shape[1]), x.dtype)
     for r in range(x.shape[0]):
         m = _row_max(x, r)
+        lse = np.log(_row_exp_sum(x, r, m, tmp))
         for c in range(np.uint64(x.shape[1])):
-            out[r, c] = x[r, c] - m
-        s = 0.0
-        for c in range(np.uint64(x.shape[1])):
-            s += _exp(out[r, c])
-        lse = np.log(s)
-        for c in range(np.uint64(x.shape[1])):
-            out[r, c] = out[r, c] - lse
+            out[r, c] = (x[r, c] - m) - lse
     return 0
 
 
@@ -122,12 +117,13 @@ def softmax_cross_entropy(x, labels, out):
     label (outside [0, classes))."""
     rows, cols = x.shape
     total = 0.0
+    tmp = np.empty((1, cols), x.dtype)
     for r in range(rows):
         t = labels[r]
         if t < 0 or t >= cols:
             return 1 + r
         m = _row_max(x, r)
-        total += np.float64(m + np.log(_row_exp_sum(x, r, m)) - x[r, t])
+        total += np.log(_row_exp_sum(x, r, m, tmp)) - np.float64(x[r, t] - m)
     out[0] = total / max(rows, 1)
     return 0
 
@@ -143,9 +139,12 @@ def softmax_cross_entropy_fused(x, labels, g, loss, dx):
         t = labels[r]
         if t < 0 or t >= cols:
             return 1 + r
-        m, s = _row_softmax(x, r, dx, scale)
-        total += np.float64(m + np.log(s) - x[r, t])
-        dx[r, t] -= scale
+        m, s = _row_softmax(x, r, dx)
+        total += np.log(s) - np.float64(x[r, t] - m)  # (x - m) first: exact for huge logits
+        pt = dx[r, t]
+        for c in range(np.uint64(cols)):
+            dx[r, c] = dx[r, c] * scale
+        dx[r, t] = (pt - 1) * scale  # (p - 1) * g/N, as the reference (g = inf gives -inf)
     loss[0] = total / max(rows, 1)
     return 0
 

@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 from ... import dtypes as dt
-from ...function import Program
 from ...errors import RuntimeCheckError
+from ...function import Program
 from ...graph import toposort
 from ...ops.reduce import NO_IDENTITY, empty_reduction
 from ...passes.fuse import (
