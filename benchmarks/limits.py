@@ -1,7 +1,7 @@
 """Machine limits measured in the same run, to put the workload numbers in proportion.
 
 - numpy float32 sgemm, 2048 x 2048 x 2048: GFLOP/s (NumPy's own BLAS);
-- graphc's sgemm, `kernels.blas.measure_gflops()`, when that module exists;
+- graphc's sgemm, `graphc.kernels.blas.measure_gflops()`, when that module exists;
 - copy of a 64M-element float32 array: GB/s counting bytes read plus bytes written.
 """
 from __future__ import annotations
@@ -36,12 +36,12 @@ def numpy_sgemm_gflops(n: int = GEMM_N, repeats: int = 3) -> float:
 def graphc_sgemm_gflops(threads: int) -> tuple[float | None, str]:
     """(GFLOP/s, note) of graphc's own BLAS on `threads` threads; (None, why) without it."""
     try:
-        from kernels import blas
-    except Exception as exc:  # noqa: BLE001 - kernels.blas is optional here
-        return None, f"kernels.blas not importable: {type(exc).__name__}: {exc}"
+        from graphc.kernels import blas
+    except Exception as exc:  # noqa: BLE001 - graphc.kernels.blas is optional here
+        return None, f"graphc.kernels.blas not importable: {type(exc).__name__}: {exc}"
     measure = getattr(blas, "measure_gflops", None)
     if measure is None:
-        return None, "kernels.blas has no measure_gflops()"
+        return None, "graphc.kernels.blas has no measure_gflops()"
     old = blas.get_num_threads() if hasattr(blas, "get_num_threads") else None
     try:
         if old is not None:

@@ -99,10 +99,10 @@ class GraphcPeer(Peer):
 
 
 def _set_blas_threads(n: int):
-    """graphc's own BLAS (kernels.blas), when it exists; returns the restore function."""
+    """graphc's own BLAS (graphc.kernels.blas), when it exists; returns the restore function."""
     try:
-        from kernels import blas
-    except Exception:  # noqa: BLE001 - kernels.blas is optional here
+        from graphc.kernels import blas
+    except Exception:  # noqa: BLE001 - graphc.kernels.blas is optional here
         return lambda: None
     setter = getattr(blas, "set_num_threads", None)
     getter = getattr(blas, "get_num_threads", None)

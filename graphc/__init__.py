@@ -10,6 +10,29 @@ import os as _os
 # user's own OMP_WAIT_POLICY wins).
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+
+def _kernels_from_a_clone() -> None:
+    """Run from a clone (not installed), graphc.kernels is the repository's top-level
+    kernels/ folder, which an install puts at graphc/kernels (pyproject's package-dir)."""
+    import importlib.util
+    import sys
+
+    name = __name__ + ".kernels"
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    if name in sys.modules or _os.path.isdir(_os.path.join(here, "kernels")):
+        return
+    folder = _os.path.join(_os.path.dirname(here), "kernels")
+    spec = importlib.util.spec_from_file_location(
+        name, _os.path.join(folder, "__init__.py"), submodule_search_locations=[folder])
+    if spec is None:
+        return  # neither installed nor a clone: the import of graphc.kernels will say so
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+_kernels_from_a_clone()
+
 from . import dtypes
 from .autodiff import grad
 from .errors import (

@@ -224,16 +224,16 @@ def _progress_printer():
 
 
 def _cache_location() -> str:
-    """Where kernels are cached: kernels.cache's answer, else the environment variable."""
+    """Where kernels are cached: graphc.kernels.cache's answer, else the environment variable."""
     try:
-        from kernels import cache
+        from graphc.kernels import cache
 
         return str(cache.cache_dir())
-    except Exception:  # noqa: BLE001 - kernels.cache is optional here
+    except Exception:  # noqa: BLE001 - graphc.kernels.cache is optional here
         return os.environ.get("GRAPHC_CACHE_DIR", "") or "(default; GRAPHC_CACHE_DIR not set)"
 
 
-_KERNEL_STATUS = {  # the status words of kernels.cache.warm / load_kernel, for people
+_KERNEL_STATUS = {  # the status words of graphc.kernels.cache.warm / load_kernel, for people
     "compiled": "compiled",
     "loaded": "loaded from the cache",
     "memory": "already loaded in this process",
@@ -310,7 +310,7 @@ def cmd_compile(args) -> int:
 # --- info --------------------------------------------------------------------------------------
 def _cpu_description() -> tuple[str, list[str]]:
     """(model name, AVX-512 flags) from /proc/cpuinfo; the platform's word where unreadable."""
-    from kernels.blas import cpuinfo_fields
+    from graphc.kernels.blas import cpuinfo_fields
 
     fields = cpuinfo_fields()
     flags = sorted(f for f in fields.get("flags", "").split() if f.startswith("avx512"))
@@ -361,7 +361,7 @@ def cmd_info(args) -> int:
         ("numba threading layer", _threading_layer()),
     ]
     try:
-        from kernels import blas
+        from graphc.kernels import blas
 
         details = blas.info()
         summary = (f"{details.get('backend')} (core {details.get('coretype')}, "
@@ -370,7 +370,7 @@ def cmd_info(args) -> int:
         for key, value in details.items():
             if key not in ("backend", "coretype", "threads") and value not in ("", None):
                 rows.append((f"  blas {key}", str(value)))
-    except Exception as exc:  # noqa: BLE001 - kernels.blas is optional here; say why not
+    except Exception as exc:  # noqa: BLE001 - graphc.kernels.blas is optional here; say why not
         rows.append(("blas", f"unavailable ({_one_line(exc)})"))
     rows.append(("kernel cache", _cache_location()))
     width = max(len(k) for k, _ in rows)
@@ -378,14 +378,14 @@ def cmd_info(args) -> int:
         print(f"{key:<{width}}  {value}")
     if args.measure:
         try:
-            from kernels import blas
+            from graphc.kernels import blas
         except Exception as exc:  # noqa: BLE001 - reported as unavailable
-            raise _unavailable("--measure (kernels.blas)", exc) from None
+            raise _unavailable("--measure (graphc.kernels.blas)", exc) from None
         print("measuring sgemm 2048x2048 ...", flush=True)
         try:
             gflops = blas.measure_gflops()
         except Exception as exc:  # noqa: BLE001 - reported as unavailable
-            raise _unavailable("--measure (kernels.blas.measure_gflops)", exc) from None
+            raise _unavailable("--measure (graphc.kernels.blas.measure_gflops)", exc) from None
         print(f"{'sgemm GFLOP/s':<{width}}  {gflops:.1f}")
     return 0
 
@@ -393,9 +393,9 @@ def cmd_info(args) -> int:
 # --- cache -------------------------------------------------------------------------------------
 def _cache_module():
     try:
-        from kernels import cache
+        from graphc.kernels import cache
     except Exception as exc:  # noqa: BLE001 - reported as unavailable
-        raise _unavailable("the kernel cache (kernels.cache)", exc) from None
+        raise _unavailable("the kernel cache (graphc.kernels.cache)", exc) from None
     return cache
 
 
@@ -413,11 +413,11 @@ def cmd_cache(args) -> int:
     name = "cache_info" if args.action == "info" else "cache_clear"
     func = getattr(cache, name, None)
     if func is None:
-        raise CliError(f"the kernel cache is not available yet (kernels.cache has no {name})")
+        raise CliError(f"the kernel cache is not available yet (graphc.kernels.cache has no {name})")
     try:
         result = func()
     except NotImplementedError as exc:
-        raise _unavailable(f"kernels.cache.{name}", exc) from None
+        raise _unavailable(f"graphc.kernels.cache.{name}", exc) from None
     except OSError as exc:
         raise CliError(f"cache {args.action}: {_one_line(exc)}") from None
     if args.action == "clear":

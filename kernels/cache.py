@@ -20,7 +20,7 @@ Layout::
 
 The cache key is a sha256 over the source, the entry name, the source text of
 every helper module listed in ``deps`` (Numba does not track changes in
-imported helper modules, e.g. ``kernels.mathlib``, whose IR gets inlined), the
+imported helper modules, e.g. ``graphc.kernels.mathlib``, whose IR gets inlined), the
 graphc, Numba, NumPy and Python versions, and the CPU name and features that
 Numba compiles for. Numba records the CPU per cache entry as well, but putting
 it in the key keeps a cache directory shared by different machines from
@@ -28,7 +28,7 @@ thrashing one module's index.
 
 Typical use by the code generator::
 
-    fn, info = load_kernel(src, "kernel_main", deps=("kernels.mathlib",))
+    fn, info = load_kernel(src, "kernel_main", deps=("graphc.kernels.mathlib",))
     info = warm(fn, *example_args)   # first call: compiles or loads; logs
     fn(*args)
 
@@ -91,7 +91,7 @@ KERNEL_SUBDIR = "kernels"
 MODULE_PREFIX = "gk_"
 _KEY_CHARS = 24  # hex characters of the key used in the module name (96 bits)
 _FORMAT_VERSION = "graphc-kernel-cache-v1"
-_HEADER_LINE0 = "# graphc generated kernel -- do not edit (managed by kernels.cache)\n"
+_HEADER_LINE0 = "# graphc generated kernel -- do not edit (managed by graphc.kernels.cache)\n"
 _HEADER_LINES = 4
 
 _lock = threading.RLock()
@@ -469,7 +469,7 @@ def load_kernel(
             next to the module.
         entry: name of the function to return.
         deps: names of helper modules the source imports (e.g.
-            ``("kernels.mathlib",)``). Their source text is part of the key,
+            ``("graphc.kernels.mathlib",)``). Their source text is part of the key,
             because Numba does not notice when they change.
 
     Returns:
@@ -566,7 +566,7 @@ def warm(fn: Callable[..., Any], *example_args: Any) -> dict:
         (this signature was already compiled in this process).
     """
     base = _info_by_fn.get(id(fn))
-    if base is None:  # a kernel of a regular module (kernels.cpu.nn): Numba's own cache
+    if base is None:  # a kernel of a regular module (graphc.kernels.cpu.nn): Numba's own cache
         name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__name__', '?')}"
         base = {"key": None, "module": name, "path": None}
     before = _cache_counts(fn)

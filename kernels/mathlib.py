@@ -1,7 +1,7 @@
 """Numba float32 math helpers for generated kernels.
 
 Generated kernels import these helpers by name, for example
-``from kernels.mathlib import fexp32, fsigmoid32``, and call them per element
+``from graphc.kernels.mathlib import fexp32, fsigmoid32``, and call them per element
 inside their loops. Every public helper is a ``numba.njit(inline="always")``
 function, so Numba inlines its IR into the calling kernel. Nothing in them
 branches on data (the limit handling uses selects), so LLVM's loop vectorizer
@@ -25,7 +25,7 @@ which only makes them more accurate.
 The helpers are written for callers that do *not* use ``nnan``/``ninf``. With
 those flags LLVM may delete the NaN and infinity selects.
 
-Run ``python -m kernels.mathlib`` to benchmark the W4 reduction (see
+Run ``python -m graphc.kernels.mathlib`` to benchmark the W4 reduction (see
 :func:`_bench`).
 """
 

@@ -1,4 +1,4 @@
-"""Tests for kernels.blas: graphc's private OpenBLAS (scipy-openblas32) GEMM."""
+"""Tests for graphc.kernels.blas: graphc's private OpenBLAS (scipy-openblas32) GEMM."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow running without installing the package
     sys.path.insert(0, str(ROOT))
 
-from kernels import blas
+from graphc.kernels import blas
 
 RTOL = {np.float32: 1e-4, np.float64: 1e-12}
 HAVE_OPENBLAS = blas.info()["backend"] == "scipy-openblas32"
@@ -107,12 +107,12 @@ def test_info_keys_and_coretype():
 
 
 def test_lazy_load_and_env_restored():
-    """Importing kernels.blas loads nothing; loading leaves os.environ as it was;
+    """Importing graphc.kernels.blas loads nothing; loading leaves os.environ as it was;
     an inherited OPENBLAS_CORETYPE does not decide our core; GRAPHC_NUM_THREADS works."""
     out = _run_py(
         """
         import json, os
-        import kernels.blas as kb
+        import graphc.kernels.blas as kb
         lazy = not kb._state.loaded and "sgemm_ptr" not in vars(kb)
         try:  # loads the library *before* us, with the inherited OPENBLAS_CORETYPE
             import scipy_openblas32
@@ -294,7 +294,7 @@ def test_forced_avx2_core_large_k_subprocess():
         """
         import json
         import numpy as np
-        import kernels.blas as kb
+        import graphc.kernels.blas as kb
         rng = np.random.default_rng(0)
         errs = []
         for dt in (np.float64, np.float32):
@@ -396,7 +396,7 @@ def test_fallback_mode_subprocess():
         import json
         import numpy as np
         import numba
-        import kernels.blas as kb
+        import graphc.kernels.blas as kb
         inf = kb.info()
         rng = np.random.default_rng(0)
         a = rng.standard_normal((30, 20)).astype(np.float32)
@@ -431,7 +431,7 @@ def test_missing_library_falls_back_silently():
         """
         import json
         import numpy as np
-        import kernels.blas as kb
+        import graphc.kernels.blas as kb
 
         def boom():
             raise ImportError("scipy_openblas32 is not installed")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from kernels.codegen.elementwise import FULL_FASTMATH
+from graphc.kernels.codegen.elementwise import FULL_FASTMATH
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""Tests for kernels.cache: the on-disk cache of generated Numba kernels."""
+"""Tests for graphc.kernels.cache: the on-disk cache of generated Numba kernels."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow plain `pytest` without installing graphc
     sys.path.insert(0, str(ROOT))
 
-from kernels import cache as kc
+from graphc.kernels import cache as kc
 
 # Small kernel for in-process tests (compiles quickly).
 SIMPLE_SRC = textwrap.dedent(
@@ -47,7 +47,7 @@ MATH_SRC = textwrap.dedent(
     """
     import numba
     import numpy as np
-    from kernels.mathlib import fexp32
+    from graphc.kernels.mathlib import fexp32
 
     _HALF = np.float32(0.5)
 
@@ -59,20 +59,20 @@ MATH_SRC = textwrap.dedent(
         return out
     """
 )
-MATH_DEPS = ("kernels.mathlib",)
+MATH_DEPS = ("graphc.kernels.mathlib",)
 
 CHILD = textwrap.dedent(
     """
     import json, os, sys, time
     import numpy as np
-    from kernels.cache import load_kernel, warm
+    from graphc.kernels.cache import load_kernel, warm
 
     src = open(sys.argv[1]).read()
     go = sys.argv[2] if len(sys.argv) > 2 else None
     if go:  # start barrier, so that concurrent children really overlap
         while not os.path.exists(go):
             time.sleep(0.005)
-    fn, info = load_kernel(src, "kern", deps=("kernels.mathlib",))
+    fn, info = load_kernel(src, "kern", deps=("graphc.kernels.mathlib",))
     x = np.linspace(-3, 3, 64, dtype=np.float32)
     out = np.empty_like(x)
     w = warm(fn, x, out)
@@ -264,7 +264,7 @@ def test_key_changes_with_dependency_source(tmp_path, monkeypatch):
     # Other inputs of the key.
     assert kc.kernel_key(SIMPLE_SRC + "\n", "kern") != kc.kernel_key(SIMPLE_SRC, "kern")
     assert kc.kernel_key(SIMPLE_SRC, "_twice") != kc.kernel_key(SIMPLE_SRC, "kern")
-    both = ("graphc_test_dep_mod", "kernels.mathlib")
+    both = ("graphc_test_dep_mod", "graphc.kernels.mathlib")
     assert kc.kernel_key(SIMPLE_SRC, "kern", both) == kc.kernel_key(SIMPLE_SRC, "kern", both[::-1])
 
 

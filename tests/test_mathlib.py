@@ -1,4 +1,4 @@
-"""Tests for kernels.mathlib: vectorizable float32 exp/sigmoid/tanh and the W4 kernel."""
+"""Tests for graphc.kernels.mathlib: vectorizable float32 exp/sigmoid/tanh and the W4 kernel."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow plain `pytest` without installing graphc
     sys.path.insert(0, str(ROOT))
 
-from kernels import mathlib as ml
+from graphc.kernels import mathlib as ml
 
 FASTMATH = set(ml.W4_FASTMATH)
 

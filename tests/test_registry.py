@@ -97,8 +97,8 @@ def test_every_case_names_a_known_op():
 
 # --- the scalar expressions the kernel generator emits agree with the references -----------------
 def _scalar_namespace() -> dict:
-    """What a generated kernel sees: numpy as np and the float32 helpers of kernels.mathlib."""
-    from kernels import mathlib
+    """What a generated kernel sees: numpy as np and the float32 helpers of graphc.kernels.mathlib."""
+    from graphc.kernels import mathlib
 
     return {"np": np, **{name: getattr(mathlib, name) for name in mathlib.__all__}}
 

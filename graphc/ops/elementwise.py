@@ -174,7 +174,7 @@ for _name, _ref, _sym in [("less", np.less, "<"), ("less_equal", np.less_equal, 
     _binary(_name, _ref, None, _comparison(_sym), out_dtype="bool", differentiable=False)
 
 _unary("neg", np.negative, _neg_vjp, lambda a, d, i: f"(-{a[0]})", float_only=False)
-# float32 exp/sigmoid use kernels.mathlib's vectorizable Cephes-style exp (~1 ulp)
+# float32 exp/sigmoid use graphc.kernels.mathlib's vectorizable Cephes-style exp (~1 ulp)
 _unary("exp", _safe(np.exp), _exp_vjp,
        lambda a, d, i: f"fexp32({a[0]})" if d == "float32" else f"np.exp({a[0]})")
 _unary("log", _safe(np.log), _log_vjp, lambda a, d, i: f"np.log({a[0]})")

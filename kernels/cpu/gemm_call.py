@@ -65,7 +65,7 @@ def gemm(addr, a, b, c, trans_a, trans_b):
 def gemm_address(dtype) -> int:
     """The address of graphc's OpenBLAS cblas_sgemm/dgemm, or 0 when it is not loaded."""
     try:
-        from kernels import blas
+        from graphc.kernels import blas
 
         if blas.info()["backend"] != "scipy-openblas32":
             return 0

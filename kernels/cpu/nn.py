@@ -12,7 +12,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from kernels.mathlib import fexp32
+from graphc.kernels.mathlib import fexp32
 
 # IEEE arithmetic, as NumPy: row sums get their vector lanes from _row_sum's explicit partials
 _OPTS = {"cache": True, "error_model": "numpy"}

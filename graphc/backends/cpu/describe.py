@@ -38,7 +38,7 @@ def describe(ex, n=None, kernels: bool = False) -> str:
                              f"product, accumulated into the parameter in place (BLAS gemm "
                              f"with beta=1, or the small-matrix kernel)")
         elif isinstance(step, KernelStep):
-            lines.append(f"[{step.index}] kernel kernels.cpu.nn.{step.kernel}")
+            lines.append(f"[{step.index}] kernel graphc.kernels.cpu.nn.{step.kernel}")
         elif isinstance(step, ViewStep):
             lines.append(f"[{step.index}] view (reshape, no copy)")
         elif isinstance(step, FallbackStep):
@@ -67,7 +67,7 @@ def describe(ex, n=None, kernels: bool = False) -> str:
     if kernels:
         lines.append("")
         lines.append("# --- generated kernels ---")
-        from kernels.codegen.elementwise import render
+        from graphc.kernels.codegen.elementwise import render
 
         for idx, low in ex.lowered.items():
             lines.append(f"# step {idx}: module {low.module}")

@@ -12,7 +12,7 @@ CHECKED = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
 
 
 def nn_function(step) -> str:
-    """Name in kernels.cpu.nn of the function a KernelStep or MatmulStep calls."""
+    """Name in graphc.kernels.cpu.nn of the function a KernelStep or MatmulStep calls."""
     if isinstance(step, MatmulStep):
         return "mm_" + ("t" if step.trans_a else "n") + ("t" if step.trans_b else "n")
     return NN_FN.get(step.kernel, step.kernel)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.codegen.elementwise import FASTMATH, FULL_FASTMATH, KernelSpec
+from graphc.kernels.codegen.elementwise import FASTMATH, FULL_FASTMATH, KernelSpec
 
 from ...ops.base import lit
 from ...passes.fuse import FusedGroup, _reduction_axes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.codegen.elementwise import size_source
+from graphc.kernels.codegen.elementwise import size_source
 
 from ... import dtypes as dt
 from ...errors import RuntimeCheckError
@@ -278,7 +278,7 @@ class RunnerBuilder:
                 self.names[out] = name
             return
         if isinstance(step, MatmulStep) and getattr(step, "update", None) is not None:
-            from kernels import blas
+            from graphc.kernels import blas
 
             param, alpha, v = step.update
             self.names[v] = self.glob(param.data, "p")
@@ -286,7 +286,7 @@ class RunnerBuilder:
             m, ncols = param.shape
             k = self.shape(step.a)[0 if step.trans_a else 1]
             if m * ncols * k <= SMALL_MATMUL:
-                from kernels.cpu.nn import small_matmul_acc
+                from graphc.kernels.cpu.nn import small_matmul_acc
 
                 fn = self.glob(small_matmul_acc, "k")
                 L.append(f"    {fn}({a}, {b}, {w}, {step.trans_a}, {step.trans_b}, "
@@ -303,21 +303,21 @@ class RunnerBuilder:
             ncols = self.shape(out)[1]
             c = self.out_ref(out)
             if m * ncols * k <= SMALL_MATMUL or not dt.is_float(out.dtype):
-                from kernels.cpu import nn as K
+                from graphc.kernels.cpu import nn as K
 
                 from .kernels import nn_function
 
                 fn = self.glob(getattr(K, nn_function(step)), "k")  # mm_nn, mm_nt, ...
                 L.append(f"    {fn}({a}, {b}, {c})")
             else:
-                from kernels import blas
+                from graphc.kernels import blas
 
                 fn = self.glob(blas.gemm, "gemm")
                 L.append(f"    {fn}({a}, {b}, out={c}, trans_a={step.trans_a}, "
                          f"trans_b={step.trans_b})")
             return
         if isinstance(step, KernelStep):
-            from kernels.cpu import nn as K
+            from graphc.kernels.cpu import nn as K
 
             from .kernels import CHECKED, nn_function
 

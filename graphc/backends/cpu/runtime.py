@@ -246,8 +246,8 @@ class CpuExecutable:
 
     def _load_kernels(self):
         """Render each group's kernel, load it through the cache, compile it now."""
-        from kernels.cache import load_kernel
-        from kernels.codegen.elementwise import render
+        from graphc.kernels.cache import load_kernel
+        from graphc.kernels.codegen.elementwise import render
 
         for step in self.steps:
             if not isinstance(step, FusedGroup):
@@ -256,7 +256,7 @@ class CpuExecutable:
             source = render(low.spec, comments=False)
             fns = {}
             for entry in ("serial", "parallel"):
-                fn, info = load_kernel(source, entry, deps=("kernels.mathlib",))
+                fn, info = load_kernel(source, entry, deps=("graphc.kernels.mathlib",))
                 fns[entry] = fn
             low.module = info.get("module", "?")
             low.source = source
@@ -350,7 +350,7 @@ class CpuExecutable:
         return list(low.outputs) + ([low.reduce_out] if low.reduce_out is not None else [])
 
     def _dummy_args(self, low) -> list:
-        from kernels.codegen.elementwise import size_source
+        from graphc.kernels.codegen.elementwise import size_source
 
         spec = low.spec
         args = [] if size_source(spec) else [0] * spec.rank
@@ -367,8 +367,8 @@ class CpuExecutable:
     def _warm_fixed(self) -> None:
         """Compile (or load) the hand-written kernels this plan calls, on empty arrays of the
         right types, so their cost shows at compile time and in GRAPHC_LOG=compile."""
-        from kernels.cache import warm
-        from kernels.cpu import nn as K
+        from graphc.kernels.cache import warm
+        from graphc.kernels.cpu import nn as K
 
         from .kernels import kernel_dummy_args, nn_function
 
@@ -384,7 +384,7 @@ class CpuExecutable:
                 done.add(key)
                 fn = getattr(K, nn_function(step))
                 info = warm(fn, *args)
-                info["kernel"] = f"kernels.cpu.nn.{fn.__name__}"
+                info["kernel"] = f"graphc.kernels.cpu.nn.{fn.__name__}"
                 self.kernel_log.append(info)
 
     def _warm(self, low, variant: str) -> None:
@@ -392,7 +392,7 @@ class CpuExecutable:
         empty loops with arrays of the right types; logs with GRAPHC_LOG=compile."""
         if variant in low.warmed:
             return
-        from kernels.cache import warm
+        from graphc.kernels.cache import warm
 
         spec = low.spec
         info = warm(low.fns[variant], *self._dummy_args(low))

@@ -137,7 +137,7 @@ class Segment:
         def view(t, pattern):
             return self.shaped(t, [s if full else "S[0]" for s, full in zip(sizes, pattern)])
 
-        from kernels.codegen.elementwise import size_source
+        from graphc.kernels.codegen.elementwise import size_source
 
         args = [] if size_source(low.spec) else list(sizes)
         args += [view(x, p) for x, p in zip(low.inputs, low.in_patterns)]
@@ -155,13 +155,13 @@ class Segment:
         m, n = self.dim_slot(out, 0), self.dim_slot(out, 1)
         k = self.dim_slot(a, 0 if step.trans_a else 1)
         C = self.shaped(out, [m, n])
-        small = self.imp("kernels.cpu.nn", "small_matmul")
+        small = self.imp("graphc.kernels.cpu.nn", "small_matmul")
         ta, tb = step.trans_a, step.trans_b
         if dt.is_float(out.dtype):
-            from kernels.cpu.gemm_call import gemm_address
+            from graphc.kernels.cpu.gemm_call import gemm_address
 
             addr = self.slots.add(("gemm", out.dtype), lambda b, d=out.dtype: gemm_address(d))
-            gemm = self.imp("kernels.cpu.gemm_call", "gemm")
+            gemm = self.imp("graphc.kernels.cpu.gemm_call", "gemm")
             self.lines.append(f"    if {m} * {n} * {k} <= {SMALL_MATMUL} or {addr} == 0:")
             self.lines.append(f"        {small}({A}, {B}, {C}, {ta}, {tb})")
             self.lines.append("    else:")
@@ -173,7 +173,7 @@ class Segment:
         node = step.nodes[0]
         out = node.outputs[0]
         x = node.inputs[0]
-        fn = self.imp("kernels.cpu.nn", nn_function(step))
+        fn = self.imp("graphc.kernels.cpu.nn", nn_function(step))
         if step.kernel in ("softmax", "log_softmax"):
             shape = [self.rows_slot(x), self.dim_slot(x, x.ndim - 1)]
             call = f"{fn}({self.shaped(x, shape)}, {self.shaped(out, shape)})"
@@ -224,10 +224,10 @@ class Segment:
         return tuple(arr)
 
     def load(self, log):
-        from kernels.cache import load_kernel
+        from graphc.kernels.cache import load_kernel
 
         self.text = self.source()
-        deps = ("kernels.cpu.nn", "kernels.cpu.gemm_call", "kernels.mathlib")
+        deps = ("graphc.kernels.cpu.nn", "graphc.kernels.cpu.gemm_call", "graphc.kernels.mathlib")
         fn, info = load_kernel(self.text, "segment", deps=deps)
         t0 = time.perf_counter()
         hits = sum(fn.stats.cache_hits.values()) if hasattr(fn, "stats") else 0
