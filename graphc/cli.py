@@ -9,8 +9,7 @@
 TARGET is a graph saved with `gc.save` (a .json file) or `file.py:function`: the file is
 imported by path and the function, called with no arguments, returns the output tensor(s).
 
-A mistake in what the user asked for (a bad target, a file that fails to import, a part of
-graphc that is not built yet) is one line on stderr and exit status 2, never a traceback.
+A mistake in what the user asked for (a bad target, a file that fails to import) is one line on stderr and exit status 2, never a traceback.
 """
 from __future__ import annotations
 
@@ -117,16 +116,6 @@ def load_target(target: str) -> list:
                    f"file) or file.py:function")
 
 
-# --- not-yet-built parts of graphc ------------------------------------------------------------
-# Some commands call modules other people are still writing; until they exist the command
-# says so in one line instead of failing with a traceback.
-_UNBUILT = (ImportError, NotImplementedError)
-
-
-def _unavailable(what: str, exc: BaseException) -> CliError:
-    return CliError(f"{what} is not available yet ({_one_line(exc)})")
-
-
 # --- dump --------------------------------------------------------------------------------------
 def _grad_roots(outputs) -> tuple[list, int, list]:
     """(outputs followed by the gradients of the first scalar float output y with respect to
@@ -182,27 +171,17 @@ def cmd_dump(args) -> int:
     if (args.optimized or args.kernels) and args.format != "text":
         raise CliError("--optimized and --kernels print text only; leave out --format")
     if args.optimized:
-        try:
-            text = dump(outputs, optimized=True)
-        except _UNBUILT as exc:
-            raise _unavailable("--optimized (the cpu backend's compiled plan)", exc) from None
+        text = dump(outputs, optimized=True)
     elif args.kernels:
-        try:
-            from .backends.cpu import describe_plan
+        from .backends.cpu import describe_plan
 
-            text = describe_plan(outputs, kernels=True)
-        except _UNBUILT as exc:
-            raise _unavailable("--kernels (the cpu backend's generated kernels)", exc) from None
+        text = describe_plan(outputs, kernels=True)
     else:
         if args.after:
-            try:
-                from .passes import optimize
-            except _UNBUILT as exc:
-                raise _unavailable("--after (graphc.passes)", exc) from None
+            from .passes import optimize
+
             try:
                 outputs = list(optimize(outputs, upto=args.after))
-            except _UNBUILT as exc:
-                raise _unavailable("--after (graphc.passes)", exc) from None
             except (ValueError, KeyError) as exc:  # an unknown pass name
                 raise CliError(f"--after {args.after}: {_one_line(exc)}") from None
         text = dump(outputs, format=args.format)
@@ -224,13 +203,10 @@ def _progress_printer():
 
 
 def _cache_location() -> str:
-    """Where kernels are cached: graphc.kernels.cache's answer, else the environment variable."""
-    try:
-        from graphc.kernels import cache
+    """Where kernels are cached."""
+    from .kernels import cache
 
-        return str(cache.cache_dir())
-    except Exception:  # noqa: BLE001 - graphc.kernels.cache is optional here
-        return os.environ.get("GRAPHC_CACHE_DIR", "") or "(default; GRAPHC_CACHE_DIR not set)"
+    return str(cache.cache_dir())
 
 
 _KERNEL_STATUS = {  # the status words of graphc.kernels.cache.warm / load_kernel, for people
@@ -268,11 +244,7 @@ def cmd_compile(args) -> int:
     start = time.perf_counter()
     try:
         fn = gc_compile(inputs, outputs, backend=args.backend)
-    except _UNBUILT as exc:
-        raise _unavailable(f"the {args.backend} backend", exc) from None
     except ValueError as exc:
-        if "unknown backend" in str(exc):  # registered by a module that is not written yet
-            raise _unavailable(f"the {args.backend} backend", exc) from None
         raise CliError(f"cannot compile {args.target}: {_one_line(exc)}") from None
     executable = fn.executable
     kernels = None
@@ -377,28 +349,15 @@ def cmd_info(args) -> int:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     if args.measure:
-        try:
-            from graphc.kernels import blas
-        except Exception as exc:  # noqa: BLE001 - reported as unavailable
-            raise _unavailable("--measure (graphc.kernels.blas)", exc) from None
+        from .kernels import blas
+
         print("measuring sgemm 2048x2048 ...", flush=True)
-        try:
-            gflops = blas.measure_gflops()
-        except Exception as exc:  # noqa: BLE001 - reported as unavailable
-            raise _unavailable("--measure (graphc.kernels.blas.measure_gflops)", exc) from None
+        gflops = blas.measure_gflops()
         print(f"{'sgemm GFLOP/s':<{width}}  {gflops:.1f}")
     return 0
 
 
 # --- cache -------------------------------------------------------------------------------------
-def _cache_module():
-    try:
-        from graphc.kernels import cache
-    except Exception as exc:  # noqa: BLE001 - reported as unavailable
-        raise _unavailable("the kernel cache (graphc.kernels.cache)", exc) from None
-    return cache
-
-
 def _print_mapping(value) -> None:
     if isinstance(value, dict):
         width = max((len(str(k)) for k in value), default=0)
@@ -409,15 +368,11 @@ def _print_mapping(value) -> None:
 
 
 def cmd_cache(args) -> int:
-    cache = _cache_module()
-    name = "cache_info" if args.action == "info" else "cache_clear"
-    func = getattr(cache, name, None)
-    if func is None:
-        raise CliError(f"the kernel cache is not available yet (graphc.kernels.cache has no {name})")
+    from .kernels import cache
+
+    func = cache.cache_info if args.action == "info" else cache.cache_clear
     try:
         result = func()
-    except NotImplementedError as exc:
-        raise _unavailable(f"graphc.kernels.cache.{name}", exc) from None
     except OSError as exc:
         raise CliError(f"cache {args.action}: {_one_line(exc)}") from None
     if args.action == "clear":

@@ -58,22 +58,12 @@ def build_model(hidden: int = 10, classes: int = 3, activation: str = "relu", se
     return x, t, loss, acc, [W1, b1, W2, b2]
 
 
-_NOT_BUILT = (ImportError, NotImplementedError)
-
-
 def _compile(inputs, outputs, updates, backend: str):
-    """gc.compile on `backend`; "auto" is cpu when that backend works, else numpy."""
+    """gc.compile on `backend` ("auto" is cpu)."""
     import graphc as gc
 
-    if backend != "auto":
-        return gc.compile(inputs, outputs, updates=updates, backend=backend), backend
-    try:
-        return gc.compile(inputs, outputs, updates=updates, backend="cpu"), "cpu"
-    except _NOT_BUILT + (ValueError,) as exc:
-        if isinstance(exc, ValueError) and "unknown backend" not in str(exc):
-            raise
-        print(f"(backend cpu unavailable: {' '.join(str(exc).split())}; using numpy)")
-        return gc.compile(inputs, outputs, updates=updates, backend="numpy"), "numpy"
+    backend = "cpu" if backend == "auto" else backend
+    return gc.compile(inputs, outputs, updates=updates, backend=backend), backend
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None,
                         help="stop after this many epochs, even if time is left")
     parser.add_argument("--backend", default="auto",
-                        help="auto (cpu if available, else numpy), cpu or numpy")
+                        help="auto (= cpu), cpu or numpy")
     parser.add_argument("--activation", choices=("relu", "sigmoid"), default="relu")
     parser.add_argument("--hidden", type=int, default=10, help="hidden units (default 10)")
     parser.add_argument("--lr", type=float, default=1.0, help="SGD learning rate (default 1.0)")
@@ -110,7 +100,7 @@ def run(args) -> int:
     try:
         step, backend = _compile([x, t], [loss, acc], updates, args.backend)
         evaluate, _ = _compile([x, t], [loss, acc], None, backend)
-    except (ValueError, *_NOT_BUILT) as exc:
+    except ValueError as exc:
         print(f"graphc demo: error: cannot compile for backend {args.backend!r}: "
               f"{' '.join(str(exc).split())}", file=sys.stderr)
         return 2

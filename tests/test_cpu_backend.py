@@ -12,9 +12,9 @@ import traceback
 
 import numpy as np
 import pytest
+from graphc.kernels.codegen.elementwise import FULL_FASTMATH
 
 import graphc as gc
-from graphc.kernels.codegen.elementwise import FULL_FASTMATH
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -449,34 +449,3 @@ def test_fastmath_results_are_close():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-# --- segments (opt-in: GRAPHC_SEGMENTS=1) -------------------------------------------------------
-@pytest.fixture
-def segments(monkeypatch):
-    from graphc.backends.cpu import runtime
-
-    monkeypatch.setattr(runtime, "SEGMENTS", True)
-
-
-def test_segments_a_reduction_feeding_a_reshape(segments):
-    # regression: the reshape in max's gradient viewed the max's per-call buffer before the
-    # runner had allocated it (KeyError 'no buffer for ... max')
-    x = gc.placeholder((None, 4), "float64", name="x")
-    m = gc.max(gc.tanh(gc.sigmoid(x)), axis=1)
-    (gx,) = gc.grad(gc.sum(m * m), [x])
-    f = gc.compile([x], [m, gx])
-    assert f.executable.segments
-    ref = gc.compile([x], [m, gx], backend="numpy")
-    xv = np.random.default_rng(5).uniform(-2, 2, (5, 4))
-    for a, b in zip(f(xv), ref(xv)):
-        np.testing.assert_allclose(a, b, rtol=1e-12)
-
-
-def test_segments_training_step_matches_numpy(segments):
-    W0 = np.random.default_rng(0).standard_normal((3, 2)).astype(np.float32)
-    cpu, Wc = _linear_regression("cpu", W0)
-    assert cpu.executable.segments
-    ref, Wr = _linear_regression("numpy", W0)
-    for i in range(4):
-        xv, tv = _data(i)
-        np.testing.assert_allclose(cpu(xv, tv)[0], ref(xv, tv)[0], rtol=1e-5)
-        np.testing.assert_allclose(Wc.value, Wr.value, rtol=1e-5, atol=1e-7)

@@ -43,10 +43,8 @@ def test_sgd_steps_match_numpy_with_and_without_the_fused_update(outputs):
     else:
         assert fused == 1  # W1 is also an output (read after the product): W2 only
     # b1's gradient is a sum over the batch: its update runs after that reduction's loop
-    # (not with GRAPHC_SEGMENTS=1, which keeps the update a step of its own)
-    from graphc.backends.cpu import runtime
 
-    assert plan.count("* reduction, in place after the loop") == (0 if runtime.SEGMENTS else 1)
+    assert plan.count("* reduction, in place after the loop") == 1
 
 
 def test_an_output_reading_the_parameter_sees_its_old_value():

@@ -1,4 +1,5 @@
-"""Tests for graphc.kernels.mathlib: vectorizable float32 exp/sigmoid/tanh and the W4 kernel."""
+"""Tests for graphc.kernels.mathlib: vectorizable float32 exp/sigmoid/tanh, and the hand-written
+W4 kernels of benchmarks/w4_kernels.py built on them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ if str(ROOT) not in sys.path:  # allow plain `pytest` without installing graphc
 
 from graphc.kernels import mathlib as ml
 
-FASTMATH = set(ml.W4_FASTMATH)
+from benchmarks import w4_kernels as w4
+
+FASTMATH = set(w4.W4_FASTMATH)
 
 
 @cache
@@ -152,16 +155,16 @@ def test_helpers_vectorize(name):
 def test_w4_reduce_matches_float64_numpy():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1 << 24) + 123).astype(np.float32)  # 16M + a ragged tail
-    ref = ml.w4_reference(x)
-    got = ml.w4_reduce(x)
+    ref = w4.w4_reference(x)
+    got = w4.w4_reduce(x)
     assert isinstance(got, float)
     assert abs(got - ref) <= 1e-6 * abs(ref), (got, ref)
-    got_np = ml.w4_reduce_npexp(x)
+    got_np = w4.w4_reduce_npexp(x)
     assert abs(got_np - ref) <= 1e-6 * abs(ref), (got_np, ref)
 
 
 @pytest.mark.parametrize("n", [0, 1, 4095, 4097])
 def test_w4_reduce_small_sizes(n):
     x = np.linspace(-2.0, 2.0, n, dtype=np.float32)
-    ref = ml.w4_reference(x)
-    assert ml.w4_reduce(x) == pytest.approx(ref, rel=1e-6, abs=1e-12)
+    ref = w4.w4_reference(x)
+    assert w4.w4_reduce(x) == pytest.approx(ref, rel=1e-6, abs=1e-12)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from graphc.kernels.mathlib import fexp32
 from numba import types
 from numba.extending import overload
-
-from graphc.kernels.mathlib import fexp32
 
 # IEEE arithmetic, as NumPy: row sums get their vector lanes from _row_sum's explicit partials
 _OPTS = {"cache": True, "error_model": "numpy"}

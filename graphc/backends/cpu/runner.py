@@ -12,7 +12,7 @@ from graphc.kernels.codegen.elementwise import size_source
 
 from ... import dtypes as dt
 from ...errors import RuntimeCheckError
-from ...passes.fuse import FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep
+from ...passes.fuse import FusedGroup, KernelStep, MatmulStep, ViewStep
 from ...shapes import bind
 from .lower import loop_sizes, view_shape
 from .memory import plan_memory
@@ -89,20 +89,10 @@ class RunnerBuilder:
             if in_id in ex.inplace_updates:
                 self.names[v] = self.glob(ex.inplace_updates[in_id].data, "p")
 
-        if ex.segments:
-            S = ex.slots.values(self)
-            self.globals["S"] = S
-            usable = arena[:arena.size // 8 * 8]
-            for d in ("float32", "float64", "int32", "int64", "bool"):
-                self.globals[f"A_{d}"] = usable.view(d)
         args = ", ".join(f"f{i}" for i in range(len(ex.program.inputs)))
         self.lines.append(f"def run({args}):")
         for step in ex.steps:
-            seg = ex.segment_of.get(step.index)
-            if seg is None:
-                self.emit(step)
-            elif step is seg.steps[0]:
-                self.emit_segment(seg)
+            self.emit(step)
         # outputs that are not per-call buffers are copied before any update is applied
         outs = []
         for t in ex.out_tensors:
@@ -204,29 +194,6 @@ class RunnerBuilder:
             return [self.ref(x), self.ref(node.inputs[1]),
                     self.view(self.ref(node.inputs[2]), (1,)), self.out_ref(out)]
         return [self.ref(x), self.out_ref(out)]  # one_hot, argmax
-
-    def emit_segment(self, seg):
-        # per-call buffers first: a reshape in the segment may view one (a reduction's result)
-        for step in seg.steps:
-            for t in self._step_outputs(step):
-                if self.ex.kinds.get(t) == "fresh":
-                    self.out_ref(t)
-        for step in seg.steps:  # names the Python side needs: numel values, reshapes
-            if isinstance(step, (ViewStep, FallbackStep)):
-                self.emit(step)
-        fn = self.glob(seg.fn, "seg")
-        arenas = ", ".join(f"A_{d}" for d in ("float32", "float64", "int32", "int64", "bool"))
-        ext = "".join(f", {self.ref(t)}" for t in seg.ext)
-        call = f"{fn}(S, {arenas}{ext})"
-        if seg.checks:
-            fail = self.glob(_segment_failer(seg.checks), "fail")
-            labels = ", ".join(self.names.get(nd.inputs[1 if nd.op != "one_hot" else 0], "None")
-                               for nd in seg.checks)
-            self.lines.append(f"    st = {call}")
-            self.lines.append("    if st:")
-            self.lines.append(f"        {fail}(st, ({labels},))")
-        else:
-            self.lines.append(f"    {call}")
 
     def group_args(self, step) -> tuple[list, int]:
         """A fused group's call arguments (loop sizes, then views) and its element count."""
@@ -348,13 +315,6 @@ class RunnerBuilder:
 def _contiguous(a: np.ndarray) -> np.ndarray:
     # np.ascontiguousarray would turn a 0-d array into a 1-d one
     return a if a.flags.c_contiguous else a.copy()
-
-
-def _segment_failer(nodes):
-    def fail(status, labels):
-        _failer(nodes[status - 1])(labels[status - 1])
-
-    return fail
 
 
 def _failer(node):

@@ -34,8 +34,6 @@ from .lower import lower_group
 
 PARALLEL_MIN = int(os.environ.get("GRAPHC_PARALLEL_MIN", str(1 << 17)))  # elements
 SMALL_MATMUL = 1 << 18  # m*n*k below which a Numba loop beats a BLAS call's overhead
-# run several steps as one Numba function (opt-in: compiling a segment costs seconds)
-SEGMENTS = os.environ.get("GRAPHC_SEGMENTS", "0") == "1"
 CHECKED_KERNELS = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
                    "softmax_cross_entropy_fused", "one_hot"}
 
@@ -75,7 +73,6 @@ class CpuExecutable:
         self._plan_inplace()
         self._load_kernels()
         self._warm_fixed()
-        self._build_segments()
         self.rngs = {n.id: np.random.default_rng(n.attrs["seed"])
                      for n in self.nodes if n.op == "random_uniform"}
         self._bound: dict = {}
@@ -187,8 +184,6 @@ class CpuExecutable:
         """b - lr * sum_to(g) (a bias's SGD update) as a post-loop of the kernel whose
         epilogue reduces the gradient: one call fewer per bias."""
         fused = {}
-        if SEGMENTS:
-            return fused
         for (param, _), v in zip(self.program.updates, self.update_values):
             found = self._update_pattern(v, param)
             if found is None:
@@ -262,8 +257,7 @@ class CpuExecutable:
             low.source = source
             low.fns = fns
             low.warmed = set()
-            if not (SEGMENTS and self.serial_only(step)):  # (a segment compiles it)
-                self._warm(low, "serial")  # compile now (or load from the disk cache)
+            self._warm(low, "serial")  # compile now (or load from the disk cache)
 
     def _last_uses(self) -> dict:
         """id(buffer) -> the last step that reads it (roots and updates: after all steps)."""
@@ -281,7 +275,7 @@ class CpuExecutable:
         write into that operand itself: one array, so LLVM still vectorizes the loop (two
         arrays that overlap exactly would send it to its scalar fallback)."""
         self.inplace_pairs: dict = {}
-        if not self.inplace or not self.memory_reuse or SEGMENTS:
+        if not self.inplace or not self.memory_reuse:
             return
         last = self._last_uses()
         aliases = {}
@@ -311,39 +305,6 @@ class CpuExecutable:
         self.kernel_log.append(info)
         what = "compiled" if info.get("status") == "compiled" else "loaded from cache"
         _log(f"{info.get('kernel')} {info.get('module')} {what} in {info.get('seconds', 0):.2f}s")
-
-    def serial_only(self, step) -> bool:
-        """A group too small to be worth threads at any likely batch size (so it can run
-        inside a segment); batch dims are assumed up to 8192 rows."""
-        low = self.lowered[step.index]
-        if not low.spec.parallel_ok:
-            return True
-        dom = step.nodes[0].outputs[0].shape if step.nodes else step.epilogue.inputs[0].shape
-        static = int(np.prod([d for d in dom if d is not None], dtype=np.int64))
-        return static * (8192 if None in dom else 1) < PARALLEL_MIN
-
-    def _build_segments(self):
-        self.segments = []
-        self.segment_of = {}
-        if not SEGMENTS:
-            return
-        from .segment import Segment, Slots, in_segment
-
-        self.slots = Slots()
-        run: list = []
-        for step in self.steps + [None]:
-            if step is not None and in_segment(self, step):
-                run.append(step)
-                continue
-            work = [s for s in run if not isinstance(s, ViewStep) and
-                    not (isinstance(s, FallbackStep))]
-            if work and SEGMENTS:
-                seg = Segment(self, run, self.slots, len(self.segments))
-                seg.load(self._log_kernel)
-                self.segments.append(seg)
-                for st in run:
-                    self.segment_of[st.index] = seg
-            run = []
 
     def _step_writes(self, group) -> list:
         low = self.lowered[group.index]
