@@ -1,4 +1,4 @@
-"""graphc's own OpenBLAS: float32/float64 GEMM for Python and numba nopython code.
+"""graphc's own OpenBLAS: float32/float64 GEMM for Python code (and its address for numba).
 
 Why a private BLAS
 ------------------
@@ -17,8 +17,8 @@ Loading (lazy, on first use; never at import time of this module)
 -----------------------------------------------------------------
 ``_load()`` runs once, under a lock:
 
-1. ``GRAPHC_BLAS=numpy`` disables this backend: every entry point falls back to
-   NumPy (``np.matmul`` from Python, ``np.dot`` inside numba).
+1. ``GRAPHC_BLAS=numpy`` disables this backend: :func:`gemm` falls back to
+   ``np.matmul`` and ``sgemm_ptr`` / ``dgemm_ptr`` are None.
 2. The library is located with ``importlib.util.find_spec("scipy_openblas32")``
    *without importing that package*: importing it dlopens the library at once,
    with whatever ``OPENBLAS_CORETYPE`` happens to be in the environment.
@@ -64,12 +64,12 @@ numba
 -----
 ``sgemm_ptr`` / ``dgemm_ptr`` are ctypes function objects (``CFUNCTYPE``) that
 nopython code can call directly; array arguments are passed as ``arr.ctypes``
-(numba converts that to ``void*``).  ``nb_sgemm`` / ``nb_dgemm`` are ready-made
-``@numba.njit(cache=False)`` wrappers.  They bake the function pointer's
-address into the compiled code, so neither they nor any njit function that
-calls them can be cached to disk (for a ``cache=True`` caller numba warns
-"Cannot cache compiled function ... dynamic globals" and compiles it in memory).  The library is loaded when they are first
-*compiled*, so they are lazy as well.
+(numba converts that to ``void*``).  Numba bakes such a pointer's address into
+the compiled code, so a function calling them cannot be cached to disk.  Numba
+kernels that should be cacheable call graphc's OpenBLAS through
+``graphc.kernels.cpu.gemm_call.gemm`` instead, which takes the address as a run-time
+argument (``gemm_address``) and applies the K split described above
+(``gemm_k_chunk``).
 
 Caveats
 -------
@@ -103,11 +103,7 @@ import tempfile
 import threading
 import time
 
-import numba
 import numpy as np
-from numba.core import types as _nbtypes
-from numba.core.errors import TypingError
-from numba.extending import overload
 
 # sgemm_ptr / dgemm_ptr are public too, but kept out of __all__ so that a star-import
 # does not load the library (they are created lazily, see __getattr__).
@@ -120,8 +116,6 @@ __all__ = [
     "get_num_threads",
     "info",
     "measure_gflops",
-    "nb_dgemm",
-    "nb_sgemm",
     "set_num_threads",
 ]
 
@@ -158,8 +152,7 @@ _INT32_MAX = 2**31 - 1
 #: the Python-side cost of a ctypes call (~6-10 us: argument conversion, three
 #: ``arr.ctypes.data`` look-ups) exceeds any kernel difference for tiny problems
 #: (measured crossover on a Zen 4 VM: between 96**3 and 128**3).  Set to 0 to
-#: send everything to OpenBLAS.  The numba helpers have no such overhead and
-#: always call OpenBLAS.
+#: send everything to OpenBLAS.
 SMALL_PROBLEM_MNK = 64**3
 
 
@@ -575,194 +568,3 @@ def measure_gflops(n=2048, dtype=np.float32, repeats=3) -> float:
         gemm(a, b, out=c)
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n**3 / best / 1e9
-
-
-# ----------------------------------------------------------------------------- numba
-
-
-def _gemm_call(A, B, C, transA, transB, alpha, beta):
-    """Pure-Python twin of the nopython implementation below (``C`` is updated)."""
-    return gemm(A, B, out=C, trans_a=bool(transA), trans_b=bool(transB),
-                alpha=alpha, beta=beta)
-
-
-def _matmul_loops(opa, opb):
-    """Triple-loop product, used inside numba when SciPy (np.dot's BLAS) is absent."""
-    M, K = opa.shape
-    N = opb.shape[1]
-    res = np.zeros((M, N), dtype=opa.dtype)  # A, B and C share one dtype (checked)
-    for i in range(M):
-        for k in range(K):
-            aik = opa[i, k]
-            for j in range(N):
-                res[i, j] += aik * opb[k, j]
-    return res
-
-
-_nb_matmul_loops = numba.njit(cache=False)(_matmul_loops)
-
-
-def _have_scipy() -> bool:
-    return importlib.util.find_spec("scipy") is not None
-
-
-def _nb_fallback_impl():
-    """nopython implementation with NumPy semantics (np.dot needs SciPy in numba)."""
-    if _have_scipy():
-        def product(opa, opb):
-            return np.dot(opa, opb)
-    else:
-        def product(opa, opb):
-            return _nb_matmul_loops(opa, opb)
-    product = numba.njit(cache=False)(product)
-
-    def impl(A, B, C, transA, transB, alpha, beta):
-        opa = np.ascontiguousarray(A.T) if transA else _contig(A)
-        opb = np.ascontiguousarray(B.T) if transB else _contig(B)
-        M, K = opa.shape
-        N = opb.shape[1]
-        if opb.shape[0] != K or C.shape[0] != M or C.shape[1] != N:
-            raise ValueError("gemm: shapes of A, B and C do not match")
-        prod = product(opa, opb)
-        for i in range(M):
-            for j in range(N):
-                if beta == 0.0:
-                    C[i, j] = alpha * prod[i, j]
-                else:
-                    C[i, j] = alpha * prod[i, j] + beta * C[i, j]
-        return C
-
-    return impl
-
-
-def _contig(x):
-    """``np.ascontiguousarray`` that is free for C-layout arrays inside numba."""
-    return np.ascontiguousarray(x)
-
-
-@overload(_contig)
-def _ol_contig(x):
-    if isinstance(x, _nbtypes.Array) and x.layout == "C":
-        return lambda x: x
-    return lambda x: np.ascontiguousarray(x)
-
-
-def _make_blas_caller(fn, k_chunk):
-    """njit function doing the cblas call(s) on C-contiguous a, b, c (specialised
-    at typing time: the K-chunking loop only exists when ``k_chunk`` is set)."""
-    if not k_chunk:
-        def call(transA, transB, M, N, K, alpha, a, b, beta, c):
-            ta = CblasTrans if transA else CblasNoTrans
-            tb = CblasTrans if transB else CblasNoTrans
-            fn(CblasRowMajor, ta, tb, M, N, K, alpha, a.ctypes, a.shape[1],
-               b.ctypes, b.shape[1], beta, c.ctypes, N)
-    else:
-        def call(transA, transB, M, N, K, alpha, a, b, beta, c):
-            ta = CblasTrans if transA else CblasNoTrans
-            tb = CblasTrans if transB else CblasNoTrans
-            lda = a.shape[1]
-            ldb = b.shape[1]
-            for k0 in range(0, K, k_chunk):
-                k1 = min(K, k0 + k_chunk)
-                sa = a[k0:k1, :] if transA else a[:, k0:k1]
-                sb = b[:, k0:k1] if transB else b[k0:k1, :]
-                bt = beta if k0 == 0 else 1.0
-                fn(CblasRowMajor, ta, tb, M, N, k1 - k0, alpha, sa.ctypes, lda,
-                   sb.ctypes, ldb, bt, c.ctypes, N)
-    return numba.njit(cache=False, nogil=True)(call)
-
-
-def _nb_blas_impl(fn, k_chunk, c_is_contig):
-    """nopython implementation calling the OpenBLAS function pointer ``fn``."""
-    call = _make_blas_caller(fn, k_chunk)
-
-    def impl(A, B, C, transA, transB, alpha, beta):
-        if transA:
-            K, M = A.shape
-        else:
-            M, K = A.shape
-        if transB:
-            N, Kb = B.shape
-        else:
-            Kb, N = B.shape
-        if K != Kb or C.shape[0] != M or C.shape[1] != N:
-            raise ValueError("gemm: shapes of A, B and C do not match")
-        if max(M, N, K) > _INT32_MAX:
-            raise ValueError("gemm: dimension too large for 32-bit BLAS integers")
-        if M == 0 or N == 0:
-            return C
-        if K == 0:  # BLAS semantics: C = beta * C (C not read when beta == 0)
-            for i in range(M):
-                for j in range(N):
-                    C[i, j] = 0 if beta == 0.0 else beta * C[i, j]
-            return C
-        call(transA, transB, M, N, K, alpha, _contig(A), _contig(B), beta, C)
-        return C
-
-    if c_is_contig:
-        return impl
-    impl_c = numba.njit(cache=False, nogil=True)(impl)
-
-    def impl_tmp_out(A, B, C, transA, transB, alpha, beta):
-        # C is not C-contiguous at compile time: work on a contiguous temporary
-        # (plain loops compile much faster than np.ascontiguousarray / C[:, :] = ...)
-        M, N = C.shape
-        tmp = np.empty((M, N), C.dtype)
-        if beta != 0.0:
-            for i in range(M):
-                for j in range(N):
-                    tmp[i, j] = C[i, j]
-        impl_c(A, B, tmp, transA, transB, alpha, beta)
-        for i in range(M):
-            for j in range(N):
-                C[i, j] = tmp[i, j]
-        return C
-
-    return impl_tmp_out
-
-
-@overload(_gemm_call, jit_options={"nogil": True})
-def _ol_gemm_call(A, B, C, transA, transB, alpha, beta):
-    # Runs at numba typing time: this is where the library gets loaded for numba code.
-    arrays = (A, B, C)
-    if not all(isinstance(x, _nbtypes.Array) and x.ndim == 2 for x in arrays):
-        raise TypingError("nb_sgemm/nb_dgemm: A, B and C must be 2-D arrays")
-    if not (A.dtype == B.dtype == C.dtype):
-        raise TypingError("nb_sgemm/nb_dgemm: A, B and C must have the same dtype")
-    if not C.mutable:
-        raise TypingError("nb_sgemm/nb_dgemm: C must be writable")
-    st = _load()
-    if A.dtype == _nbtypes.float32 and st.sgemm is not None:
-        return _nb_blas_impl(st.sgemm, st.k_chunk, C.layout == "C")
-    if A.dtype == _nbtypes.float64 and st.dgemm is not None:
-        return _nb_blas_impl(st.dgemm, st.k_chunk, C.layout == "C")
-    return _nb_fallback_impl()
-
-
-@numba.njit(cache=False, nogil=True)
-def nb_sgemm(A, B, C, transA, transB, alpha, beta):
-    """float32 ``C = alpha * op(A) @ op(B) + beta * C`` in nopython mode; returns C.
-
-    ``A``, ``B``, ``C``: 2-D arrays of one dtype.  A and B may have any layout (a
-    C-contiguous copy is made when numba cannot prove they are C-contiguous); a
-    non-C-layout C is computed through a temporary.  ``transA`` / ``transB``:
-    booleans, as in :func:`gemm`; ``op(A)`` must be (M, K), ``op(B)`` (K, N) and C
-    (M, N), else ValueError.  ``beta == 0`` ignores C's old contents.
-
-    The arrays' dtype selects the routine (float32 -> cblas_sgemm, float64 ->
-    cblas_dgemm; other dtypes and the NumPy-fallback mode use ``np.dot``), so
-    ``nb_sgemm`` and ``nb_dgemm`` only differ in name.  Callable from Python and
-    from other njit functions; the library is loaded when it is first compiled.
-
-    ``cache=False``: the compiled code contains the OpenBLAS function address,
-    which is only valid in this process.  An ``@njit(cache=True)`` caller still
-    works, but numba warns "Cannot cache compiled function ... dynamic globals"
-    and compiles it afresh in every process.
-    """
-    return _gemm_call(A, B, C, transA, transB, alpha, beta)
-
-
-@numba.njit(cache=False, nogil=True)
-def nb_dgemm(A, B, C, transA, transB, alpha, beta):
-    """float64 ``C = alpha * op(A) @ op(B) + beta * C``; see :func:`nb_sgemm`."""
-    return _gemm_call(A, B, C, transA, transB, alpha, beta)

@@ -1,8 +1,22 @@
-"""Call OpenBLAS's cblas_?gemm from inside Numba kernels through an address given at run time.
+"""Call graphc's OpenBLAS (cblas_?gemm) from inside Numba kernels, cacheably.
 
-Numba freezes a ctypes function pointer into the machine code, which Numba's disk cache then
-serves to a process where the library sits elsewhere. Passing the address as an ordinary
-integer argument, and calling through it with a small intrinsic, keeps kernels cacheable.
+This is graphc's one way to reach its private OpenBLAS (``graphc.kernels.blas``, the
+scipy-openblas32 copy) from nopython code.  Usage from a kernel, cached or not::
+
+    addr = gemm_address(np.float32)   # in Python, once per process
+    kc = gemm_k_chunk()               # likewise
+    if addr:
+        gemm(addr, a, b, c, False, True, 1.0, 0.0, kc)   # c = a @ b.T
+    else:
+        ...                           # no OpenBLAS: the caller's own fallback
+
+Why the address is an argument: Numba freezes a ctypes function pointer into the
+machine code, and its disk cache would then serve that code to a process where the
+library sits at another address (a crash).  Passing the address as an ordinary
+integer argument, and calling through it with a small intrinsic, keeps :func:`gemm`
+and every ``@njit(cache=True)`` function that calls it cacheable.  The K-chunk is an
+argument for the same reason: it depends on the process (host CPU,
+``GRAPHC_BLAS_CORETYPE``), not on the code.
 """
 from __future__ import annotations
 
@@ -11,16 +25,29 @@ import ctypes
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+__all__ = ["gemm", "gemm_address", "gemm_k_chunk"]
+
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+_INT32_MAX = 2**31 - 1
 
 
 @intrinsic
 def _cblas_gemm(typingctx, addr, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    """cblas_?gemm(RowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) at addr."""
-    if not isinstance(a, types.Array):
-        return None
+    """cblas_?gemm(RowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) at addr.
+
+    Only the data pointers of ``a``, ``b`` and ``c`` are passed (a slice passes its first
+    element); shapes, leading dimensions and bounds are the caller's business.
+    """
+    if not all(isinstance(x, types.Array) and x.ndim == 2 for x in (a, b, c)):
+        raise TypingError("gemm: a, b and c must be 2-D arrays")
+    if not (a.dtype == b.dtype == c.dtype) or a.dtype not in (types.float32, types.float64):
+        raise TypingError("gemm: a, b and c must all be float32 or all be float64")
+    if not c.mutable:
+        raise TypingError("gemm: c must be writable")
     is_double = a.dtype == types.float64
     sig = types.void(addr, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
@@ -53,23 +80,120 @@ def _cblas_gemm(typingctx, addr, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c
     return sig, codegen
 
 
-@njit(cache=True)
-def gemm(addr, a, b, c, trans_a, trans_b):
-    """c = op(a) @ op(b) for C-contiguous 2-D arrays, through the cblas gemm at `addr`."""
-    m, n = c.shape
-    k = a.shape[0] if trans_a else a.shape[1]
-    _cblas_gemm(addr, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS,
-                m, n, k, 1.0, a, a.shape[1], b, b.shape[1], 0.0, c, n)
+@njit(cache=True, nogil=True)
+def gemm(addr, a, b, c, trans_a, trans_b, alpha, beta, k_chunk):
+    """c = alpha * op(a) @ op(b) + beta * c through the cblas_?gemm at ``addr``.
+
+    ``op(x)`` is ``x.T`` when the matching ``trans_*`` flag is set: ``a`` is (M, K), or
+    (K, M) with ``trans_a``; ``b`` is (K, N), or (N, K) with ``trans_b``; ``c`` is (M, N).
+    ``a``, ``b`` and ``c`` are C-contiguous 2-D arrays, all float32 or all float64 (other
+    dtypes or ranks fail to compile); ``c`` is updated in place and must not overlap ``a``
+    or ``b``.  BLAS semantics: with ``beta == 0`` the old contents of ``c`` are ignored,
+    even NaN.  Callable from Python and from other ``@njit`` functions, cached or not.
+
+    ``addr``: ``gemm_address(c.dtype)``, passed at run time so that compiled code never
+    holds a process-specific address (see the module docstring).  The contract for a
+    missing BLAS: ``gemm_address`` returns 0 when graphc's OpenBLAS is not in use
+    (``GRAPHC_BLAS=numpy``, scipy-openblas32 missing); callers check for that and take
+    their own path.  ``gemm`` itself never calls address 0: it raises ``ValueError``
+    (whatever the shapes), so a forgotten check is an exception, not a crash.
+
+    ``k_chunk``: ``gemm_k_chunk()``, the OpenBLAS issue-6021 workaround (see
+    ``graphc.kernels.blas``): when > 0 and K is larger, K is split into chunks of at
+    most ``k_chunk``, the first chunk applied with ``beta`` and the rest accumulated
+    with beta = 1, so the kernel never sees a K-block longer than its stack buffer.
+    0 means one call.
+
+    M == 0 or N == 0 returns without touching ``c``; K == 0 sets ``c = beta * c``
+    (zeros when ``beta == 0``); neither calls BLAS.  Raises ``ValueError`` for address
+    0, mismatched shapes, non-C-contiguous arrays, a negative ``k_chunk`` or a
+    dimension beyond 2**31 - 1 (scipy-openblas32 has 32-bit integers).  BLAS threads
+    are graphc's (``graphc.kernels.blas.set_num_threads``); inside a ``prange`` loop
+    set them to 1 first.
+    """
+    if addr == 0:
+        raise ValueError("gemm: BLAS address is 0 (graphc's OpenBLAS is not loaded); "
+                         "check gemm_address() before calling gemm")
+    if trans_a:
+        k, m = a.shape
+    else:
+        m, k = a.shape
+    if trans_b:
+        n, kb = b.shape
+    else:
+        kb, n = b.shape
+    if kb != k or c.shape[0] != m or c.shape[1] != n:
+        raise ValueError("gemm: shapes do not match: op(a) must be (M, K), op(b) (K, N), "
+                         "c (M, N)")
+    if not (a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous):
+        raise ValueError("gemm: a, b and c must be C-contiguous")
+    if k_chunk < 0:
+        raise ValueError("gemm: k_chunk must be >= 0")
+    if m > _INT32_MAX or n > _INT32_MAX or k > _INT32_MAX:
+        raise ValueError("gemm: dimension too large for 32-bit BLAS integers")
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        for i in range(m):
+            for j in range(n):
+                c[i, j] = 0.0 if beta == 0 else beta * c[i, j]
+        return
+    ta = TRANS if trans_a else NO_TRANS
+    tb = TRANS if trans_b else NO_TRANS
+    lda = a.shape[1]
+    ldb = b.shape[1]
+    if k_chunk == 0 or k <= k_chunk:
+        _cblas_gemm(addr, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+        return
+    for k0 in range(0, k, k_chunk):
+        k1 = min(k, k0 + k_chunk)
+        bk = beta if k0 == 0 else 1.0
+        # a chunk of K is a block of rows (transposed operand) or columns; its slice
+        # starts at the chunk's first element and keeps the full leading dimension
+        if trans_a:
+            sa = a[k0:k1, :]
+        else:
+            sa = a[:, k0:k1]
+        if trans_b:
+            sb = b[:, k0:k1]
+        else:
+            sb = b[k0:k1, :]
+        _cblas_gemm(addr, ta, tb, m, n, k1 - k0, alpha, sa, lda, sb, ldb, bk, c, n)
+
+
+def _openblas():
+    """graphc.kernels.blas when its OpenBLAS is in use, else None (loads it if needed)."""
+    from graphc.kernels import blas
+
+    return blas if blas.info()["backend"] == "scipy-openblas32" else None
 
 
 def gemm_address(dtype) -> int:
-    """The address of graphc's OpenBLAS cblas_sgemm/dgemm, or 0 when it is not loaded."""
-    try:
-        from graphc.kernels import blas
+    """The address of graphc's OpenBLAS cblas_sgemm (float32) or cblas_dgemm (float64).
 
-        if blas.info()["backend"] != "scipy-openblas32":
+    0 when that OpenBLAS is not in use (``GRAPHC_BLAS=numpy``, scipy-openblas32 missing or
+    not loadable) or ``dtype`` is neither float32 nor float64: the caller's cue not to call
+    :func:`gemm`.
+    """
+    try:
+        dt = np.dtype(dtype)
+        blas = _openblas() if dt in (np.float32, np.float64) else None
+        if blas is None:
             return 0
-        fn = blas.sgemm_ptr if np.dtype(dtype) == np.float32 else blas.dgemm_ptr
+        fn = blas.sgemm_ptr if dt == np.float32 else blas.dgemm_ptr
         return ctypes.cast(fn, ctypes.c_void_p).value or 0
     except Exception:  # noqa: BLE001 - any failure means: use the fallback path
+        return 0
+
+
+def gemm_k_chunk() -> int:
+    """The K-chunk graphc's OpenBLAS needs (issue-6021 workaround), 0 for no split.
+
+    Read from ``graphc.kernels.blas``'s loaded state (``info()["k_chunk"]``); 0 too when
+    that OpenBLAS is not in use (then ``gemm_address`` is 0 as well).
+    """
+    try:
+        blas = _openblas()
+        return 0 if blas is None else int(blas.info()["k_chunk"])
+    except Exception:  # noqa: BLE001 - as gemm_address: no OpenBLAS, nothing to split
         return 0
