@@ -1,6 +1,6 @@
 """The `graphc` command line: dump, compile and inspect graphs; show the machine; the demo.
 
-    graphc dump TARGET [--grad] [--format text|dot|json] [--optimized | --kernels | --after PASS]
+    graphc dump TARGET [--grad] [--format text|dot|json] [--optimized | --kernels] [--after PASS]
     graphc compile TARGET [--backend cpu]
     graphc info [--measure]
     graphc cache info | clear
@@ -83,8 +83,10 @@ def _as_outputs(value, what: str) -> list:
                    f"Tensors")
 
 
-def load_target(target: str) -> list:
-    """The output tensors named by TARGET (`saved.json` or `file.py:function`)."""
+def load_target(target: str, allow_function: bool = False):
+    """The output tensors named by TARGET (`saved.json` or `file.py:function`); with
+    allow_function, a compiled step (a gc.Function, with its updates) the function returns
+    is returned as it is."""
     parts = _split_target(target)
     if parts is not None:
         path, func_name = parts
@@ -101,6 +103,10 @@ def load_target(target: str) -> list:
             value = func()
         except Exception as exc:  # noqa: BLE001 - any failure of user code is reported
             raise CliError(f"{what} raised {_one_line(exc)}") from None
+        from .function import Function
+
+        if allow_function and isinstance(value, Function):
+            return value
         return _as_outputs(value, what)
     if target.endswith(".json"):
         if not os.path.isfile(target):
@@ -162,7 +168,13 @@ def _grad_header(roots, n_forward: int, y_index: int, wrt, named: bool) -> str:
 def cmd_dump(args) -> int:
     from .printing import dump
 
-    outputs = load_target(args.target)
+    target = load_target(args.target, allow_function=args.optimized or args.kernels)
+    if not isinstance(target, list):  # a compiled step: its plan, updates included
+        if args.grad or args.format != "text":
+            raise CliError("a compiled step prints its plan only; leave out --grad/--format")
+        print(_plan_text(target.program, target.executable, args))
+        return 0
+    outputs = target
     grad_info = None
     if args.grad:
         n_forward = len(outputs)
@@ -170,10 +182,16 @@ def cmd_dump(args) -> int:
         grad_info = (n_forward, y_index, wrt)
     if (args.optimized or args.kernels) and args.format != "text":
         raise CliError("--optimized and --kernels print text only; leave out --format")
-    if args.optimized:
+    if args.after and args.kernels:
+        raise CliError("--after goes with --optimized or alone, not with --kernels")
+    if args.optimized and args.after:
+        from .backends import Program
+
+        text = _plan_text(Program.of(outputs), None, args)
+    elif args.optimized:
         text = dump(outputs, optimized=True)
     elif args.kernels:
-        from .backends.cpu import describe_plan
+        from .backends import describe_plan
 
         text = describe_plan(outputs, kernels=True)
     else:
@@ -190,6 +208,22 @@ def cmd_dump(args) -> int:
         text = _grad_header(outputs, *grad_info, named=named) + "\n" + text
     print(text)
     return 0
+
+
+def _plan_text(program, executable, args) -> str:
+    """The cpu plan of a program: after the plan pass --after, or whole (from `executable`,
+    with the generated source when --kernels)."""
+    if not args.after:
+        return executable.describe(kernels=args.kernels)
+    from .backends.cpu.runtime import has_kernel
+    from .plan import PlanOptions, make_plan
+    from .plan.describe import describe_plan
+
+    try:
+        plan = make_plan(program, options=PlanOptions(has_kernel=has_kernel), upto=args.after)
+    except ValueError as exc:  # an unknown plan pass
+        raise CliError(f"--after {args.after}: {_one_line(exc)}") from None
+    return describe_plan(plan)
 
 
 # --- compile -----------------------------------------------------------------------------------
@@ -414,8 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the compiled plan of the cpu backend")
     stage.add_argument("--kernels", action="store_true",
                        help="the generated kernel source of the cpu backend")
-    stage.add_argument("--after", metavar="PASS",
-                       help="the graph after the optimization passes up to PASS")
+    p.add_argument("--after", metavar="PASS",
+                   help="the graph after the optimization passes up to PASS (cse, fold, "
+                        "simplify, dce); with --optimized, the plan after the plan pass "
+                        "PASS (schedule, fuse_gemm_updates, ..., plan_inplace)")
     p.set_defaults(func=cmd_dump)
 
     p = sub.add_parser("compile", help="compile a graph ahead of time (fills the kernel cache)",

@@ -7,55 +7,15 @@ from __future__ import annotations
 
 import builtins
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import dtypes as dt
+from .backends import Program, get_backend
 from .errors import FeedError, FeedTypeError, user_location
 from .graph import toposort
 from .shapes import fmt_shape
 from .tensor import Parameter, Tensor
-
-
-@dataclass
-class Program:
-    """What a backend compiles: placeholders in call order, outputs, and parameter updates."""
-
-    inputs: list          # placeholder tensors
-    outputs: list         # tensors to return
-    updates: list         # (Parameter, new value tensor) pairs, applied after the outputs
-    parameters: list      # every Parameter the program reads or updates
-    loc: str = ""         # where the user called gc.compile
-
-    @property
-    def roots(self) -> list:
-        """Every tensor the program must compute: outputs then update values."""
-        return list(self.outputs) + [v for _, v in self.updates]
-
-
-_BACKENDS = {}
-
-
-def register_backend(name: str, factory) -> None:
-    _BACKENDS[name] = factory
-
-
-def _backend(name: str):
-    if name not in _BACKENDS:
-        if name == "numpy":
-            from .backends import numpy_backend  # noqa: F401
-        elif name == "cpu":
-            from .backends import cpu  # noqa: F401
-        elif name == "cuda":
-            try:
-                from .backends import cuda  # noqa: F401
-            except ImportError as exc:
-                raise ValueError(f"backend 'cuda' is not available in this build of graphc "
-                                 f"({exc}); use 'cpu' or 'numpy'") from None
-    if name not in _BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; expected one of 'cpu', 'numpy', 'cuda'")
-    return _BACKENDS[name]
 
 
 def compile(inputs, outputs, updates=None, backend: str = "cpu", optimize: bool = True,
@@ -127,7 +87,7 @@ def compile(inputs, outputs, updates=None, backend: str = "cpu", optimize: bool 
         if not any(q is p for q in params):
             params.append(p)
     program = Program(inputs, outputs, checked_updates, params, loc)
-    executable = _backend(backend)(program, optimize=optimize, **options)
+    executable = get_backend(backend)(program, optimize=optimize, **options)
     return Function(program, executable, single, backend)
 
 
@@ -219,12 +179,7 @@ class Function:
 
     def dump(self) -> str:
         """The compiled plan as text (what `graphc dump --optimized` prints)."""
-        describe = getattr(self.executable, "describe", None)
-        if describe is None:
-            from .printing import dump
-
-            return dump(self.program.roots)
-        return describe()
+        return self.executable.describe()
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{n}:{dt.SHORT[d]}{fmt_shape(s)}" for n, s, d in self._specs)
@@ -237,7 +192,7 @@ def _generate_call(fn: Function):
     Anything unexpected falls back to Function._slow_call."""
     specs = fn._specs
     names = [f"a{i}" for i in range(len(specs))]
-    glob = {"ndarray": np.ndarray, "LOCK": fn._call_lock, "RUN": fn.executable.run}
+    glob = {"ndarray": np.ndarray, "LOCK": fn._call_lock}
     checks, batch_checks, n_expr = [], [], None
     for i, (_, shape, dtype) in enumerate(specs):
         a = names[i]
@@ -256,7 +211,6 @@ def _generate_call(fn: Function):
                     n_expr = f"{a}.shape[{k}]"
                 else:
                     batch_checks.append(f"{a}.shape[{k}] != n")
-    bound = getattr(fn.executable, "_bound", None)
     lines = ["def __call__(self, args, kwargs):",
              f"    if kwargs or len(args) != {len(names)}:",
              "        return self._slow_call(args, kwargs)"]
@@ -270,11 +224,8 @@ def _generate_call(fn: Function):
             lines.append("    if (" + "\n            or ".join(group) + "):")
             lines.append("        return self._slow_call(args, kwargs)")
     lines.append("    with LOCK:")
-    if bound is not None:  # the cpu backend: look the runner up directly
-        glob["BOUND"], glob["BIND"] = bound, fn.executable.bind
-        lines.append(f"        out = (BOUND.get(n) or BIND(n))({', '.join(names)})")
-    else:
-        lines.append(f"        out = RUN(({', '.join(names)}{',' if names else ''}), n)")
+    glob["RUNNERS"], glob["BIND"] = fn.executable.runners, fn.executable.bind
+    lines.append(f"        out = (RUNNERS.get(n) or BIND(n))({', '.join(names)})")
     lines.append("    return out[0]" if fn.single else "    return out")
     source = "\n".join(lines) + "\n"
     code = builtins.compile(source, "<graphc call>", "exec")  # (gc.compile shadows it here)

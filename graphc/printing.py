@@ -69,7 +69,7 @@ def dump(outputs, optimized: bool = False, format: str = "text") -> str:
         outputs = [outputs]
     outputs = list(outputs)
     if optimized:
-        from .backends.cpu import describe_plan
+        from .backends import describe_plan
 
         return describe_plan(outputs)
     nodes = toposort(outputs)

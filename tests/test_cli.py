@@ -202,11 +202,15 @@ def test_compile_with_the_numpy_backend(folder):
 def test_usage_errors_exit_2(folder, monkeypatch, capsys):
     monkeypatch.chdir(folder)
     for argv in ([], ["dump"], ["dump", "model.py:build", "--format", "yaml"],
-                 ["dump", "model.py:build", "--optimized", "--after", "cse"]):
+                 ["dump", "model.py:build", "--optimized", "--kernels"]):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2, argv
     assert "usage: graphc" in capsys.readouterr().err
+    # --optimized --after names a plan pass; a graph pass there is one clear line, exit 2
+    assert main(["dump", "model.py:build", "--optimized", "--after", "cse"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown plan pass 'cse'" in err and "schedule" in err
 
 
 def test_demo_trains(folder):

@@ -196,7 +196,7 @@ def test_a_new_batch_size_does_not_recompile():
     y = gc.sum(gc.tanh(x @ W + 1.0) * 2.0, axis=1)
     f = gc.compile([x, W], y)
     ex = f.executable
-    lowered = dict(ex.lowered)
+    lowered = dict(ex.plan.lowered)
     Wv = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
     for n in (4, 9, 1, 4):
         xv = np.random.default_rng(n).standard_normal((n, 5)).astype(np.float32)
@@ -207,8 +207,8 @@ def test_a_new_batch_size_does_not_recompile():
         np.testing.assert_allclose(out, np.sum(np.tanh(xv @ Wv + 1) * 2, axis=1), rtol=1e-5)
         assert len(ex.kernel_log) == entries_before
         assert sum(1 for e in ex.kernel_log if e["status"] == "compiled") == compiled_before
-    assert ex.lowered.keys() == lowered.keys()
-    assert all(ex.lowered[k] is lowered[k] for k in lowered)
+    assert ex.plan.lowered.keys() == lowered.keys()
+    assert all(ex.plan.lowered[k] is lowered[k] for k in lowered)
     assert ex.bind(4) is not ex.bind(9)
     assert ex.bind(4) is ex.bind(4)
 
@@ -439,11 +439,11 @@ def test_fastmath_results_are_close():
     xv = np.random.default_rng(4).standard_normal((6, 7)).astype(np.float32)
     exact = gc.compile([x], [y, g])(xv)
     fast_fn = gc.compile([x], [y, g], fastmath=True)
-    assert fast_fn.executable.fastmath is True
-    assert all(low.spec.fastmath == FULL_FASTMATH for low in fast_fn.executable.lowered.values())
+    assert fast_fn.executable.plan.options.fastmath is True
+    assert all(low.spec.fastmath == FULL_FASTMATH for low in fast_fn.executable.plan.lowered.values())
     # the default is IEEE: no fast-math flag on any generated kernel
     exact_fn = gc.compile([x], [y, g])
-    assert all(low.spec.fastmath == "False" for low in exact_fn.executable.lowered.values())
+    assert all(low.spec.fastmath == "False" for low in exact_fn.executable.plan.lowered.values())
     fast = fast_fn(xv)
     for a, b in zip(exact, fast):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -1,4 +1,4 @@
-"""The fusion pass (graphc.passes.fuse.schedule) on its own, and what the cpu backend makes of
+"""Scheduling (graphc.plan.schedule) on its own, and what the cpu backend makes of
 its groups: which ops share a kernel, why neighbours were not fused, what a group stores."""
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.backends.cpu.runtime import has_kernel
 from graphc.graph import placeholders, toposort
-from graphc.passes.fuse import (
-    WHY_BLAS,
-    WHY_REDUCTION,
-    FusedGroup,
-    MatmulStep,
-    schedule,
-)
+from graphc.plan.schedule import WHY_BLAS, WHY_REDUCTION
+from graphc.plan.schedule import schedule as plan_schedule
+from graphc.plan.steps import FusedGroup, MatmulStep
 
 SOURCES = ("placeholder", "parameter", "constant")
+
+
+def schedule(roots):
+    """The cpu backend's schedule (its hand-written kernels become KernelSteps)."""
+    return plan_schedule(roots, has_kernel)
 
 
 def _kinds(steps):
@@ -95,15 +97,15 @@ def test_elementwise_chain_and_sum_are_one_group():
     assert isinstance(g, FusedGroup)
     assert _ops(g) == ["mul", "add", "relu", "mul"]
     assert g.epilogue is y.node and g.epilogue.op == "sum"
-    assert g.notes == []
+    assert g.notes == ()
 
 
 def test_fused_group_reads_x_once_and_stores_nothing_but_the_sum():
     inputs, y = _sum_relu_affine()
     f = gc.compile(inputs, y)
     ex = f.executable
-    assert len(ex.steps) == 1 and list(ex.lowered) == [0]
-    low = ex.lowered[0]
+    assert len(ex.plan.steps) == 1 and list(ex.plan.lowered) == [0]
+    low = ex.plan.lowered[0]
     x = inputs[0]
     assert sum(1 for t in low.inputs if t is x) == 1          # one pass over x
     assert low.outputs == [] and low.reduce_out is y           # no intermediate is stored
@@ -161,7 +163,7 @@ def test_a_reduction_of_an_input_is_a_group_of_its_own_that_later_groups_read():
     steps = schedule([z])
     check_schedule([z], steps)
     assert _kinds(steps) == ["FusedGroup", "FusedGroup", "FusedGroup"]
-    assert steps[1].nodes == [] and steps[1].epilogue is s.node
+    assert steps[1].nodes == () and steps[1].epilogue is s.node
     assert any(WHY_REDUCTION in note for note in steps[2].notes)
     f = gc.compile([x, y], z)
     xv = np.arange(8, dtype=np.float32).reshape(2, 4)
@@ -177,7 +179,7 @@ def test_a_matmul_between_elementwise_ops_is_a_blas_call():
     assert _kinds(steps) == ["FusedGroup", "MatmulStep", "FusedGroup"]
     assert _ops(steps[0]) == ["mul", "relu"]
     assert _ops(steps[2]) == ["tanh"]
-    assert steps[2].notes == [f"not fused with matmul (step 1): {WHY_BLAS}"]
+    assert steps[2].notes == (f"not fused with matmul (step 1): {WHY_BLAS}",)
 
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
@@ -223,7 +225,7 @@ def test_broadcast_operands_are_absorbed():
     check_schedule([y], steps)
     assert _kinds(steps) == ["FusedGroup"]
     f = gc.compile([x, bias, col], y)
-    low = f.executable.lowered[0]
+    low = f.executable.plan.lowered[0]
     pats = {id(t): p for t, p in zip(low.inputs, low.in_patterns)}
     assert len(low.inputs) == 3                      # the scalar 1.0 is a literal
     assert pats[id(bias)] == (False, True) and pats[id(col)] == (True, False)
@@ -239,7 +241,7 @@ def test_broadcast_operands_are_absorbed():
     assert _kinds(steps) == ["FusedGroup"]
     assert all(n.op != "broadcast_to" for n in steps[0].nodes)
     g = gc.compile([w, z.node.inputs[1]], z)
-    low = g.executable.lowered[0]
+    low = g.executable.plan.lowered[0]
     assert any(t is w for t in low.inputs)
     wv = np.arange(6, dtype=np.float32) / 6
     uv = np.ones((4, 6), np.float32)
@@ -258,7 +260,7 @@ def test_a_value_used_inside_and_outside_a_group_is_stored_and_still_fused():
     g = steps[0]
     assert _ops(g) == ["add", "relu", "mul"] and g.epilogue is s.node
     f = gc.compile([x, W], [s, y])
-    low = f.executable.lowered[0]
+    low = f.executable.plan.lowered[0]
     assert [t for t in low.outputs] == [h]          # stored: the matmul reads it
     assert low.reduce_out is s
     xv = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
@@ -276,7 +278,7 @@ def test_an_output_in_the_middle_of_a_group_is_stored():
     steps = schedule([h, y])
     assert _kinds(steps) == ["FusedGroup"]
     f = gc.compile([x], [h, y])
-    low = f.executable.lowered[0]
+    low = f.executable.plan.lowered[0]
     assert low.outputs == [h]
     xv = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
     hv, yv = f(xv)

@@ -1,4 +1,4 @@
-"""Liveness-based memory planning (graphc.backends.cpu.memory.plan_memory), on its own and in
+"""Liveness-based memory planning (graphc.plan.memory.plan_memory), on its own and in
 a compiled training step."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.backends.cpu.memory import ALIGN, plan_memory
+from graphc.plan.memory import ALIGN, plan_memory
 
 
 class Buf:

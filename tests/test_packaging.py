@@ -35,7 +35,7 @@ def test_pyproject_lists_every_package_and_maps_kernels_under_graphc():
 def test_generated_kernels_import_helpers_from_graphc_kernels():
     from graphc.kernels.codegen.elementwise import KernelSpec, render
 
-    spec = KernelSpec("t", 1, (("float32", (True,)),), (("v0", "fexp32(x0)", ""),),
+    spec = KernelSpec("t", 1, (("float32", (True,)),), (("v0", "exp(x0)", ""),),
                       (("v0", "float32"),))
     source = render(spec)
     assert "from graphc.kernels.mathlib import" in source

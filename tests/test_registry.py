@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from graphc.kernels.codegen.numba_cpu import NUMBA_CPU
+from graphc.kernels.codegen.scalar import translate
 from op_table import CASES
 
 import graphc.ops
@@ -131,8 +133,10 @@ def test_scalar_expression_matches_reference(name, dtype):
     for node, inputs, expected in nodes:
         out = node.outputs[0]
         names = [f"a{i}" for i in range(len(inputs))]
-        source = node.record.scalar(names, out.dtype, [t.dtype for t in node.inputs])
-        assert isinstance(source, str), f"{name}: scalar expression is not source text"
+        neutral = node.record.scalar(names, out.dtype, [t.dtype for t in node.inputs])
+        assert isinstance(neutral, str), f"{name}: scalar expression is not source text"
+        types = {n: t.dtype for n, t in zip(names, node.inputs)}
+        source = translate(neutral, types, NUMBA_CPU).source  # as the Numba CPU kernel has it
         code = compile(source, f"<scalar {name}>", "eval")
         broadcast = np.broadcast_arrays(*inputs)
         got = np.empty(expected.shape, dtype=out.dtype)

@@ -1,0 +1,71 @@
+"""Backends: what `gc.compile` hands a graph to.
+
+A backend is a factory `factory(program, optimize=..., **options) -> executable`, registered
+by name with `register_backend`. An executable has
+- `runners`: a dict from batch size N (None without a batch dim) to a runner bound for it;
+- `bind(n)`: the runner for N (made, and kept in `runners`, on first use); a runner takes
+  the feeds positionally and returns the outputs as a tuple, after applying the updates;
+- `run(feeds, n)`: `bind(n)(*feeds)`;
+- `describe(n=None, kernels=False)`: the compiled plan as text.
+`graphc.function` and `graphc.printing` use only this, never a concrete backend.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass
+class Program:
+    """What a backend compiles: placeholders in call order, outputs, and parameter updates."""
+
+    inputs: list          # placeholder tensors
+    outputs: list         # tensors to return
+    updates: list         # (Parameter, new value tensor) pairs, applied after the outputs
+    parameters: list      # every Parameter the program reads or updates
+    loc: str = ""         # where the user called gc.compile
+
+    @property
+    def roots(self) -> list:
+        """Every tensor the program must compute: outputs then update values."""
+        return list(self.outputs) + [v for _, v in self.updates]
+
+    @classmethod
+    def of(cls, outputs) -> Program:
+        """A program computing `outputs` from every placeholder they depend on."""
+        from ..graph import placeholders, toposort
+
+        params = [n.value for n in toposort(outputs) if n.op == "parameter"]
+        return cls(placeholders(outputs), list(outputs), [], params)
+
+
+_BACKENDS: dict = {}
+# the modules that register the built-in backends, imported on first use
+_MODULES = {"numpy": "graphc.backends.numpy_backend", "cpu": "graphc.backends.cpu",
+            "cuda": "graphc.backends.cuda"}
+DEFAULT = "cpu"
+
+
+def register_backend(name: str, factory) -> None:
+    _BACKENDS[name] = factory
+
+
+def get_backend(name: str):
+    """The factory of backend `name`; a clear ValueError for an unknown or missing one."""
+    if name not in _BACKENDS and name in _MODULES:
+        try:
+            importlib.import_module(_MODULES[name])
+        except ImportError as exc:
+            if name != "cuda":
+                raise
+            raise ValueError(f"backend 'cuda' is not available in this build of graphc "
+                             f"({exc}); use 'cpu' or 'numpy'") from None
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of "
+                         f"{', '.join(repr(b) for b in _MODULES)}")
+    return _BACKENDS[name]
+
+
+def describe_plan(outputs, kernels: bool = False, n=None, backend: str = DEFAULT) -> str:
+    """The compiled plan of `outputs` on `backend`, as text (`graphc dump --optimized`)."""
+    return get_backend(backend)(Program.of(outputs)).describe(n, kernels)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import RuntimeCheckError
-from ..function import Program, register_backend
 from ..graph import toposort
+from . import Program, register_backend
 
 
 class RunContext:
@@ -57,6 +57,19 @@ class NumpyExecutable:
         self.nodes = toposort(roots)
         self.rngs = {n.id: np.random.default_rng(n.attrs["seed"])
                      for n in self.nodes if n.op == "random_uniform"}
+
+        self.runners: dict = {}
+
+    def bind(self, n):
+        """The runner for batch size n: the reference interpreter with n bound."""
+        if n not in self.runners:
+            self.runners[n] = lambda *feeds: self.run(feeds, n)
+        return self.runners[n]
+
+    def describe(self, n=None, kernels: bool = False) -> str:
+        from ..printing import dump
+
+        return "numpy backend: every node by its NumPy reference\n" + dump(list(self.roots))
 
     def run(self, feeds, n):
         env = dict(zip(self.program.inputs, feeds))

@@ -51,14 +51,18 @@ def require_float(types, op: str):
 
 
 def lit(value, dtype: str) -> str:
-    """A typed scalar literal for generated kernel code."""
+    """A typed scalar literal in the kernels' neutral scalar form (graphc.kernels.codegen.
+    scalar): float32(1.5), float32(-inf), float64(nan), int64(3), True. The dtype comes from
+    graphc's table and the number through float()/int(), so no other text gets in."""
+    if dtype not in dt.DTYPES:
+        raise ValueError(f"no literal of dtype {dtype!r}; expected one of {', '.join(dt.DTYPES)}")
     if dtype == "bool":
         return "True" if value else "False"
     if dt.is_int(dtype):
-        return f"np.{dtype}({int(value)})"
+        return f"{dtype}({int(value)})"
     value = float(value)
     if math.isnan(value):
-        return f"np.{dtype}(np.nan)"
+        return f"{dtype}(nan)"
     if math.isinf(value):
-        return f"np.{dtype}({'-' if value < 0 else ''}np.inf)"
-    return f"np.{dtype}({value!r})"
+        return f"{dtype}({'-' if value < 0 else ''}inf)"
+    return f"{dtype}({value!r})"

@@ -1,7 +1,9 @@
 """Elementwise ops: arithmetic, math functions, activations, comparisons, where, cast.
 
 Each record carries a `scalar` function that writes the op as a scalar expression for the
-kernel generator: scalar(args, out_dtype, in_dtypes) -> source text.
+kernel generator: scalar(args, out_dtype, in_dtypes) -> text in the target-neutral form of
+graphc.kernels.codegen.scalar (operators, `a if c else b`, exp/maximum/cast_float32/...,
+literals from `lit`); each codegen target translates it into its own source.
 """
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ def _unary(name, ref, vjp, scalar, float_only=True, differentiable=True, doc="")
     register(Op(name, ELEMENTWISE, _float_infer if float_only else elementwise_infer(),
                 lambda v, a, c: [ref(v[0])], vjp, scalar=scalar,
                 differentiable=differentiable, doc=doc))
+
+
+def _call(function: str):
+    """The scalar expression of an op that is one neutral function of its operands."""
+    return lambda a, d, i: f"{function}({', '.join(a)})"
 
 
 def _binary(name, ref, vjp, scalar, out_dtype=None, differentiable=True, doc=""):
@@ -161,9 +168,8 @@ _binary("mul", np.multiply, _mul_vjp, lambda a, d, i: f"({a[0]} * {a[1]})")
 _binary("div", _safe(np.true_divide), _div_vjp, lambda a, d, i: f"({a[0]} / {a[1]})")
 _binary("pow", _safe(np.power), _pow_vjp, lambda a, d, i: f"({a[0]} ** {a[1]})")
 _binary("maximum", np.maximum, _minmax_vjp(lambda a, b: greater_equal(a, b)),
-        lambda a, d, i: f"np.maximum({a[0]}, {a[1]})")  # NaN from either side, as numpy
-_binary("minimum", np.minimum, _minmax_vjp(lambda a, b: less_equal(a, b)),
-        lambda a, d, i: f"np.minimum({a[0]}, {a[1]})")
+        _call("maximum"))  # NaN from either side, as numpy
+_binary("minimum", np.minimum, _minmax_vjp(lambda a, b: less_equal(a, b)), _call("minimum"))
 def _comparison(symbol: str):
     return lambda a, d, i: f"({a[0]} {symbol} {a[1]})"
 
@@ -174,23 +180,19 @@ for _name, _ref, _sym in [("less", np.less, "<"), ("less_equal", np.less_equal, 
     _binary(_name, _ref, None, _comparison(_sym), out_dtype="bool", differentiable=False)
 
 _unary("neg", np.negative, _neg_vjp, lambda a, d, i: f"(-{a[0]})", float_only=False)
-# float32 exp/sigmoid use graphc.kernels.mathlib's vectorizable Cephes-style exp (~1 ulp)
-_unary("exp", _safe(np.exp), _exp_vjp,
-       lambda a, d, i: f"fexp32({a[0]})" if d == "float32" else f"np.exp({a[0]})")
-_unary("log", _safe(np.log), _log_vjp, lambda a, d, i: f"np.log({a[0]})")
-_unary("sqrt", _safe(np.sqrt), _sqrt_vjp, lambda a, d, i: f"np.sqrt({a[0]})")
-_unary("abs", np.abs, _abs_vjp, lambda a, d, i: f"abs({a[0]})", float_only=False)
-_unary("sin", np.sin, _sin_vjp, lambda a, d, i: f"np.sin({a[0]})")
-_unary("cos", np.cos, _cos_vjp, lambda a, d, i: f"np.cos({a[0]})")
-_unary("tanh", np.tanh, _tanh_vjp, lambda a, d, i: f"np.tanh({a[0]})")
-_unary("sigmoid", _sigmoid_ref, _sigmoid_vjp,
-       lambda a, d, i: f"fsigmoid32({a[0]})" if d == "float32" else
-       f"({lit(1, d)} / ({lit(1, d)} + np.exp(-{a[0]})))")
+_unary("exp", _safe(np.exp), _exp_vjp, _call("exp"))
+_unary("log", _safe(np.log), _log_vjp, _call("log"))
+_unary("sqrt", _safe(np.sqrt), _sqrt_vjp, _call("sqrt"))
+_unary("abs", np.abs, _abs_vjp, _call("abs"), float_only=False)
+_unary("sin", np.sin, _sin_vjp, _call("sin"))
+_unary("cos", np.cos, _cos_vjp, _call("cos"))
+_unary("tanh", np.tanh, _tanh_vjp, _call("tanh"))
+_unary("sigmoid", _sigmoid_ref, _sigmoid_vjp, _call("sigmoid"))
 _unary("relu", lambda x: np.maximum(x, 0), _relu_vjp,
-       lambda a, d, i: f"np.maximum({a[0]}, {lit(0, d)})")
+       lambda a, d, i: f"maximum({a[0]}, {lit(0, d)})")
 # sign is flat almost everywhere: no gradient flows through it (abs's vjp relies on that)
-_unary("sign", np.sign, not_differentiable, lambda a, d, i: f"np.sign({a[0]})",
-       float_only=False, differentiable=False)
+_unary("sign", np.sign, not_differentiable, _call("sign"), float_only=False,
+       differentiable=False)
 
 
 def _where_infer(types, attrs):
@@ -209,14 +211,9 @@ def _cast_infer(types, attrs):
     return [(types[0][0], dt.canonical(attrs["dtype"]))]
 
 
-def _cast_scalar(a, d, i):
-    if d == "bool":
-        return f"({a[0]} != 0)"
-    return f"np.{d}({a[0]})"
-
-
 register(Op("cast", ELEMENTWISE, _cast_infer,
-            lambda v, a, c: [v[0].astype(a["dtype"])], _cast_vjp, scalar=_cast_scalar))
+            lambda v, a, c: [v[0].astype(a["dtype"])], _cast_vjp,
+            scalar=lambda a, d, i: f"cast_{d}({a[0]})"))
 
 
 # --- user-facing functions ---------------------------------------------------------------------

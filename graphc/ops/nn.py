@@ -21,19 +21,20 @@ def _softmax_infer(types, attrs):
 
 
 def _shifted(x, axis):
-    """x - max(x, axis): over an empty axis, the empty x itself (softmax of nothing is
-    nothing, as in PyTorch)."""
-    if x.shape[axis] == 0:
-        return x.copy()
     return x - x.max(axis=axis, keepdims=True)
 
 
 def _softmax_ref(values, attrs, ctx):
+    # over an empty axis: an empty result (softmax of nothing is nothing, as in PyTorch)
+    if values[0].shape[attrs["axis"]] == 0:
+        return [values[0].copy()]
     e = np.exp(_shifted(values[0], attrs["axis"]))
     return [e / e.sum(axis=attrs["axis"], keepdims=True)]
 
 
 def _log_softmax_ref(values, attrs, ctx):
+    if values[0].shape[attrs["axis"]] == 0:
+        return [values[0].copy()]
     shifted = _shifted(values[0], attrs["axis"])
     return [shifted - np.log(np.exp(shifted).sum(axis=attrs["axis"], keepdims=True))]
 

@@ -30,8 +30,10 @@ class Op:
     infer(input_types, attrs) -> list of (shape, dtype), one per output; raises ShapeError.
     vjp(node, output_grads) -> list of input gradients (Tensor or None), built from graph ops.
     reference(values, attrs, ctx) -> list of numpy arrays; the oracle of every backend.
-    scalar: for elementwise ops, a format string over the operands' scalar names, e.g.
-        "({0} + {1})"; the kernel generator emits it (None: the op needs its own kernel).
+    scalar: for elementwise ops, scalar(args, out_dtype, in_dtypes) -> the op as a
+        target-neutral scalar expression over the operands' names (the closed vocabulary of
+        graphc.kernels.codegen.scalar); each codegen target translates it (None: not
+        elementwise).
     """
 
     name: str

@@ -1,42 +1,116 @@
-"""The hand-written kernels a plan calls (kernels/cpu/nn.py): names, and arguments of the
-right types for compiling them ahead of the first call."""
+"""Loading the kernels a plan calls: one generated module per fused group (through the
+on-disk cache), and the hand-written kernels, compiled ahead of the first call on empty
+arrays of the right types (so their cost shows at compile time and in GRAPHC_LOG=compile)."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...passes.fuse import MatmulStep
-
-NN_FN = {"softmax": "softmax_rows", "log_softmax": "log_softmax_rows", "argmax": "argmax_rows"}
-CHECKED = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
-           "softmax_cross_entropy_fused", "one_hot"}
+from ...kernels.cpu import nn
+from ...kernels.cpu.bindings import BINDINGS
+from ...plan import FusedGroup, KernelStep, MatmulStep
 
 
-def nn_function(step) -> str:
-    """Name in graphc.kernels.cpu.nn of the function a KernelStep or MatmulStep calls."""
-    if isinstance(step, MatmulStep):
-        return "mm_" + ("t" if step.trans_a else "n") + ("t" if step.trans_b else "n")
-    return NN_FN.get(step.kernel, step.kernel)
+@dataclass
+class LoadedKernel:
+    """A fused group's generated module: its entry points, compiled variants so far."""
+
+    module: str
+    source: str
+    fns: dict                                 # "serial" / "parallel" -> dispatcher
+    warmed: set = field(default_factory=set)  # variants compiled (or loaded) already
 
 
-def kernel_dummy_args(step) -> list:
-    """Empty arrays of the types a hand-written kernel (or small matmul) is called with."""
-    def z(t, rank=None):
-        return np.zeros((0,) * (rank if rank is not None else len(t.shape)), t.dtype)
+def dummy_args(low) -> list:
+    """Arrays of the types a fused kernel is called with, on empty loops."""
+    from ...kernels.codegen.elementwise import size_source
 
-    if isinstance(step, MatmulStep):
-        out = step.nodes[0].outputs[0]
-        return [z(step.a, 2), z(step.b, 2), z(out, 2)]
-    node = step.nodes[0]
-    x, out = node.inputs[0], node.outputs[0]
-    if step.kernel in ("softmax", "log_softmax"):
-        return [z(x, 2), z(out, 2)]
-    if step.kernel == "argmax":
-        return [z(x, 2), z(out, 1)]
-    if step.kernel == "one_hot":
-        return [z(x, 1), z(out, 2)]
-    if step.kernel == "softmax_cross_entropy":
-        return [z(x, 2), z(node.inputs[1], 1), np.zeros(1, out.dtype)]
-    if step.kernel == "softmax_cross_entropy_grad":
-        return [z(x, 2), z(node.inputs[1], 1), np.zeros(1, x.dtype), z(out, 2)]
-    return [z(x, 2), z(node.inputs[1], 1), np.zeros(1, x.dtype), np.zeros(1, out.dtype),
-            z(x, 2)]
+    spec = low.spec
+    args = [] if size_source(spec) else [0] * spec.rank
+    args += [np.zeros((1,) * spec.rank, d) for d, _ in spec.inputs]
+    aliased = {j for j, _ in spec.aliases}
+    args += [np.zeros((1,) * spec.rank, d) for j, (_, d) in enumerate(spec.outputs)
+             if j not in aliased]
+    if spec.reduce is not None:
+        args.append(np.zeros((1,) * spec.rank, low.reduce_out.dtype))
+    if spec.post is not None:
+        args.append(np.zeros((1,) * spec.rank, low.reduce_out.dtype))
+    return args
+
+
+def warm_variant(kernel: LoadedKernel, low, variant: str, kernel_log: list) -> None:
+    """Compile one variant of a fused kernel ahead of its first real call."""
+    if variant in kernel.warmed:
+        return
+    from ...kernels.cache import warm
+
+    info = warm(kernel.fns[variant], *dummy_args(low))
+    info["kernel"] = f"{low.spec.name} ({variant})"
+    _log_kernel(info, kernel_log)
+    kernel.warmed.add(variant)
+
+
+def _log_kernel(info: dict, kernel_log: list) -> None:
+    kernel_log.append(info)  # (graphc.kernels.cache prints the GRAPHC_LOG=compile line)
+
+
+def load_kernels(plan, kernel_log: list) -> dict:
+    """step index -> LoadedKernel for every fused group; the serial variant compiled now."""
+    from ...kernels.cache import load_kernel
+    from ...kernels.codegen.elementwise import helper_modules, render
+
+    loaded = {}
+    for step in plan.steps:
+        if not isinstance(step, FusedGroup):
+            continue
+        low = plan.lowered[step.index]
+        source = render(low.spec, comments=False)
+        fns, info = {}, {}
+        for entry in ("serial", "parallel"):
+            fns[entry], info = load_kernel(source, entry, deps=helper_modules(low.spec))
+        kernel = LoadedKernel(info.get("module", "?"), source, fns)
+        warm_variant(kernel, low, "serial", kernel_log)
+        loaded[step.index] = kernel
+    return loaded
+
+
+def matmul_function(step) -> str:
+    """The small-matrix kernel of a MatmulStep: mm_nn, mm_nt, mm_tn or mm_tt."""
+    return "mm_" + ("t" if step.trans_a else "n") + ("t" if step.trans_b else "n")
+
+
+def binding_dummy_args(binding, step) -> list:
+    """Empty arrays of the types a hand-written kernel is called with (from its binding)."""
+    args = []
+    for arg in binding.args:
+        node = step.nodes[arg.node]
+        t = node.inputs[arg.index] if arg.role == "in" else node.outputs[arg.index]
+        rank = {"rows": 2, "scalar": 1}.get(arg.view, len(t.shape))
+        args.append(np.zeros((1 if arg.view == "scalar" else 0,) * rank, t.dtype))
+    return args
+
+
+def warm_hand_written(plan) -> list:
+    """Compile (or load) the hand-written kernels the plan calls; returns their log."""
+    from ...kernels.cache import warm
+
+    done, log_ = set(), []
+    for step in plan.steps:
+        if isinstance(step, MatmulStep) and step.update is None:
+            out = step.outputs[0]
+            fn = getattr(nn, matmul_function(step))
+            args = [np.zeros((0, 0), t.dtype) for t in (step.a, step.b, out)]
+        elif isinstance(step, KernelStep):
+            binding = BINDINGS[step.kernel]
+            fn, args = binding.function, binding_dummy_args(binding, step)
+        else:
+            continue
+        key = (fn,) + tuple((a.dtype.name, a.ndim) for a in args)
+        if key in done:
+            continue
+        done.add(key)
+        info = warm(fn, *args)
+        info["kernel"] = f"{getattr(fn, '__module__', '?')}.{fn.__name__}"
+        _log_kernel(info, log_)
+    return log_

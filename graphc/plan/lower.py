@@ -7,9 +7,9 @@ import numpy as np
 
 from graphc.kernels.codegen.elementwise import FASTMATH, FULL_FASTMATH, KernelSpec
 
-from ...ops.base import lit
-from ...passes.fuse import FusedGroup, _reduction_axes
-from ...printing import node_line
+from ..ops.base import lit
+from ..printing import node_line
+from .schedule import reduction_axes as _reduction_axes
 
 
 def _look_through(t):
@@ -37,7 +37,7 @@ class LoweredGroup:
     comments: list      # per body line, the IR it came from
 
 
-def lower_group(group: FusedGroup, is_needed_outside, virtual, names=None,
+def lower_group(group, is_needed_outside, virtual, names=None,
                 fastmath: bool = False, aliases: tuple = (), post=None) -> LoweredGroup:
     """Build the kernel spec of a fused group.
 

@@ -1,0 +1,116 @@
+"""Plan passes that decide where values live: lowering fused groups to kernel specs, the
+storage kind of every tensor, and kernels that write their output over a dying operand."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .steps import FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep
+from .updates import CHECKED_KERNELS
+
+
+def _lower_all(plan, aliases: dict) -> dict:
+    from .lower import lower_group
+
+    g = plan.graph
+    lowered = {}
+    for step in plan.steps:
+        if isinstance(step, FusedGroup):
+            lowered[step.index] = lower_group(
+                step, g.needed_outside(step), g.virtual, plan.names,
+                fastmath=plan.options.fastmath, aliases=aliases.get(step.index, ()),
+                post=None if step.post is None else step.post.alpha)
+    return lowered
+
+
+def lower(plan):
+    """Each fused group as a kernel spec: its loop nest, inputs, outputs and body."""
+    return replace(plan, lowered=_lower_all(plan, {}))
+
+
+def assign_storage(plan):
+    """The kind of every materialised tensor: feed, param, const (sources), view (a
+    reshape of another buffer), fresh (an output, allocated per call), arena (an
+    intermediate in the shared arena), absorbed (an update a step applies itself),
+    inplace (an update written straight into its parameter by the kernel computing it)."""
+    g = plan.graph
+    kinds = {}
+    for node in plan.nodes:
+        t = node.outputs[0]
+        source = {"placeholder": "feed", "parameter": "param", "constant": "const"}
+        if node.op in source:
+            kinds[t] = source[node.op]
+    for step in plan.steps:
+        if isinstance(step, ViewStep):
+            kinds[step.nodes[0].outputs[0]] = "view"
+        elif isinstance(step, FallbackStep):
+            for t in step.outputs:
+                kinds[t] = "fresh"
+        elif isinstance(step, MatmulStep) and step.update is not None:
+            kinds[step.outputs[0]] = "absorbed"
+        else:
+            for t in g.writes(step):
+                kinds[t] = "fresh" if id(t) in g.root_ids else "arena"
+    plan = replace(plan, kinds=kinds)
+    g = plan.graph
+    inplace = {}
+    for step in plan.steps:  # updates fused into a product or a reduction
+        update = getattr(step, "update", None) or getattr(step, "post", None)
+        if update is not None:
+            kinds[update.value] = "inplace"
+            inplace[id(update.value)] = update.param
+    last_checked = max((s.index for s in plan.steps if isinstance(s, FallbackStep) or
+                        (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)),
+                       default=-1)
+    values = plan.update_values
+    for (param, _), v in zip(plan.program.updates, values):
+        # an update kernel writes straight into its parameter when nothing reads the old
+        # value after it and no check can fail after it
+        step = g.step_of.get(v)
+        if not isinstance(step, FusedGroup) or kinds.get(v) != "arena":
+            continue
+        if step.index <= last_checked or g.users.get(v):
+            continue
+        if sum(1 for w in values if w is v) > 1:
+            continue
+        if any(g.reads_array(s, param) for s in plan.steps if s.index > step.index):
+            continue
+        # outputs and the other updates read the parameter's old value after the steps
+        if any(g.base(w) is param for w in plan.out_tensors + values):
+            continue
+        kinds[v] = "inplace"
+        inplace[id(v)] = param
+    return replace(plan, kinds=kinds, inplace_updates=inplace)
+
+
+def plan_inplace(plan):
+    """Where a fused group's output can take the bytes of an operand that dies at that
+    group (same shape and dtype, read at the same index), the kernel is generated to write
+    into that operand itself: one array, so LLVM still vectorizes the loop (two arrays that
+    overlap exactly would send it to its scalar fallback)."""
+    if not plan.options.inplace or not plan.options.memory_reuse:
+        return plan
+    _, last = plan.graph.liveness()
+    kinds = plan.kinds
+    aliases, pairs_of = {}, {}
+    for step in plan.steps:
+        if not isinstance(step, FusedGroup):
+            continue
+        low = plan.lowered[step.index]
+        taken: set = set()
+        pairs = []
+        for j, t in enumerate(low.outputs):
+            if kinds.get(t) != "arena":
+                continue
+            for i, (x, pattern) in enumerate(zip(low.inputs, low.in_patterns)):
+                if i not in taken and all(pattern) and x.shape == t.shape and \
+                        x.dtype == t.dtype and kinds.get(x) == "arena" and \
+                        last.get(x) == step.index:
+                    taken.add(i)
+                    pairs.append((j, i))
+                    pairs_of[t] = x
+                    break
+        if pairs:
+            aliases[step.index] = tuple(pairs)
+    if not aliases:
+        return plan
+    return replace(plan, lowered=_lower_all(plan, aliases), inplace_pairs=pairs_of)

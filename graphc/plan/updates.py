@@ -1,0 +1,138 @@
+"""Plan passes that fuse a parameter update into the step computing its last term.
+
+An optimizer writes p_new = p + alpha * x (SGD: alpha = -lr and x the gradient; any update
+of that form, e.g. a momentum step p + v_new). When x is a 2-D matrix product read only by
+this update, the product accumulates into p itself (BLAS gemm with beta=1, or the
+small-matrix kernel): no gradient buffer, no extra pass over p. When x is the reduction at
+the end of a fused kernel (a bias gradient), p += alpha * x runs after that kernel's loop.
+The plan's `update_notes` say which updates were fused and why the others were not.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .. import dtypes as dt
+from .steps import FallbackStep, FusedGroup, KernelStep, MatmulStep, Update
+
+# kernels that may fail a run-time check: nothing may be overwritten before they ran
+CHECKED_KERNELS = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
+                   "softmax_cross_entropy_fused", "one_hot"}
+
+
+def update_pattern(plan, v, param):
+    """(group, x, alpha) when v = param + alpha * x is the last node of a fused group of
+    its own; else a string: why not."""
+    g = plan.graph
+    group = g.step_of.get(v)
+    if not isinstance(group, FusedGroup) or group.epilogue is not None or \
+            v.node is not group.nodes[-1] or not dt.is_float(v.dtype):
+        return "the new value is not computed by an elementwise kernel of its own"
+    if g.users.get(v):
+        return "the new value is read by other nodes"
+    vn = v.node
+    if vn.op == "sub" and vn.inputs[0] is param:
+        sign, x = -1.0, vn.inputs[1]
+    elif vn.op == "add" and param in vn.inputs:
+        sign, x = 1.0, vn.inputs[1] if vn.inputs[0] is param else vn.inputs[0]
+    else:
+        return "it is not param + alpha * term"
+    if len(group.nodes) == 1 and x.node is not group.nodes[0]:
+        return group, x, sign  # param - x (a learning rate of 1 folded away)
+    if len(group.nodes) == 2 and x.node is group.nodes[0] and x.node.op == "mul" and \
+            len(g.users.get(x, [])) == 1:
+        consts = [t for t in x.node.inputs if t.node.op == "constant" and
+                  t.node.value.size == 1]
+        others = [t for t in x.node.inputs if not any(t is c for c in consts)]
+        if len(consts) == 1 and len(others) == 1:
+            return group, others[0], sign * float(consts[0].node.value.reshape(()))
+    return "the term is not a constant times one tensor"
+
+
+def update_is_safe(plan, param, v, index) -> str | None:
+    """Why param may not be overwritten at step `index` (None: it may): a later step may
+    fail a check, read param, or an output or other update reads it."""
+    g = plan.graph
+    if any(s.index > index for s in plan.steps if isinstance(s, FallbackStep) or
+           (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)):
+        return "a later step checks its input at run time (a failed call must change nothing)"
+    group = g.step_of.get(v)
+    if any(st.index > index and st is not group and g.reads_array(st, param)
+           for st in plan.steps):
+        return "a later step reads the parameter"
+    if any(g.source_of(w) is param for w in plan.out_tensors + plan.update_values
+           if w is not v):
+        return "an output or another update reads the parameter"
+    return None
+
+
+def _renumber(steps) -> tuple:
+    return tuple(step if step.index == i else replace(step, index=i)
+                 for i, step in enumerate(steps))
+
+
+def fuse_gemm_updates(plan):
+    """param + alpha * (A @ B) as a product accumulating into param."""
+    g = plan.graph
+    steps = list(plan.steps)
+    notes = list(plan.update_notes)
+    removed = set()
+    for (param, _), v in zip(plan.program.updates, plan.update_values):
+        found = update_pattern(plan, v, param)
+        if isinstance(found, str):
+            continue  # (said by fuse_reduction_updates)
+        group, m, alpha = found
+        mm = g.step_of.get(m)
+        if not isinstance(mm, MatmulStep) or m.node.op != "matmul":
+            continue
+        if mm.update is not None or len(g.users.get(m, [])) != 1 or id(m) in g.root_ids or \
+                m.shape != param.shape:
+            continue
+        # gemm and the small-matrix kernel write param while they read their operands
+        if any(g.source_of(x) is param for x in (mm.a, mm.b)):
+            notes.append(f"{param.name!r}: not fused: the product reads the parameter itself")
+            continue
+        why = update_is_safe(plan, param, v, mm.index)
+        if why is not None:
+            notes.append(f"{param.name!r}: not fused into the product: {why}")
+            continue
+        steps[mm.index] = replace(mm, update=Update(param, alpha, v))
+        removed.add(group.index)
+        notes.append(f"{param.name!r}: fused: the product accumulates {alpha!r} * A@B into it")
+    steps = _renumber([s for s in steps if s.index not in removed])
+    return replace(plan, steps=steps, update_notes=tuple(notes))
+
+
+def fuse_reduction_updates(plan):
+    """param + alpha * sum_to(g) (a bias update) as a loop after the reducing kernel's."""
+    g = plan.graph
+    steps = list(plan.steps)
+    notes = list(plan.update_notes)
+    removed = set()
+    fused = {id(u.value) for s in steps if isinstance(s, MatmulStep) and s.update
+             for u in [s.update]}
+    for (param, _), v in zip(plan.program.updates, plan.update_values):
+        if id(v) in fused:
+            continue
+        found = update_pattern(plan, v, param)
+        if isinstance(found, str):
+            notes.append(f"{param.name!r}: not fused: {found}")
+            continue
+        group, r, alpha = found
+        producer = g.step_of.get(r)
+        if not isinstance(producer, FusedGroup) or producer.epilogue is not r.node or \
+                producer.post is not None or r.node.op not in ("sum", "sum_to") or \
+                r.shape != param.shape or len(g.users.get(r, [])) != 1 or id(r) in g.root_ids:
+            notes.append(f"{param.name!r}: not fused: its term is neither a product read "
+                         f"only here nor a reduction at the end of a kernel")
+            continue
+        why = update_is_safe(plan, param, v, producer.index)
+        if why is not None:
+            notes.append(f"{param.name!r}: not fused into the reduction: {why}")
+            continue
+        steps[producer.index] = replace(producer, post=Update(param, alpha, v))
+        removed.add(group.index)
+        fused.add(id(v))
+        notes.append(f"{param.name!r}: fused: {alpha!r} * the reduction is added after its "
+                     f"loop")
+    steps = _renumber([s for s in steps if s.index not in removed])
+    return replace(plan, steps=steps, update_notes=tuple(notes))

@@ -1,0 +1,55 @@
+"""The Numba CPU target: how the neutral scalar form (scalar.py) is written in an njit kernel.
+
+float32 exp and sigmoid call graphc.kernels.mathlib's vectorizable Cephes-style helpers (~1
+ulp; np.exp on float32 calls libm's expf, which does not vectorize); everything else is the
+NumPy function Numba compiles, with NumPy's NaN and infinity behaviour.
+"""
+from __future__ import annotations
+
+from .scalar import ANY, DTYPES, Target, Template
+
+MATHLIB = "graphc.kernels.mathlib"
+
+_TYPES = {"bool": "np.bool_", "int32": "np.int32", "int64": "np.int64",
+          "float32": "np.float32", "float64": "np.float64"}
+
+
+def _floats(source: str) -> dict:
+    """The same NumPy template for both float dtypes (the op is float-only)."""
+    return {"float32": Template(source), "float64": Template(source)}
+
+
+def _casts() -> dict:
+    casts = {f"cast_{dtype}": {ANY: Template(f"{_TYPES[dtype]}({{0}})")}
+             for dtype in DTYPES if dtype != "bool"}
+    casts["cast_bool"] = {ANY: Template("({0} != 0)")}  # NaN is true, as astype(bool)
+    return casts
+
+
+NUMBA_CPU = Target(
+    name="numba_cpu",
+    types=_TYPES,
+    inf="np.inf",
+    nan="np.nan",
+    functions={
+        "exp": {"float32": Template("fexp32({0})", helpers=("fexp32",)),
+                "float64": Template("np.exp({0})")},
+        "sigmoid": {"float32": Template("fsigmoid32({0})", helpers=("fsigmoid32",)),
+                    "float64": Template("(np.float64(1.0) / (np.float64(1.0) + np.exp(-{0})))")},
+        "log": _floats("np.log({0})"),
+        "sqrt": _floats("np.sqrt({0})"),
+        "sin": _floats("np.sin({0})"),
+        "cos": _floats("np.cos({0})"),
+        "tanh": _floats("np.tanh({0})"),
+        "abs": {ANY: Template("abs({0})")},
+        "sign": {ANY: Template("np.sign({0})")},
+        # NaN from either side, as NumPy (the builtin max keeps its first operand)
+        "maximum": {ANY: Template("np.maximum({0}, {1})")},
+        "minimum": {ANY: Template("np.minimum({0}, {1})")},
+        **_casts(),
+    },
+    helpers={"fexp32": MATHLIB, "fsigmoid32": MATHLIB},
+)
+
+# What every generated module imports, whatever its body: the loops use both.
+PRELUDE = ("import numpy as np", "import numba")

@@ -1,0 +1,80 @@
+"""Bindings of the hand-written kernels: one record per kernel, beside the kernels
+themselves (nn.py). A binding says which op (or fused pattern) a kernel implements, when it
+applies, how its arguments are laid out as views of the step's inputs and outputs, and
+whether it returns a status to check. The backend derives both the warm-up arguments and
+the runner's call from this one record.
+
+Adding an op with a kernel of its own: its op record (graphc.ops), its kernel, and its
+binding (`register_binding`); nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import nn
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument: an input or output of node `node` of the step (0: the first node),
+    number `index`, passed as `view`: "as_is", "rows" (2-D: every leading dim merged, the
+    last kept) or "scalar" (a 0-d value as a 1-element array)."""
+
+    role: str   # "in" or "out"
+    index: int
+    view: str = "as_is"
+    node: int = 0
+
+
+@dataclass(frozen=True)
+class Binding:
+    name: str           # the KernelStep's kernel: an op name, or a fused pattern's name
+    function: object    # the @njit kernel
+    args: tuple         # Arg records, in call order
+    checked: bool = False  # returns a status: 0, or 1 + the row of an out-of-range label
+    labels: Arg | None = None  # the labels a failed check reports
+    applies: object = None     # node -> bool: when the kernel can run this node (None: always)
+
+    def applies_to(self, node) -> bool:
+        return self.applies is None or bool(self.applies(node))
+
+
+BINDINGS: dict[str, Binding] = {}
+
+
+def register_binding(binding: Binding) -> None:
+    BINDINGS[binding.name] = binding
+
+
+def binding_for(node) -> Binding | None:
+    """The binding that runs `node`, if one exists and applies."""
+    b = BINDINGS.get(node.op)
+    return b if b is not None and b.applies_to(node) else None
+
+
+def _last_axis(node) -> bool:
+    x = node.inputs[0]
+    return x.ndim >= 1 and node.attrs["axis"] == x.ndim - 1
+
+
+_IN, _OUT = Arg("in", 0), Arg("out", 0)
+_LABELS = Arg("in", 1)
+for _binding in [
+    Binding("softmax", nn.softmax_rows, (Arg("in", 0, "rows"), Arg("out", 0, "rows")),
+            applies=_last_axis),
+    Binding("log_softmax", nn.log_softmax_rows, (Arg("in", 0, "rows"), Arg("out", 0, "rows")),
+            applies=_last_axis),
+    Binding("argmax", nn.argmax_rows, (_IN, _OUT),
+            applies=lambda n: n.inputs[0].ndim == 2 and n.attrs["axis"] == 1),
+    Binding("one_hot", nn.one_hot, (_IN, _OUT), checked=True, labels=_IN,
+            applies=lambda n: n.inputs[0].ndim == 1),
+    Binding("softmax_cross_entropy", nn.softmax_cross_entropy,
+            (_IN, _LABELS, Arg("out", 0, "scalar")), checked=True, labels=_LABELS),
+    Binding("softmax_cross_entropy_grad", nn.softmax_cross_entropy_grad,
+            (_IN, _LABELS, Arg("in", 2, "scalar"), _OUT), checked=True, labels=_LABELS),
+    # forward and backward in one pass over the logits: nodes (loss, its gradient)
+    Binding("softmax_cross_entropy_fused", nn.softmax_cross_entropy_fused,
+            (_IN, _LABELS, Arg("in", 2, "scalar", node=1), Arg("out", 0, "scalar"),
+             Arg("out", 0, node=1)), checked=True, labels=_LABELS),
+]:
+    register_binding(_binding)
