@@ -352,8 +352,10 @@ def _render_flat(spec: KernelSpec, parallel: bool, comments: bool) -> list:
     kind, _, acc_dtype, _ = red
     wide = _wide(acc_dtype)
     out.append(f"{ind}partial = np.empty(nblocks, np.{wide})")
+    # one allocation for every block's lanes (a row each: no two threads share one)
+    out.append(f"{ind}block_lanes = np.empty((nblocks, {LANES}), np.{acc_dtype})")
     out.append(f"{ind}for b in {loop}(nblocks):")
-    out.append(f"{ind}    lanes = np.empty({LANES}, np.{acc_dtype})")
+    out.append(f"{ind}    lanes = block_lanes[b]")
     out.append(f"{ind}    lo = np.uint64(b) * np.uint64({BLOCK})")
     out.append(f"{ind}    hi = min(lo + np.uint64({BLOCK}), n)")
     out.append(f"{ind}    acc = {_init(kind, acc_dtype)}")
