@@ -19,6 +19,23 @@ MODEL = textwrap.dedent("""
         b = gc.Parameter(np.zeros(3, np.float32), name="b")
         h = gc.relu(x @ W + b)
         return gc.softmax_cross_entropy(h, t) + gc.sum(h * h) * 0.01
+
+    def train():
+        # a W2-like training step: two dense layers, SGD updates of every parameter
+        rng = np.random.default_rng(0)
+        x = gc.placeholder((None, 300), name="x")
+        t = gc.placeholder((None,), "int64", name="t")
+        params = []
+        h = x
+        for i, (a, b) in enumerate([(300, 200), (200, 10)]):
+            W = gc.Parameter(rng.standard_normal((a, b)).astype(np.float32) * 0.05, name=f"W{i}")
+            bias = gc.Parameter(np.zeros(b, np.float32), name=f"b{i}")
+            params += [W, bias]
+            h = gc.linear(h, W, bias)
+            h = gc.relu(h) if i == 0 else h
+        loss = gc.softmax_cross_entropy(h, t)
+        grads = gc.grad(loss, params)
+        return gc.compile([x, t], loss, updates=[(p, p - 0.1 * g) for p, g in zip(params, grads)])
 """)
 
 
@@ -54,6 +71,26 @@ def test_dump_kernels_prints_readable_source_commented_with_the_ir(model, tmp_pa
     # each generated line names the IR node and the user's line it comes from
     assert "= relu %" in out and "model.py:" in out
     assert "def run(" in out  # the runner of the plan
+
+
+def test_dump_of_a_compiled_training_step_shows_passes_fused_updates_and_the_runner(
+        model, tmp_path):
+    r = graphc("dump", "model.py:train", "--kernels", cwd=model, cache=tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "plan passes: schedule, fuse_gemm_updates, fuse_reduction_updates" in out
+    for name in ("W0", "W1", "b0", "b1"):
+        assert f"update '{name}': fused" in out, name
+    runner = out[out.index("# --- runner ---"):]
+    assert "def run(x0, x1):" in runner
+    # readable calls: what runs, on which buffers, and the plan line as a comment
+    assert "gemm(x0, p" in runner and "# %" in runner and "update W0 in place" in runner
+    assert not any(line.lstrip().startswith(("k1", "a0", "f0")) for line in runner.splitlines())
+    after = graphc("dump", "model.py:train", "--optimized", "--after", "fuse_gemm_updates",
+                   cwd=model, cache=tmp_path / "c")
+    assert after.returncode == 0, after.stderr
+    assert "plan after fuse_gemm_updates" in after.stdout
+    assert "update 'W0': fused" in after.stdout and "'b0': fused" not in after.stdout
 
 
 def test_compile_ahead_of_time_then_a_second_process_loads_from_the_cache(model, tmp_path):

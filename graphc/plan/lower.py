@@ -25,7 +25,7 @@ def _scalar_constant(t):
     return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoweredGroup:
     spec: KernelSpec
     inputs: list        # external tensors, in kernel argument order

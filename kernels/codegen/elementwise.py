@@ -86,9 +86,13 @@ def render(spec: KernelSpec, comments: bool = True) -> str:
         "",
     ]
     spec = replace(spec, body=body)
-    for variant in ("serial", "parallel"):
-        lines += _render_variant(spec, variant, comments)
-        lines.append("")
+    lines += _render_variant(spec, "serial", comments)
+    lines.append("")
+    if spec.parallel_ok:
+        lines += _render_variant(spec, "parallel", comments)
+    else:  # no second, identical function to compile: the loop cannot be split
+        lines.append("parallel = serial  # the outer loop cannot be split across threads")
+    lines.append("")
     return "\n".join(lines) + "\n"
 
 

@@ -15,8 +15,9 @@ from numba.extending import overload
 
 # IEEE arithmetic, as NumPy: row sums get their vector lanes from _row_sum's explicit partials
 _OPTS = {"cache": True, "error_model": "numpy"}
-# a matrix product's sum may be reordered and fused into FMAs, as BLAS does
-_MM_OPTS = dict(_OPTS, fastmath={"reassoc", "contract"})
+# a matrix product's sum may be reordered and fused into FMAs, as BLAS does (nsz: the sign
+# of a zero sum follows the order too)
+_MM_OPTS = dict(_OPTS, fastmath={"reassoc", "contract", "nsz"})
 
 
 def _exp(x):
