@@ -12,6 +12,11 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+# The suite compiles into a kernel cache of its own beside the tests (kept between runs, so
+# a second run is fast), never into the user's: a GRAPHC_CACHE_DIR the caller set wins (CI).
+TEST_KERNEL_CACHE = os.path.join(_ROOT, ".test-kernel-cache")
+os.environ.setdefault("GRAPHC_CACHE_DIR", TEST_KERNEL_CACHE)
+
 
 # Every backend the suite runs on, listed explicitly: one that fails to import fails the
 # suite (a silently dropped backend would let CI go green on numpy alone).

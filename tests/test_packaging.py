@@ -45,8 +45,9 @@ def test_generated_kernels_import_helpers_from_graphc_kernels():
 @pytest.mark.slow
 def test_an_install_has_graphc_kernels_and_no_top_level_kernels_or_benchmarks(tmp_path):
     target = tmp_path / "site"
+    # (with build isolation: pip brings the setuptools pyproject asks for, as a user's does)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(target), ROOT],
+                    "--target", str(target), ROOT],
                    check=True, capture_output=True, text=True)
     assert (target / "graphc" / "kernels" / "mathlib.py").is_file()
     assert (target / "graphc" / "kernels" / "cpu" / "nn.py").is_file()
@@ -60,3 +61,12 @@ def test_an_install_has_graphc_kernels_and_no_top_level_kernels_or_benchmarks(tm
                          capture_output=True, text=True).stdout.splitlines()
     assert out[0].startswith(str(target))
     assert out[1] == "None None"
+
+
+def test_the_suite_never_compiles_into_the_users_kernel_cache():
+    from graphc.kernels import cache
+
+    here = os.path.realpath(str(cache.cache_dir()))
+    users = os.path.realpath(os.path.join(os.path.expanduser("~"), ".cache", "graphc"))
+    assert here != users
+    assert os.environ["GRAPHC_CACHE_DIR"]  # conftest's private cache, or the caller's own
