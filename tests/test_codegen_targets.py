@@ -223,7 +223,7 @@ def test_a_kernel_imports_the_helpers_its_body_calls(body, dtype, helpers):
 
 def test_reduction_identities_and_the_update_use_the_targets_literals():
     spec = _spec([("v0", "(x0 * x0)", "")], outputs=(),
-                 reduce=("max", "v0", "float32", (True,)), post=(-0.5, "float32"))
+                 reduce=("max", "v0", "float32", (True,)), post=(-0.5, 1.0, "float32"))
     source = render(spec)
     assert "acc = np.float32(-np.inf)" in source
     assert "pf[i] += np.float32(-0.5) * rf[i]  # parameter update" in source

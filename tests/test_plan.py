@@ -118,3 +118,26 @@ def test_no_hand_written_kernel_without_the_backend_saying_so():
     plan = make_plan(Program.of([gc.softmax(x)]), options=PlanOptions(has_kernel=has_kernel),
                      upto="schedule")
     assert [s.kernel for s in plan.steps if isinstance(s, KernelStep)] == ["softmax"]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_a_decayed_update_fuses_and_matches_the_reference(backend):
+    # SGD with decoupled weight decay, as an optimizer writes it: 0.99 * p - lr * g
+    decay = lambda p, g: p * 0.99 - 0.1 * g
+    program, (x, t, W, b, loss, _gW, _gb) = _sgd_step(decay)
+    plan = make_plan(program, options=PlanOptions(has_kernel=has_kernel))
+    (update,) = [s.update for s in plan.steps if isinstance(s, MatmulStep) and s.update]
+    assert update.param is W and update.beta == pytest.approx(0.99)
+    assert any(getattr(s, "post", None) is not None and s.post.param is b and
+               s.post.beta == pytest.approx(0.99) for s in plan.steps)
+    rng = np.random.default_rng(5)
+    xv = rng.standard_normal((16, 300)).astype(np.float32)
+    tv = rng.integers(0, 200, 16)
+    W0, b0 = W.value, b.value + 0.5
+    b.value = b0
+    # the reference: the same update with NumPy, from the gradients graphc's numpy backend gives
+    grads = gc.compile([x, t], [_gW, _gb], backend="numpy")(xv, tv)
+    step = gc.compile([x, t], loss, updates=program.updates, backend=backend)
+    step(xv, tv)
+    np.testing.assert_allclose(W.value, 0.99 * W0 - 0.1 * grads[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.value, 0.99 * b0 - 0.1 * grads[1], rtol=1e-5, atol=1e-6)

@@ -39,7 +39,8 @@ def update_lines(step, names) -> list:
     for update, what in ((getattr(step, "update", None), product),
                          (getattr(step, "post", None), "reduction, in place after the loop")):
         if update is not None:
-            out.append(f"      fused update: {names[update.value]} = "
+            scale = "" if update.beta == 1 else f"{update.beta!r} * "
+            out.append(f"      fused update: {names[update.value]} = {scale}"
                        f"{comment_safe(update.param.name)} + {update.alpha!r} * {what}")
     return out
 

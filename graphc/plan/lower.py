@@ -139,7 +139,7 @@ def lower_group(group, is_needed_outside, virtual, names=None,
         fastmath=FULL_FASTMATH if fastmath else FASTMATH,
         aliases=tuple(aliases),
         post=None if post is None or group.epilogue is None else
-        (float(post), group.epilogue.outputs[0].dtype),
+        (float(post[0]), float(post[1]), group.epilogue.outputs[0].dtype),
     )
     return LoweredGroup(spec, ext, outputs, group.epilogue.outputs[0] if group.epilogue
                         else None, dim_groups, in_patterns, red_pattern, comments)

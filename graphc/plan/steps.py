@@ -19,12 +19,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Update:
-    """param <- param + alpha * x, computed in place by the step that produces x (a fused
-    optimizer update); `value` is the update tensor this stands for."""
+    """param <- beta * param + alpha * x, computed in place by the step that produces x (a
+    fused optimizer update); `value` is the update tensor this stands for."""
 
     param: object
     alpha: float
     value: object
+    beta: float = 1.0
 
 
 @dataclass(frozen=True)

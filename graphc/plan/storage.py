@@ -18,7 +18,7 @@ def _lower_all(plan, aliases: dict) -> dict:
             lowered[step.index] = lower_group(
                 step, g.needed_outside(step), g.virtual, plan.names,
                 fastmath=plan.options.fastmath, aliases=aliases.get(step.index, ()),
-                post=None if step.post is None else step.post.alpha)
+                post=None if step.post is None else (step.post.alpha, step.post.beta))
     return lowered
 
 

@@ -1,7 +1,7 @@
 """Plan passes that fuse a parameter update into the step computing its last term.
 
-An optimizer writes p_new = p + alpha * x (SGD: alpha = -lr and x the gradient; any update
-of that form, e.g. a momentum step p + v_new). When x is a 2-D matrix product read only by
+An optimizer writes p_new = beta * p + alpha * x (SGD: beta = 1, alpha = -lr and x the
+gradient; SGD with decoupled weight decay: beta = 1 - lr * wd; a momentum step p + v_new). When x is a 2-D matrix product read only by
 this update, the product accumulates into p itself (BLAS gemm with beta=1, or the
 small-matrix kernel): no gradient buffer, no extra pass over p. When x is the reduction at
 the end of a fused kernel (a bias gradient), p += alpha * x runs after that kernel's loop.
@@ -19,9 +19,26 @@ CHECKED_KERNELS = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
                    "softmax_cross_entropy_fused", "one_hot"}
 
 
+def _scaled(t, group, users, step_of):
+    """(tensor, c, mul node) when t is c * tensor, a mul with a scalar constant read only
+    here, computed in `group` or in a fused group of its own; else (t, 1.0, None)."""
+    node = t.node
+    own = step_of.get(t)
+    if node.op == "mul" and len(users.get(t, [])) == 1 and (
+            node in group.nodes or (isinstance(own, FusedGroup) and own.epilogue is None and
+                                    list(own.nodes) == [node])):
+        consts = [x for x in node.inputs if x.node.op == "constant" and x.node.value.size == 1]
+        others = [x for x in node.inputs if not any(x is c for c in consts)]
+        if len(consts) == 1 and len(others) == 1:
+            return others[0], float(consts[0].node.value.reshape(())), node
+    return t, 1.0, None
+
+
 def update_pattern(plan, v, param):
-    """(group, x, alpha) when v = param + alpha * x is the last node of a fused group of
-    its own; else a string: why not."""
+    """(groups, x, alpha, beta) when v = beta * param + alpha * x (a scaled sum of the
+    parameter and one term, as an optimizer writes it: p - lr * g, p + (-lr) * g, p - g,
+    decay * p - lr * g) is computed by fused groups of its own (the groups to remove when
+    the update is fused); else a string: why not."""
     g = plan.graph
     group = g.step_of.get(v)
     if not isinstance(group, FusedGroup) or group.epilogue is not None or \
@@ -30,33 +47,31 @@ def update_pattern(plan, v, param):
     if g.users.get(v):
         return "the new value is read by other nodes"
     vn = v.node
-    if vn.op == "sub" and vn.inputs[0] is param:
-        sign, x = -1.0, vn.inputs[1]
-    elif vn.op == "add" and param in vn.inputs:
-        sign, x = 1.0, vn.inputs[1] if vn.inputs[0] is param else vn.inputs[0]
-    else:
-        return "it is not param + alpha * term"
-    if len(group.nodes) == 1 and x.node is not group.nodes[0]:
-        return group, x, sign  # param - x (a learning rate of 1 folded away)
-    if len(group.nodes) == 2 and x.node is group.nodes[0] and x.node.op == "mul" and \
-            len(g.users.get(x, [])) == 1:
-        consts = [t for t in x.node.inputs if t.node.op == "constant" and
-                  t.node.value.size == 1]
-        others = [t for t in x.node.inputs if not any(t is c for c in consts)]
-        if len(consts) == 1 and len(others) == 1:
-            return group, others[0], sign * float(consts[0].node.value.reshape(()))
-    return "the term is not a constant times one tensor"
+    if vn.op not in ("add", "sub"):
+        return "it is not a sum of the parameter and one term"
+    terms = [_scaled(t, group, g.users, g.step_of) for t in vn.inputs]
+    if vn.op == "sub":
+        terms[1] = (terms[1][0], -terms[1][1], terms[1][2])
+    mine = [i for i, (t, _, _) in enumerate(terms) if t is param]
+    if len(mine) != 1:
+        return "it is not a sum of the parameter and one term"
+    (_, beta, p_mul), (x, alpha, x_mul) = terms[mine[0]], terms[1 - mine[0]]
+    used = {n.id for n in (vn, p_mul, x_mul) if n is not None}
+    groups = {g.step_of[n.outputs[0]] for n in (p_mul, x_mul) if n is not None} | {group}
+    if {n.id for gr in groups for n in gr.nodes} != used:
+        return "the term is not a constant times one tensor"
+    return tuple(sorted(groups, key=lambda gr: gr.index)), x, alpha, beta
 
 
-def update_is_safe(plan, param, v, index) -> str | None:
+def update_is_safe(plan, param, v, index, groups) -> str | None:
     """Why param may not be overwritten at step `index` (None: it may): a later step may
-    fail a check, read param, or an output or other update reads it."""
+    fail a check, read param, or an output or other update reads it. `groups`: the
+    update's own groups, which the fusion removes."""
     g = plan.graph
     if any(s.index > index for s in plan.steps if isinstance(s, FallbackStep) or
            (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)):
         return "a later step checks its input at run time (a failed call must change nothing)"
-    group = g.step_of.get(v)
-    if any(st.index > index and st is not group and g.reads_array(st, param)
+    if any(st.index > index and st not in groups and g.reads_array(st, param)
            for st in plan.steps):
         return "a later step reads the parameter"
     if any(g.source_of(w) is param for w in plan.out_tensors + plan.update_values
@@ -80,7 +95,7 @@ def fuse_gemm_updates(plan):
         found = update_pattern(plan, v, param)
         if isinstance(found, str):
             continue  # (said by fuse_reduction_updates)
-        group, m, alpha = found
+        groups, m, alpha, beta = found
         mm = g.step_of.get(m)
         if not isinstance(mm, MatmulStep) or m.node.op != "matmul":
             continue
@@ -91,13 +106,15 @@ def fuse_gemm_updates(plan):
         if any(g.source_of(x) is param for x in (mm.a, mm.b)):
             notes.append(f"{param.name!r}: not fused: the product reads the parameter itself")
             continue
-        why = update_is_safe(plan, param, v, mm.index)
+        why = update_is_safe(plan, param, v, mm.index, groups)
         if why is not None:
             notes.append(f"{param.name!r}: not fused into the product: {why}")
             continue
-        steps[mm.index] = replace(mm, update=Update(param, alpha, v))
-        removed.add(group.index)
-        notes.append(f"{param.name!r}: fused: the product accumulates {alpha!r} * A@B into it")
+        steps[mm.index] = replace(mm, update=Update(param, alpha, v, beta))
+        removed |= {gr.index for gr in groups}
+        scale = "" if beta == 1 else f" (the parameter scaled by {beta!r} first)"
+        notes.append(f"{param.name!r}: fused: the product accumulates {alpha!r} * A@B into "
+                     f"it{scale}")
     steps = _renumber([s for s in steps if s.index not in removed])
     return replace(plan, steps=steps, update_notes=tuple(notes))
 
@@ -117,7 +134,7 @@ def fuse_reduction_updates(plan):
         if isinstance(found, str):
             notes.append(f"{param.name!r}: not fused: {found}")
             continue
-        group, r, alpha = found
+        groups, r, alpha, beta = found
         producer = g.step_of.get(r)
         if not isinstance(producer, FusedGroup) or producer.epilogue is not r.node or \
                 producer.post is not None or r.node.op not in ("sum", "sum_to") or \
@@ -125,12 +142,12 @@ def fuse_reduction_updates(plan):
             notes.append(f"{param.name!r}: not fused: its term is neither a product read "
                          f"only here nor a reduction at the end of a kernel")
             continue
-        why = update_is_safe(plan, param, v, producer.index)
+        why = update_is_safe(plan, param, v, producer.index, groups)
         if why is not None:
             notes.append(f"{param.name!r}: not fused into the reduction: {why}")
             continue
-        steps[producer.index] = replace(producer, post=Update(param, alpha, v))
-        removed.add(group.index)
+        steps[producer.index] = replace(producer, post=Update(param, alpha, v, beta))
+        removed |= {gr.index for gr in groups}
         fused.add(id(v))
         notes.append(f"{param.name!r}: fused: {alpha!r} * the reduction is added after its "
                      f"loop")

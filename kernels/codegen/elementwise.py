@@ -58,7 +58,8 @@ class KernelSpec:
     reduce: tuple | None = None
     fastmath: str = FASTMATH
     aliases: tuple = ()  # (output j, input i): output j is written into input i's array
-    post: tuple | None = None  # (alpha, dtype): after the reduction, post += alpha * red
+    post: tuple | None = None  # (alpha, beta, dtype): after the reduction,
+    #                            post = beta * post + alpha * red
 
     @property
     def parallel_ok(self) -> bool:
@@ -174,13 +175,16 @@ def _render_variant(spec: KernelSpec, variant: str, comments: bool) -> list:
 
 
 def _render_post(spec: KernelSpec) -> list:
-    """After the reduction: post += alpha * red, elementwise (an SGD update of a bias from
-    its just-reduced gradient, without another kernel call)."""
-    alpha, dtype = spec.post
+    """After the reduction: post = beta * post + alpha * red, elementwise (an optimizer's
+    update of a bias from its just-reduced gradient, without another kernel call)."""
+    alpha, beta, dtype = spec.post
+    a = NUMBA_CPU.literal(alpha, dtype)
+    update = f"pf[i] += {a} * rf[i]" if beta == 1 else \
+        f"pf[i] = {NUMBA_CPU.literal(beta, dtype)} * pf[i] + {a} * rf[i]"
     return ["    rf = red.reshape(red.size)",
             "    pf = post.reshape(post.size)",
             "    for i in range(np.uint64(rf.size)):",
-            f"        pf[i] += {NUMBA_CPU.literal(alpha, dtype)} * rf[i]  # parameter update"]
+            f"        {update}  # parameter update"]
 
 
 SHORT_ROW = 16  # a row shorter than one AVX-512 vector of float32 leaves the vector loop idle

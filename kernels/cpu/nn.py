@@ -292,11 +292,12 @@ TINY_ACC = 4096  # m*n*k: a tiny network's update (W1: 2x10x30) keeps the direct
 
 
 @numba.njit(**_MM_OPTS)
-def small_matmul_acc(a, b, out, trans_a, trans_b, alpha):
-    """out += alpha * op(a) @ op(b) for small matrices: an SGD update W - lr * (A @ B)
-    without a gradient buffer in the plan (alpha = -lr). The product goes through the
-    loop order of its transpose case (mm_tn for a weight gradient x.T @ g: its inner loop
-    runs along rows and vectorizes), into a scratch matrix, then one pass adds it."""
+def small_matmul_acc(a, b, out, trans_a, trans_b, alpha, beta):
+    """out = beta * out + alpha * op(a) @ op(b) for small matrices: an optimizer's update
+    W * beta - lr * (A @ B) without a gradient buffer in the plan (alpha = -lr). The product
+    goes through the loop order of its transpose case (mm_tn for a weight gradient x.T @ g:
+    its inner loop runs along rows and vectorizes), into a scratch matrix, then one pass
+    adds it."""
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
     if m * n * k < TINY_ACC:  # a scratch matrix costs more than the loops it speeds up
@@ -305,11 +306,11 @@ def small_matmul_acc(a, b, out, trans_a, trans_b, alpha):
                 acc = out[i, j] * 0
                 for p in range(k):
                     acc += (a[p, i] if trans_a else a[i, p]) * (b[j, p] if trans_b else b[p, j])
-                out[i, j] += alpha * acc
+                out[i, j] = beta * out[i, j] + alpha * acc
         return 0
     tmp = np.empty_like(out)
     small_matmul(a, b, tmp, trans_a, trans_b)
     for i in range(m):
         for j in range(np.uint64(n)):
-            out[i, j] += alpha * tmp[i, j]
+            out[i, j] = beta * out[i, j] + alpha * tmp[i, j]
     return 0

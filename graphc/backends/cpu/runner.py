@@ -210,17 +210,18 @@ def emit_matmul(b: RunnerBuilder, step) -> None:
     a, bb = b.ref(step.a), b.ref(step.b)
     k = b.shape(step.a)[0 if step.trans_a else 1]
     if step.update is not None:
-        param, alpha = step.update.param, step.update.alpha
+        param, alpha, beta = step.update.param, step.update.alpha, step.update.beta
         b.names[step.update.value] = w = b.param(param)
         m, ncols = param.shape
         what += f"; update {comment(param.name)} in place"
         if m * ncols * k <= SMALL_MATMUL:
             fn = b.glob(nn.small_matmul_acc, "small_matmul_acc")
-            b.line(f"{fn}({a}, {bb}, {w}, {step.trans_a}, {step.trans_b}, {alpha!r})", what)
+            b.line(f"{fn}({a}, {bb}, {w}, {step.trans_a}, {step.trans_b}, {alpha!r}, "
+                   f"{beta!r})", what)
         else:
             fn = b.glob(blas.gemm, "gemm")
             b.line(f"{fn}({a}, {bb}, out={w}, trans_a={step.trans_a}, trans_b={step.trans_b}, "
-                   f"alpha={alpha!r}, beta=1.0)", what)
+                   f"alpha={alpha!r}, beta={beta!r})", what)
         return
     out = node.outputs[0]
     m, ncols = b.shape(out)
