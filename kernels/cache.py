@@ -458,6 +458,18 @@ def _log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def is_compiled(source: str, entry: str, deps: tuple[str, ...] = ()) -> bool:
+    """Whether Numba's machine code for this kernel is in the cache already (a look at the
+    file system: nothing is imported or compiled)."""
+    kdir = kernel_dir()
+    key = kernel_key(source, entry, deps)
+    name = module_name(key)
+    if (str(kdir), key) in _loaded:
+        return True
+    pattern = os.path.join(glob.escape(str(kdir / "__pycache__")), f"{name}.{entry}-*.nbi")
+    return bool(glob.glob(pattern))
+
+
 def load_kernel(
     source: str, entry: str, deps: tuple[str, ...] = ()
 ) -> tuple[Callable[..., Any], dict]:

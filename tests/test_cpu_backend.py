@@ -449,3 +449,24 @@ def test_fastmath_results_are_close():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+
+
+def _compile_five_kernels(tag):
+    x = gc.placeholder((None, 7), name="x")
+    ys = [gc.sum(gc.exp(x * (k + tag)) - x, axis=1) for k in range(5)]  # a group each
+    ys = [gc.max(y, axis=0) * (k + 2.5) for k, y in enumerate(ys)]
+    return gc.compile([x], ys)
+
+
+def test_a_long_first_compile_says_what_it_is_doing(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "fresh"))
+    monkeypatch.delenv("GRAPHC_LOG", raising=False)
+    tag = float(np.random.default_rng().integers(1 << 20))  # kernels new to this process
+    _compile_five_kernels(tag)
+    assert "graphc: compiling" in capfd.readouterr().err
+    _compile_five_kernels(tag)  # cached now: nothing to say
+    assert "graphc: compiling" not in capfd.readouterr().err
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "quiet"))
+    monkeypatch.setenv("GRAPHC_LOG", "quiet")
+    _compile_five_kernels(tag + 1)
+    assert "graphc: compiling" not in capfd.readouterr().err

@@ -57,15 +57,20 @@ def _log_kernel(info: dict, kernel_log: list) -> None:
 
 def load_kernels(plan, kernel_log: list) -> dict:
     """step index -> LoadedKernel for every fused group; the serial variant compiled now."""
-    from ...kernels.cache import load_kernel
+    from ...kernels.cache import is_compiled, load_kernel
     from ...kernels.codegen.elementwise import helper_modules, render
 
+    groups = [(s, plan.lowered[s.index]) for s in plan.steps if isinstance(s, FusedGroup)]
+    sources = {s.index: render(low.spec, comments=False) for s, low in groups}
+    missing = sum(1 for s, low in groups
+                  if not is_compiled(sources[s.index], "serial", helper_modules(low.spec)))
+    announce_compiling(missing)
     loaded = {}
     for step in plan.steps:
         if not isinstance(step, FusedGroup):
             continue
         low = plan.lowered[step.index]
-        source = render(low.spec, comments=False)
+        source = sources[step.index]
         fns, info = {}, {}
         for entry in ("serial", "parallel"):
             fns[entry], info = load_kernel(source, entry, deps=helper_modules(low.spec))
@@ -73,6 +78,21 @@ def load_kernels(plan, kernel_log: list) -> dict:
         warm_variant(kernel, low, "serial", kernel_log)
         loaded[step.index] = kernel
     return loaded
+
+
+ANNOUNCE_FROM = 3  # kernels to compile (~0.3 s each) from which a user is told why it waits
+
+
+def announce_compiling(count: int) -> None:
+    """One line on stderr when this compile will take a while (first run), unless
+    GRAPHC_LOG=quiet: a silent pause of seconds looks like a hang."""
+    import os
+    import sys
+
+    quiet = "quiet" in os.environ.get("GRAPHC_LOG", "").split(",")
+    if count >= ANNOUNCE_FROM and not quiet:
+        print(f"graphc: compiling {count} kernels (first run; cached afterwards)",
+              file=sys.stderr, flush=True)
 
 
 def matmul_function(step) -> str:
