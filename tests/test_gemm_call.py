@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-import json
-import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numba
@@ -21,12 +17,8 @@ if str(ROOT) not in sys.path:  # allow running without installing the package
 
 from graphc.kernels import blas
 from graphc.kernels.cpu.gemm_call import gemm, gemm_address, gemm_k_chunk
+from test_blas import HAVE_OPENBLAS, _assert_close, _run_py, needs_openblas
 
-HAVE_OPENBLAS = blas.info()["backend"] == "scipy-openblas32"
-needs_openblas = pytest.mark.skipif(
-    not HAVE_OPENBLAS, reason=f"private OpenBLAS not in use: {blas.info()['reason']}"
-)
-RTOL = {np.float32: 1e-4, np.float64: 1e-12}
 TRANS = [(False, False), (True, False), (False, True), (True, True)]
 #: odd sizes; K = 7 and 8 sit at the forced chunk (7) and just past it
 SHAPES = [(1, 1, 1), (3, 5, 7), (13, 50, 9), (37, 129, 23), (1, 300, 17), (64, 7, 65),
@@ -62,32 +54,6 @@ def _ref(a, b, ta, tb):
     opa = a.T if ta else a
     opb = b.T if tb else b
     return np.einsum("ik,kj->ij", opa.astype(np.float64), opb.astype(np.float64))
-
-
-def _assert_close(got, want, dtype):
-    scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
-    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
-
-
-def _run_py(code: str, **env) -> dict:
-    """Run ``code`` in a fresh interpreter; it must print one JSON line last."""
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), *filter(None, [full_env.get("PYTHONPATH")])]
-    )
-    for k, v in env.items():
-        if v is None:
-            full_env.pop(k, None)
-        else:
-            full_env[k] = v
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=full_env, capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert proc.returncode == 0, (
-        f"subprocess failed (rc={proc.returncode})\n{proc.stdout}\n{proc.stderr}"
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------ against NumPy
@@ -326,7 +292,7 @@ print(json.dumps(out))
 
 def _user_run(tmp_path, **env):
     (tmp_path / "gc_user.py").write_text(USER_MODULE)
-    return _run_py(USER_SCRIPT.format(folder=str(tmp_path)),
+    return _run_py(USER_SCRIPT.format(folder=str(tmp_path)), timeout=300,
                    NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"), **env)
 
 
@@ -381,7 +347,7 @@ def test_forced_avx2_core_subprocess():
                 gemm(gemm_address(dt), a, b, c, ta, tb, 0.5, 2.0, kc)
                 errs.append(float(np.abs(c - (0.5 * ref + 2)).max() / np.abs(ref).max()))
         print(json.dumps({"info": blas.info(), "kc": kc, "max_err": max(errs)}))
-        """,
+        """, timeout=300,
         GRAPHC_BLAS_CORETYPE="Haswell", GRAPHC_BLAS=None, GRAPHC_NUM_THREADS="1",
     )
     assert out["info"]["coretype"] == "Haswell"
