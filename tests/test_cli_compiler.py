@@ -81,6 +81,7 @@ def test_dump_of_a_compiled_training_step_shows_passes_fused_updates_and_the_run
     assert "plan passes: schedule, fuse_gemm_updates, fuse_reduction_updates" in out
     for name in ("W0", "W1", "b0", "b1"):
         assert f"update '{name}': fused" in out, name
+        assert f"update '{name}': not fused" not in out, name  # one verdict per update
     runner = out[out.index("# --- runner ---"):]
     assert "def run(x0, x1):" in runner
     # readable calls: what runs, on which buffers, and the plan line as a comment

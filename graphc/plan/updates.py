@@ -101,6 +101,7 @@ def fuse_gemm_updates(plan):
             continue
         if mm.update is not None or len(g.users.get(m, [])) != 1 or id(m) in g.root_ids or \
                 m.shape != param.shape:
+            notes.append(f"{param.name!r}: not fused: the product is read elsewhere too")
             continue
         # gemm and the small-matrix kernel write param while they read their operands
         if any(g.source_of(x) is param for x in (mm.a, mm.b)):
@@ -115,6 +116,11 @@ def fuse_gemm_updates(plan):
         scale = "" if beta == 1 else f" (the parameter scaled by {beta!r} first)"
         notes.append(f"{param.name!r}: fused: the product accumulates {alpha!r} * A@B into "
                      f"it{scale}")
+    return _with_fusions(plan, steps, removed, notes)
+
+
+def _with_fusions(plan, steps, removed, notes):
+    """The plan with fused steps in place, the updates' own groups gone, steps renumbered."""
     steps = _renumber([s for s in steps if s.index not in removed])
     return replace(plan, steps=steps, update_notes=tuple(notes))
 
@@ -125,10 +131,10 @@ def fuse_reduction_updates(plan):
     steps = list(plan.steps)
     notes = list(plan.update_notes)
     removed = set()
-    fused = {id(u.value) for s in steps if isinstance(s, MatmulStep) and s.update
-             for u in [s.update]}
+    into_products = {id(s.update.value) for s in steps if isinstance(s, MatmulStep) and
+                     s.update is not None}
     for (param, _), v in zip(plan.program.updates, plan.update_values):
-        if id(v) in fused:
+        if id(v) in into_products:
             continue
         found = update_pattern(plan, v, param)
         if isinstance(found, str):
@@ -136,6 +142,8 @@ def fuse_reduction_updates(plan):
             continue
         groups, r, alpha, beta = found
         producer = g.step_of.get(r)
+        if isinstance(producer, MatmulStep):
+            continue  # fuse_gemm_updates said why not
         if not isinstance(producer, FusedGroup) or producer.epilogue is not r.node or \
                 producer.post is not None or r.node.op not in ("sum", "sum_to") or \
                 r.shape != param.shape or len(g.users.get(r, [])) != 1 or id(r) in g.root_ids:
@@ -148,8 +156,6 @@ def fuse_reduction_updates(plan):
             continue
         steps[producer.index] = replace(producer, post=Update(param, alpha, v, beta))
         removed |= {gr.index for gr in groups}
-        fused.add(id(v))
         notes.append(f"{param.name!r}: fused: {alpha!r} * the reduction is added after its "
                      f"loop")
-    steps = _renumber([s for s in steps if s.index not in removed])
-    return replace(plan, steps=steps, update_notes=tuple(notes))
+    return _with_fusions(plan, steps, removed, notes)
