@@ -1,8 +1,12 @@
-"""graphc compile time in a fresh process: cold (empty kernel cache) and warm (same cache).
+"""graphc compile time in a fresh process, as a new user sees it: cold (every cache empty:
+graphc's kernel cache and Numba's cache of the hand-written kernels) and warm (a second
+process on the same caches).
 
 The parent (`measure`) runs `python -m benchmarks.compile_probe KEY BACKEND` twice with the
-same fresh GRAPHC_CACHE_DIR; each child times gc.compile up to its first result and prints
-one JSON line.
+same fresh GRAPHC_CACHE_DIR and NUMBA_CACHE_DIR; each child times `import graphc` and
+gc.compile up to its first result, lists the heavy modules the process imported that the
+plan does not need (scipy), and prints one JSON line. KEY is a workload ("W2") or "demo"
+(the README's `graphc demo`: a training step and an evaluation function).
 """
 from __future__ import annotations
 
@@ -13,15 +17,46 @@ import sys
 import tempfile
 import time
 
+UNWANTED_MODULES = ("scipy", "torch", "jax", "numba.cuda")
+
+
+def _demo(gc) -> dict:
+    """The README demo's compile: `graphc demo`'s step and evaluation, to their first result."""
+    from graphc import demo
+
+    t0 = time.perf_counter()
+    x_train, t_train = demo.spiral(100, 3, seed=1984)
+    x, t, loss, acc, params = demo.build_model(10, 3, "relu", 0)
+    updates = [(p, p - 1.0 * g) for p, g in zip(params, gc.grad(loss, params))]
+    t_build = time.perf_counter()
+    step = gc.compile([x, t], [loss, acc], updates=updates)
+    evaluate = gc.compile([x, t], [loss, acc])
+    t_compiled = time.perf_counter()
+    step(x_train[:30], t_train[:30])
+    evaluate(x_train, t_train)
+    t_first = time.perf_counter()
+    return {"build_s": t_build - t0, "compile_s": t_compiled - t_build,
+            "first_call_s": t_first - t_compiled, "to_first_result_s": t_first - t_build}
+
 
 def _probe(key: str, backend: str, quick: bool) -> dict:
     t0 = time.perf_counter()
     import graphc as gc
 
+    t_import = time.perf_counter()
+    if key == "demo":
+        result = dict(_demo(gc), import_s=t_import - t0)
+    else:
+        result = _probe_workload(gc, key, backend, quick, t0, t_import)
+    result["unwanted_imports"] = [
+        u for u in UNWANTED_MODULES if any(m == u or m.startswith(u + ".") for m in sys.modules)]
+    return result
+
+
+def _probe_workload(gc, key: str, backend: str, quick: bool, t0: float, t_import: float):
     from .peers_graphc import build_program, compile_program, feeds
     from .workloads import WORKLOADS, make_data
 
-    t_import = time.perf_counter()
     w = WORKLOADS[key]
     data = make_data(w, quick)
     inputs, output, params = build_program(gc, w, data)
@@ -37,7 +72,9 @@ def _probe(key: str, backend: str, quick: bool) -> dict:
 
 
 def _run_child(key: str, backend: str, quick: bool, cache_dir: str, timeout: float) -> dict:
-    env = dict(os.environ, GRAPHC_CACHE_DIR=cache_dir)
+    env = dict(os.environ, GRAPHC_CACHE_DIR=os.path.join(cache_dir, "graphc"),
+               NUMBA_CACHE_DIR=os.path.join(cache_dir, "numba"))
+    env.pop("GRAPHC_LOG", None)
     cmd = [sys.executable, "-m", "benchmarks.compile_probe", key, backend]
     if quick:
         cmd.append("--quick")
@@ -56,7 +93,7 @@ def _run_child(key: str, backend: str, quick: bool, cache_dir: str, timeout: flo
 
 def measure(key: str, backend: str = "cpu", quick: bool = False,
             timeout: float = 600.0) -> dict:
-    """{'cold': {...}, 'warm': {...}} from two fresh processes sharing one cache dir."""
+    """{'cold': {...}, 'warm': {...}} from two fresh processes sharing fresh cache dirs."""
     with tempfile.TemporaryDirectory(prefix="graphc-bench-cache-") as cache_dir:
         cold = _run_child(key, backend, quick, cache_dir, timeout)
         warm = _run_child(key, backend, quick, cache_dir, timeout)

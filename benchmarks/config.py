@@ -8,8 +8,9 @@ WORKLOAD_NAMES = {
     "W1": "tiny-mlp", "W2": "mnist-mlp", "W3": "lenet", "W4": "elementwise", "W5": "vgg-block",
 }
 WORKLOAD_KEYS = tuple(WORKLOAD_NAMES)
-FRAMEWORKS = ("graphc cpu", "graphc numpy", "torch eager", "torch.compile", "jax jit")
-SKIPPABLE = ("limits", "compile", "check")
+FRAMEWORKS = ("graphc cpu", "graphc numpy", "torch eager", "torch.compile", "jax jit",
+              "numpy hand")
+SKIPPABLE = ("limits", "compile", "check", "cliffs")
 
 
 @dataclass
@@ -17,6 +18,7 @@ class Config:
     """How much to measure. `quick` shrinks W4 and the repetition budget."""
 
     quick: bool = False
+    sweep: bool = False                  # the MLP size sweep (sweep.py) instead of W1..W5
     only: tuple = WORKLOAD_KEYS          # workload keys to run, e.g. ("W1",)
     frameworks: tuple = FRAMEWORKS       # framework rows to run
     json_path: str | None = "bench-results.json"
@@ -80,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time graphc against PyTorch and JAX on the same data and weights.")
     p.add_argument("--quick", action="store_true",
                    help="fewer repetitions, W4 with 1M elements instead of 16M")
+    p.add_argument("--sweep", action="store_true",
+                   help="MLP training steps over hidden sizes 16-1024 and batches 1-1024, "
+                        "float32 and float64, graphc against torch eager, JAX jit and a "
+                        "hand-written NumPy step (sweep.py; JSON to sweep-results.json)")
     p.add_argument("--only", type=resolve_keys, default=None, metavar="NAME",
                    help="workloads to run, comma separated: W1..W5 or names like mnist-mlp")
     p.add_argument("--frameworks", type=_frameworks, default=None, metavar="LIST",
@@ -105,7 +111,7 @@ def parse_args(argv=None) -> Config:
     args = build_parser().parse_args(argv)
     overrides = {"json_path": None if args.json_path == "-" else args.json_path,
                  "threads": args.threads, "pin": args.pin, "skip": args.skip,
-                 "wait_policy": args.wait_policy}
+                 "wait_policy": args.wait_policy, "sweep": args.sweep}
     if args.only is not None:
         overrides["only"] = args.only
     if args.frameworks is not None:

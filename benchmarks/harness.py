@@ -34,9 +34,9 @@ COMPILE_TIME_WORKLOADS = ("W1", "W2")  # graphc cold/warm compile is measured on
 
 def all_peers() -> list:
     """Every framework row, in table order."""
-    from . import peers_graphc, peers_jax, peers_torch
+    from . import peers_graphc, peers_jax, peers_numpy, peers_torch
 
-    return peers_graphc.PEERS + peers_torch.PEERS + peers_jax.PEERS
+    return peers_graphc.PEERS + peers_torch.PEERS + peers_jax.PEERS + peers_numpy.PEERS
 
 
 @dataclass
@@ -289,6 +289,10 @@ def run(cfg: Config, log=print) -> dict:
 
 def main(argv=None) -> int:
     cfg = parse_args(argv)
+    if cfg.sweep:
+        from . import sweep
+
+        return sweep.main(cfg)
     results = run(cfg, log=lambda *a, **k: print(*a, file=sys.stderr, **k))
     print(report.render(results))
     if cfg.json_path:

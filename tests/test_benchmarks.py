@@ -142,3 +142,44 @@ def test_options():
     assert parse_args(["--json", "-"]).json_path is None
     assert relative_error(np.array([1.0, 2.002]), np.array([1.0, 2.0])) == pytest.approx(1e-3)
     assert relative_error(np.zeros(2), np.zeros(3)) == float("inf")
+
+
+def test_sweep_checks_and_times_every_framework_at_every_point(monkeypatch, tmp_path, capsys):
+    from benchmarks import sweep
+
+    monkeypatch.setattr(sweep, "QUICK_HIDDEN", (16,))
+    monkeypatch.setattr(sweep, "QUICK_BATCHES", (1, 16))
+    monkeypatch.setattr(sweep, "CLIFF_BATCHES", (8, 12))
+    path = tmp_path / "sweep.json"
+    argv = ["--sweep", "--quick", "--frameworks", "graphc cpu,numpy hand", "--reps", "3",
+            "--warmup", "1", "--json", str(path)]
+    assert harness.main(argv) == 0
+    out = capsys.readouterr().out
+    results = json.loads(path.read_text())
+    assert results["kind"] == "mlp-sweep"
+    assert results["frameworks"] == ["graphc cpu", "numpy hand"]
+    points = results["points"]
+    assert [(p["dtype"], p["hidden"], p["batch"]) for p in points] == [
+        (d, 16, b) for d in ("float32", "float64") for b in (1, 16)]
+    for p in points:
+        for name, row in p["rows"].items():
+            assert row["status"] == "ok" and row["check_ok"], (name, row)
+            assert row["reps"] == 3 and row["min_us"] > 0
+        assert p["ratios"]["numpy hand"] == pytest.approx(
+            p["rows"]["numpy hand"]["min_us"] / p["rows"]["graphc cpu"]["min_us"])
+    cliffs = results["cliffs"]
+    assert [c["batch"] for c in cliffs["points"]] == [8, 12]
+    assert cliffs["worst"]["ratio"] > 0
+    assert "MLP sweep" in out and "numpy hand" in out and "cliff scan" in out
+
+
+def test_hand_written_numpy_step_matches_the_float64_reference():
+    from benchmarks import sweep
+    from benchmarks.peers_numpy import NumpyMlpStep
+    from benchmarks.reference import mlp_losses
+
+    w = sweep.workload(32, 20, "float64")
+    data = sweep.make_data(w, "float64")
+    step = NumpyMlpStep(w, data)
+    got = [float(step.step()) for _ in range(3)]
+    np.testing.assert_allclose(got, mlp_losses(w, data, steps=3), rtol=1e-12)
