@@ -115,9 +115,9 @@ def load_target(target: str, allow_function: bool = False):
 
         try:
             value = load(target)
-        except Exception as exc:  # noqa: BLE001 - also OSError from a half-written npz
+        except ValueError as exc:  # gc.load reports anything wrong with the files this way
             raise CliError(f"cannot load {target}: {_one_line(exc)}") from None
-        return _as_outputs(value, target)
+        return _as_outputs(value.outputs, target)
     raise CliError(f"bad target {target!r}: expected a graph saved with gc.save (a .json "
                    f"file) or file.py:function")
 
