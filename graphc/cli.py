@@ -269,10 +269,33 @@ def _zero_feeds(inputs, n: int) -> list:
             for t in inputs]
 
 
+def compile_builtins() -> int:
+    """`graphc compile --builtins`: the hand-written kernels, ahead of their first use."""
+    from .backends.cpu import builtins
+    from .progress import CompileProgress
+
+    start = time.perf_counter()
+    cases = 4  # float32/float64 x int32/int64 labels
+    with CompileProgress(cases, "sets of hand-written kernels") as progress:
+        done = builtins.precompile(progress)
+    for what in done:
+        print(f"  hand-written kernels for {what}: ready", flush=True)
+    print(f"compiled the hand-written kernels in {time.perf_counter() - start:.2f} s "
+          f"(kernel cache: {_cache_location()})")
+    return 0
+
+
 def cmd_compile(args) -> int:
     from .function import compile as gc_compile
     from .graph import placeholders
 
+    if args.builtins:
+        compile_builtins()
+        if args.target is None:
+            return 0
+    elif args.target is None:
+        raise CliError("nothing to compile: give a TARGET, or --builtins for the "
+                       "hand-written kernels")
     outputs = load_target(args.target)
     inputs = placeholders(outputs)
     start = time.perf_counter()
@@ -456,7 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="compile a graph ahead of time (fills the kernel cache)",
                        description="Compile a graph so its kernels land in the kernel cache.")
-    p.add_argument("target", metavar="TARGET", help=target_help)
+    p.add_argument("target", metavar="TARGET", nargs="?", default=None, help=target_help)
+    p.add_argument("--builtins", action="store_true",
+                   help="also compile graphc's hand-written kernels (softmax cross entropy, "
+                        "small products, ...) for float32 and float64, so no first compile "
+                        "waits for them (~30 s once; cached afterwards)")
     p.add_argument("--backend", default="cpu", help="backend to compile for (default: cpu)")
     p.add_argument("--batch", type=_batch_sizes, default=[1], metavar="N[,N...]",
                    help="then call it once on zeros per batch size N, so that Numba compiles "

@@ -103,3 +103,30 @@ def test_compile_ahead_of_time_then_a_second_process_loads_from_the_cache(model,
     assert second.returncode == 0, second.stderr
     log = [ln for ln in second.stderr.splitlines() if ln.startswith("graphc: kernel")]
     assert log and all("loaded from cache" in ln for ln in log), second.stderr
+
+
+@pytest.mark.slow
+def test_compile_builtins_leaves_no_hand_written_kernel_to_a_first_compile(model, tmp_path):
+    cache = tmp_path / "c"
+    r = graphc("compile", "--builtins", cwd=model, cache=cache)
+    assert r.returncode == 0, r.stderr
+    for what in ("float32 with int32 labels", "float64 with int64 labels"):
+        assert f"hand-written kernels for {what}: ready" in r.stdout
+    # a later process compiling a training step finds every hand-written kernel compiled
+    script = ("import model, numpy as np; f = model.train(); "
+              "f(np.zeros((64, 300), np.float32), np.zeros(64, np.int64)); "
+              "f(np.zeros((2, 300), np.float32), np.zeros(2, np.int64))")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + str(model),
+               GRAPHC_CACHE_DIR=str(cache), GRAPHC_LOG="compile")
+    r = subprocess.run([sys.executable, "-c", script], cwd=model, env=env,
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    compiled = [ln for ln in r.stderr.splitlines()
+                if "graphc.kernels.cpu" in ln and " compiled in " in ln]
+    assert compiled == [], compiled
+
+
+def test_compile_without_a_target_or_builtins_says_what_to_give(model, tmp_path):
+    r = graphc("compile", cwd=model, cache=tmp_path / "c")
+    assert r.returncode != 0
+    assert "give a TARGET, or --builtins" in r.stderr
