@@ -7,7 +7,7 @@ from .base import NotApplicable, Peer, Runner
 
 
 def _mlp(gc, w, data):
-    x = gc.placeholder((None, w.layers[0]), name="x")
+    x = gc.placeholder((None, w.layers[0]), dtype=data.inputs["x"].dtype.name, name="x")
     t = gc.placeholder((None,), dtype="int32", name="t")
     params = [gc.Parameter(arr, name=name) for name, arr in data.params]
     act = gc.relu if w.activation == "relu" else gc.sigmoid
@@ -28,12 +28,39 @@ def _elementwise(gc, w, data):
     return [x], gc.sum(gc.exp(-t) * x), []
 
 
+def _conv_relu(gc, h, W, b):
+    return gc.relu(gc.conv2d(h, W, b, pad=1))
+
+
+def _lenet(gc, w, data):
+    x = gc.placeholder((None,) + data.inputs["x"].shape[1:], name="x")
+    t = gc.placeholder((None,), dtype="int32", name="t")
+    params = [gc.Parameter(arr, name=name) for name, arr in data.params]
+    c1w, c1b, c2w, c2b, fw, fb = params
+    h = gc.max_pool2d(_conv_relu(gc, x, c1w, c1b), 2)
+    h = gc.max_pool2d(_conv_relu(gc, h, c2w, c2b), 2)
+    logits = gc.matmul(gc.reshape(h, (None, fw.shape[0])), fw) + fb
+    return [x, t], gc.softmax_cross_entropy(logits, t), params
+
+
+def _vgg(gc, w, data):
+    x = gc.placeholder((None,) + data.inputs["x"].shape[1:], name="x")
+    params = [gc.Parameter(arr, name=name) for name, arr in data.params]
+    w1, b1, w2, b2 = params
+    h = _conv_relu(gc, _conv_relu(gc, x, w1, b1), w2, b2)
+    return [x], gc.max_pool2d(h, 2), params
+
+
 def build_program(gc, w, data):
     """(inputs, output, params) of the workload as a graphc graph, or NotApplicable."""
     if w.arch == "mlp":
         return _mlp(gc, w, data)
     if w.arch == "elementwise":
         return _elementwise(gc, w, data)
+    if w.arch == "lenet":
+        return _lenet(gc, w, data)
+    if w.arch == "vgg":
+        return _vgg(gc, w, data)
     raise NotApplicable(w.graphc_note or f"no graphc version of {w.arch!r}")
 
 

@@ -55,13 +55,13 @@ WORKLOADS = {
     "W3": Workload("W3", WORKLOAD_NAMES["W3"],
                    "(64,1,28,28): conv3x3 1->16, ReLU, pool2, conv3x3 16->32, ReLU, pool2, "
                    "linear 1568->10, softmax-CE",
-                   "lenet", True, batch=64, graphc_note="n/a (conv issue)"),
+                   "lenet", True, batch=64),
     "W4": Workload("W4", WORKLOAD_NAMES["W4"],
                    "forward: sum(exp(-t)*x), t = relu(1.5x+0.3); t = t*sigmoid(t)",
                    "elementwise", False),
     "W5": Workload("W5", WORKLOAD_NAMES["W5"],
                    "forward: (8,3,64,64) conv3x3 3->64 + ReLU, conv3x3 64->64 + ReLU, pool2",
-                   "vgg", False, batch=8, graphc_note="n/a (conv issue)"),
+                   "vgg", False, batch=8),
 }
 
 

@@ -33,7 +33,7 @@ def _kernels_from_a_clone() -> None:
 
 _kernels_from_a_clone()
 
-from . import dtypes
+from . import data, dtypes, nn, optim
 from .autodiff import grad
 from .errors import (
     FeedError,
@@ -43,13 +43,16 @@ from .errors import (
     RuntimeCheckError,
     ShapeError,
 )
+from .evaluate import eval as eval  # (not in __all__: `import *` must not shadow the builtin)
 from .function import Function, compile
+from .nn.mode import test_mode
 from .ops import *
 from .ops import __all__ as _ops_all
 from .printing import dump
 from .random import set_seed
 from .serialize import load, save
 from .tensor import Parameter, Tensor, as_tensor, constant, placeholder
+from .training import fit as fit
 
 __version__ = "0.1.0"
 
@@ -58,3 +61,4 @@ __all__ = [
     "RuntimeCheckError", "ShapeError", "Tensor", "as_tensor", "compile", "constant", "dtypes",
     "dump", "grad", "load", "placeholder", "save", "set_seed",
 ] + list(_ops_all)
+__all__ += ["data", "nn", "optim", "test_mode"]

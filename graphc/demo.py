@@ -3,9 +3,10 @@
     python -m graphc.demo [--seconds 3] [--backend auto|cpu|numpy] [--activation relu|sigmoid]
     graphc demo ...
 
-Build a symbolic graph with placeholders and Parameters, differentiate the loss with
-`gc.grad`, compile one training step whose SGD updates are part of the graph
-(`updates=[(W, W - lr * gW), ...]`, as in Theano), then call it on minibatches.
+Build the model from graphc.nn layers (a symbolic graph with placeholders and Parameters),
+let an optimizer from graphc.optim differentiate the loss and write the SGD updates as part
+of the graph (`updates=opt.updates(loss, model)`, as in Theano), compile one training step,
+then call it on the minibatches of a graphc.data DataLoader.
 """
 from __future__ import annotations
 
@@ -13,49 +14,27 @@ import argparse
 import sys
 import time
 
-import numpy as np
+from .data.datasets import spiral  # noqa: F401  (graphc.demo.spiral, as before)
 
 DESCRIPTION = ("Train a 2-10-3 MLP on a 3-class spiral data set with a compiled SGD step, "
                "printing the graph, then the loss and accuracy as training goes.")
 
 
-def spiral(n_per_class: int = 100, classes: int = 3, seed: int = 1984):
-    """The spiral data set of DeZero's get_spiral: `classes` interleaved arms of
-    `n_per_class` 2-d points each, shuffled. Returns (x float32 [N,2], t int64 [N])."""
-    rng = np.random.default_rng(seed)
-    rate = np.arange(n_per_class) / n_per_class         # 0 .. 1 along each arm
-    xs, ts = [], []
-    for j in range(classes):
-        theta = j * 4.0 + 4.0 * rate + rng.standard_normal(n_per_class) * 0.2
-        radius = rate
-        xs.append(np.stack([radius * np.sin(theta), radius * np.cos(theta)], axis=1))
-        ts.append(np.full(n_per_class, j, dtype=np.int64))
-    order = rng.permutation(n_per_class * classes)
-    x = np.concatenate(xs).astype(np.float32)[order]
-    t = np.concatenate(ts)[order]
-    return x, t
-
-
 def build_model(hidden: int = 10, classes: int = 3, activation: str = "relu", seed: int = 0):
-    """The MLP graph: returns (x, t, loss, accuracy, parameters)."""
+    """The MLP graph, seeded by `gc.set_seed(seed)`: returns (x, t, loss, accuracy,
+    parameters); the model itself is `nn.MLP((hidden, classes))`."""
     import graphc as gc
+    from graphc import nn
 
-    rng = np.random.default_rng(seed)
+    gc.set_seed(seed)
     act = {"relu": gc.relu, "sigmoid": gc.sigmoid}[activation]
+    model = nn.MLP((hidden, classes), activation=act)
     x = gc.placeholder((None, 2), "float32", name="x")
     t = gc.placeholder((None,), "int64", name="t")
-    # He-style scale; made float32 last so the parameters stay float32
-    W1 = gc.Parameter((rng.standard_normal((2, hidden)) * np.sqrt(1 / 2)).astype(np.float32),
-                      name="W1")
-    b1 = gc.Parameter(np.zeros(hidden, np.float32), name="b1")
-    W2 = gc.Parameter((rng.standard_normal((hidden, classes)) * np.sqrt(1 / hidden))
-                      .astype(np.float32), name="W2")
-    b2 = gc.Parameter(np.zeros(classes, np.float32), name="b2")
-    h = act(gc.linear(x, W1, b1))
-    logits = gc.linear(h, W2, b2)
+    logits = model(x)
     loss = gc.softmax_cross_entropy(logits, t)
     acc = gc.accuracy(logits, t)
-    return x, t, loss, acc, [W1, b1, W2, b2]
+    return x, t, loss, acc, list(model.params())
 
 
 def _compile(inputs, outputs, updates, backend: str):
@@ -84,11 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     """Build, compile and train; returns the exit status."""
     import graphc as gc
+    from graphc import data, optim
 
-    x_train, t_train = spiral(100, 3, seed=1984)
+    train_set = data.Spiral(train=True)
+    x_train, t_train = train_set.data, train_set.label
     x, t, loss, acc, params = build_model(args.hidden, 3, args.activation, args.seed)
-    grads = gc.grad(loss, params)
-    updates = [(p, p - args.lr * g) for p, g in zip(params, grads)]
+    updates = optim.SGD(lr=args.lr).updates(loss, params)
 
     if not args.quiet:
         print(f"# forward graph ({args.activation} MLP 2-{args.hidden}-3, "
@@ -119,18 +99,15 @@ def run(args) -> int:
         print(f"first calls (kernels compiled or loaded from the cache) took "
               f"{time.perf_counter() - start:.2f} s", flush=True)
 
-    rng = np.random.default_rng(args.seed)
     n = len(x_train)
-    batch = max(1, min(args.batch, n))
+    loader = data.DataLoader(train_set, max(1, min(args.batch, n)), seed=args.seed)
     epochs = steps = 0
     start = time.perf_counter()
     next_report = 0.0
     interval = max(args.seconds / 10, 0.05)
     while True:
-        order = rng.permutation(n)
-        for i in range(0, n, batch):
-            idx = order[i:i + batch]
-            step(x_train[idx], t_train[idx])
+        for xb, tb in loader:
+            step(xb, tb)
             steps += 1
         epochs += 1
         elapsed = time.perf_counter() - start

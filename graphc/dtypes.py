@@ -15,6 +15,8 @@ _RANK = {name: i for i, name in enumerate(DTYPES)}
 
 def canonical(dtype) -> str:
     """Normalise a dtype given as a string, numpy dtype or Python type to graphc's name."""
+    if isinstance(dtype, str) and dtype in _RANK:  # the common case, on every node built
+        return dtype
     if dtype is float:
         return "float32"
     if dtype is int:
@@ -50,6 +52,27 @@ def weak_scalar_dtype(value, other: str) -> str:
     if isinstance(value, (int, np.integer)):
         return other if other != "bool" else "int64"
     return other if is_float(other) else "float32"
+
+
+def scalar_range_error(value, dtype: str) -> str | None:
+    """Why the Python (or NumPy) int `value` cannot be a `dtype` scalar, or None when it
+    can: an int outside the integer dtype's range would wrap or overflow."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or \
+            dtype == "bool":
+        return None
+    if is_float(dtype):  # ints beyond float64's range have no float at all
+        if abs(int(value)) < 2 ** 1024:
+            return None
+        lo, hi = f"{np.finfo(dtype).min:.4g}", f"{np.finfo(dtype).max:.4g}"
+    else:
+        lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
+        if lo <= int(value) <= hi:
+            return None
+    digits = str(abs(int(value)))
+    shown = ("-" if value < 0 else "") + (digits if len(digits) <= 40 else
+                                          f"{digits[0]}.{digits[1:4]}e+{len(digits) - 1}")
+    wider = {"int32": "; use int64 (cast the tensor)", "int64": "; use float64 (cast the tensor)"}
+    return f"the int {shown} is out of range for {dtype} [{lo}, {hi}]{wider.get(dtype, '')}"
 
 
 def to_numpy(dtype: str) -> np.dtype:

@@ -17,6 +17,15 @@ from .graph import toposort
 from .shapes import fmt_shape
 from .tensor import Parameter, Tensor
 
+# The options each built-in backend takes (the cpu backend's are its PlanOptions switches;
+# tests/test_hostile_cache.py keeps this equal to CpuExecutable's signature). An unknown
+# option is an error on every backend, never silently ignored; a backend registered
+# elsewhere checks its own.
+BACKEND_OPTIONS = {"cpu": ("fastmath", "memory_reuse", "inplace"), "numpy": ()}
+
+# Batch sizes whose runner (generated code and its arena) a Function keeps; see _bind_runner.
+MAX_RUNNERS = 8
+
 
 def compile(inputs, outputs, updates=None, backend: str = "cpu", optimize: bool = True,
             **options):
@@ -27,6 +36,8 @@ def compile(inputs, outputs, updates=None, backend: str = "cpu", optimize: bool 
     updates: (Parameter, tensor) pairs; after the outputs are computed, each parameter takes
         its new value, all at once.
     backend: "cpu" (fused Numba kernels, the default), "numpy" (the reference interpreter).
+    options: the backend's switches (BACKEND_OPTIONS: cpu takes fastmath, memory_reuse and
+        inplace; numpy none); an unknown one is a TypeError naming the ones it takes.
     """
     loc = user_location()
     if isinstance(inputs, Tensor):
@@ -34,9 +45,11 @@ def compile(inputs, outputs, updates=None, backend: str = "cpu", optimize: bool 
     inputs = list(inputs)
     single = isinstance(outputs, Tensor)
     outputs = [outputs] if single else list(outputs)
-    for t in inputs:
+    for i, t in enumerate(inputs):
         if not isinstance(t, Tensor) or t.op != "placeholder":
             raise TypeError(f"compile: inputs must be placeholders, got {t!r} (at {loc})")
+        _checked_dims(t.name or f"input{i}", t.shape, f" (at {loc})")
+    _check_options(backend, options, loc)
     names = [t.name for t in inputs if t.name]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -91,6 +104,29 @@ def compile(inputs, outputs, updates=None, backend: str = "cpu", optimize: bool 
     return Function(program, executable, single, backend)
 
 
+def _check_options(backend: str, options: dict, loc: str) -> None:
+    """An option the backend does not take is an error naming the ones it does."""
+    known = BACKEND_OPTIONS.get(backend)
+    unknown = sorted(set(options) - set(known)) if known is not None else []
+    if unknown:
+        takes = f"it takes {', '.join(known)}" if known else "it takes no options"
+        raise TypeError(f"compile: unknown option(s) {', '.join(unknown)} for the "
+                        f"{backend!r} backend; {takes} (at {loc})")
+
+
+def _checked_dims(name: str, shape, where: str = "") -> tuple:
+    """A placeholder's shape as ints >= 0 and None (the batch N): the only values the
+    generated `__call__` may embed (a shape from a hostile file could hold source text)."""
+    dims = []
+    for k, d in enumerate(shape):
+        if d is not None and (isinstance(d, (bool, np.bool_))
+                              or not isinstance(d, (int, np.integer)) or d < 0):
+            raise ValueError(f"input {name!r}: dimension {k} of its shape is {d!r}; expected "
+                             f"an int >= 0 or None (the batch size){where}")
+        dims.append(None if d is None else int(d))
+    return tuple(dims)
+
+
 class Function:
     """A compiled graph. Call it with feeds positionally or by placeholder name.
 
@@ -113,8 +149,10 @@ class Function:
         from .tensor import PARAMETER_LOCK
 
         self._call_lock = PARAMETER_LOCK if program.parameters else self._lock
-        self._specs = [(t.name or f"input{i}", t.shape, t.dtype)
-                       for i, t in enumerate(program.inputs)]
+        self._specs = []  # (name, shape, dtype) per input: checked, as __call__ embeds them
+        for i, t in enumerate(program.inputs):
+            name = t.name or f"input{i}"
+            self._specs.append((name, _checked_dims(name, t.shape), dt.canonical(t.dtype)))
         self._index = {name: i for i, (name, _, _) in enumerate(self._specs)}
         self._fast_call = _generate_call(self)
 
@@ -144,7 +182,8 @@ class Function:
         n_from = None
         feeds = []
         for (name, shape, dtype), value in zip(specs, values):
-            arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+            arr = value if isinstance(value, np.ndarray) else _as_array(name, value, shape,
+                                                                         dtype)
             if arr.dtype != np.dtype(dtype):  # (also converts other byte orders)
                 if arr.dtype == object or not np.can_cast(arr.dtype, dtype, "same_kind"):
                     raise FeedTypeError(f"input {name!r}: cannot cast a {arr.dtype} value to "
@@ -174,8 +213,25 @@ class Function:
     def _slow_call(self, args, kwargs):
         feeds, n = self._bind(args, kwargs)
         with self._call_lock:
-            outputs = self.executable.run(feeds, n)
+            runner = self.executable.runners.get(n) or self._bind_runner(n)
+            outputs = runner(*feeds)
         return outputs[0] if self.single else outputs
+
+    def _bind_runner(self, n):
+        """The runner for batch size n, made now (called with the call lock held).
+
+        Each runner holds generated code and an arena sized for its N, so keeping one per N
+        ever seen grows without bound in a long run (N = 1..600: 700 MB). Only the
+        MAX_RUNNERS most recently made are kept: a call that finds its runner does no
+        bookkeeping at all (no LRU reordering on the hot path), and training or serving
+        uses a few sizes, far below the bound. An evicted N is bound again on its next
+        call, which costs a new layout and runner (milliseconds), never a recompile:
+        kernels take sizes as arguments."""
+        runner = self.executable.bind(n)
+        runners = self.executable.runners
+        while len(runners) > MAX_RUNNERS:
+            del runners[next(iter(runners))]  # (dicts keep insertion order: the oldest)
+        return runner
 
     def dump(self) -> str:
         """The compiled plan as text (what `graphc dump --optimized` prints)."""
@@ -186,10 +242,22 @@ class Function:
         return f"<graphc.Function ({ins}) backend={self.backend}>"
 
 
+def _as_array(name: str, value, shape, dtype) -> np.ndarray:
+    """A fed value as an array; one that is not one (a ragged list) names the input."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise FeedError(f"input {name!r}: cannot make an array of the value fed "
+                        f"({' '.join(str(exc).split())}); expected {dtype}{fmt_shape(shape)}: "
+                        f"an array, or nested lists with rows of equal length") from None
+
+
 def _generate_call(fn: Function):
     """The fast path of `fn(...)`, as generated source: inline type, dtype, rank, layout
     and shape checks for these inputs, one batch size for every None, then the runner.
-    Anything unexpected falls back to Function._slow_call."""
+    Anything unexpected falls back to Function._slow_call. The source holds only
+    generated names (a0, D0) and the checked ints of the shapes: no name, dtype or other
+    text of the user's gets in."""
     specs = fn._specs
     names = [f"a{i}" for i in range(len(specs))]
     glob = {"ndarray": np.ndarray, "LOCK": fn._call_lock}
@@ -224,7 +292,7 @@ def _generate_call(fn: Function):
             lines.append("    if (" + "\n            or ".join(group) + "):")
             lines.append("        return self._slow_call(args, kwargs)")
     lines.append("    with LOCK:")
-    glob["RUNNERS"], glob["BIND"] = fn.executable.runners, fn.executable.bind
+    glob["RUNNERS"], glob["BIND"] = fn.executable.runners, fn._bind_runner
     lines.append(f"        out = (RUNNERS.get(n) or BIND(n))({', '.join(names)})")
     lines.append("    return out[0]" if fn.single else "    return out")
     source = "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from . import dtypes as dt
-from .errors import ShapeError, user_location
+from .errors import ScalarRangeError, ShapeError, user_location
 from .shapes import fmt_shape, normalize_shape
 
 _ids = itertools.count()
@@ -36,12 +36,23 @@ class Node:
 
     @property
     def record(self):
-        from .ops.registry import get
-
-        return get(self.op)
+        return _registry().get(self.op)
 
     def __repr__(self) -> str:
         return f"<Node {self.op} #{self.id} at {self.loc}>"
+
+
+def _registry():
+    """graphc.ops.registry, imported on first use (graphc.ops imports this module)."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        from .ops import registry
+
+        _REGISTRY = registry
+    return _REGISTRY
+
+
+_REGISTRY = None
 
 
 def make_node(op: str, inputs, attrs=None, loc: str | None = None, value=None) -> Node:
@@ -61,9 +72,9 @@ def make_node(op: str, inputs, attrs=None, loc: str | None = None, value=None) -
     loc = loc or user_location()
     try:
         types = record.infer([(t.shape, t.dtype) for t in inputs], attrs)
-    except ShapeError as exc:
+    except ShapeError as exc:  # (its subclass kept: a DTypeError is a TypeError too)
         shapes = ", ".join(f"{dt.SHORT[t.dtype]}{fmt_shape(t.shape)}" for t in inputs)
-        raise ShapeError(f"{op}: {exc} (operands: {shapes or 'none'}) at {loc}") from None
+        raise type(exc)(f"{op}: {exc} (operands: {shapes or 'none'}) at {loc}") from None
     node = Node(op, inputs, attrs, loc, value)
     node.outputs = [Tensor(node, i, shape, dtype) for i, (shape, dtype) in enumerate(types)]
     return node
@@ -101,7 +112,7 @@ class Tensor:
 
     @name.setter
     def name(self, value: str) -> None:
-        self._name = value
+        self._name = checked_name(value, "tensor")
 
     @property
     def ndim(self) -> int:
@@ -264,6 +275,25 @@ class Tensor:
     def clip(self, lo, hi):
         return _ops().clip(self, lo, hi)
 
+    # --- no value until it runs ----------------------------------------------------------
+    def _no_value(self, what: str):
+        hint = " (a Parameter's current value is p.value)" if self.op == "parameter" else ""
+        raise TypeError(f"{what} of a symbolic graphc Tensor {self!r}: it has no value until "
+                        f"it runs; compile it (gc.compile) or evaluate it with "
+                        f"gc.eval(t, feeds){hint}")
+
+    def __float__(self):
+        self._no_value("float()")
+
+    def __int__(self):
+        self._no_value("int()")
+
+    def __array__(self, dtype=None, copy=None):
+        self._no_value("np.asarray()")
+
+    def numpy(self):
+        self._no_value(".numpy()")
+
 
 def _ops():
     from . import ops
@@ -272,21 +302,41 @@ def _ops():
 
 
 # --- sources ---------------------------------------------------------------------------------
+def checked_name(name, what: str) -> str | None:
+    """A source's or tensor's name: a str or None (a clear TypeError for anything else)."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"{what} name must be a str or None, not {type(name).__name__} "
+                        f"{name!r} (at {user_location()})")
+    return name
+
+
 def placeholder(shape, dtype="float32", name: str | None = None) -> Tensor:
     """A graph input, fed when the compiled function is called. None dims are the batch N."""
+    name = checked_name(name, "placeholder")
     try:
         shape = normalize_shape(shape)
     except ShapeError as exc:
         raise ShapeError(f"placeholder {name!r}: {exc} at {user_location()}") from None
-    dtype = dt.canonical(dtype)
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"placeholder name must be a str, not {type(name).__name__}")
+    try:
+        dtype = dt.canonical(dtype)
+    except TypeError as exc:
+        raise TypeError(f"placeholder {name!r}: {exc} (at {user_location()})") from None
     return make_node("placeholder", (), {"shape": shape, "dtype": dtype, "name": name}).outputs[0]
 
 
 def constant(value, dtype=None) -> Tensor:
     """A constant tensor holding a copy of `value`."""
-    arr = np.array(value, dtype=None if dtype is None else dt.canonical(dtype))
+    dtype = None if dtype is None else dt.canonical(dtype)
+    try:
+        arr = np.array(value, dtype=dtype)
+    except OverflowError:  # an int out of the dtype's range, in a list: said below
+        arr = np.array(value, dtype=object)
+    # ints default to int64; NumPy wraps a NumPy int silently and keeps too large a Python
+    # int as an object
+    for item in arr.flat if arr.dtype == object else [value]:
+        why = dt.scalar_range_error(item, dtype or "int64")
+        if why is not None:
+            raise ScalarRangeError(f"constant: {why} at {user_location()}")
     if arr.dtype == np.float64 and dtype is None and not isinstance(value, np.ndarray):
         arr = arr.astype(np.float32)  # Python floats are float32 by default, as in JAX
     if arr.dtype.name not in dt.DTYPES:
@@ -332,6 +382,7 @@ class Parameter(Tensor):
     """
 
     def __init__(self, value, name: str | None = None, dtype=None):
+        name = checked_name(name, "Parameter")
         arr = np.array(value, dtype=None if dtype is None else dt.canonical(dtype), copy=True)
         if arr.dtype.name not in dt.DTYPES:
             raise TypeError(f"Parameter {name!r}: unsupported dtype {arr.dtype}; "
@@ -345,11 +396,12 @@ class Parameter(Tensor):
         node.outputs = [self]
         self._value = arr
         self.lock = PARAMETER_LOCK  # held by compiled functions while they read/update it
+        self.mirror = None  # a device copy that may be newer (graphc.backends.cuda), or None
 
     @property
     def value(self) -> np.ndarray:
         with self.lock:
-            return self._value.copy()
+            return self.data.copy()
 
     @value.setter
     def value(self, new) -> None:
@@ -366,10 +418,14 @@ class Parameter(Tensor):
             )
         with self.lock:
             np.copyto(self._value, arr, casting="same_kind")
+            if self.mirror is not None:
+                self.mirror.push(self._value)
 
     @property
     def data(self) -> np.ndarray:
         """The live buffer (no copy). Backends read and update it in place."""
+        if self.mirror is not None:
+            self.mirror.pull(self._value)
         return self._value
 
     def __repr__(self) -> str:

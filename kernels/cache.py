@@ -1,30 +1,40 @@
-"""On-disk cache for generated Numba kernels.
+"""On-disk cache for generated Numba kernels and for Numba's cache of graphc's own kernels.
 
 The code generator produces, for each fused kernel, a Python source string that
 defines one or more ``numba.njit(..., cache=True)`` functions, plus the name of
-the entry function. :func:`load_kernel` writes that source to a real module
-file under the cache directory and imports it *by module name*, so that Numba's
-own on-disk cache (``__pycache__/*.nbi`` / ``*.nbc`` next to the file) can be
-reused by later processes. Numba cannot load a cached function from a module
-that was executed from a path without being importable by name: the second
-process fails with ``ModuleNotFoundError: No module named '<dynamic>'``.
+the entry function. :func:`load_kernel` writes that source to a module file
+under the cache folder (Numba caches machine code per source *file*) and runs
+the bytes it generated itself as module ``gk_<key>``, registered in
+``sys.modules`` (Numba rebuilds a cached function by importing its module by
+name). Nothing graphc loads is read back from the folder as code: the module
+is executed from memory, and Python never imports it, so no ``.pyc`` is used.
 
 Layout::
 
     $GRAPHC_CACHE_DIR                 default: $XDG_CACHE_HOME/graphc or ~/.cache/graphc
-    └── kernels/                      appended to sys.path
-        ├── gk_<key[:24]>.py          header (key, body checksum) + generated source
-        └── __pycache__/
-            ├── gk_<...>.cpython-311.pyc
-            └── gk_<...>.<func>-<line>.py311.nbi / .nbc   (Numba's cache)
+    ├── kernels/
+    │   ├── gk_<key[:24]>.py          header (key, body checksum) + generated source
+    │   └── __pycache__/
+    │       └── gk_<...>.<func>-<line>.py311.nbi / .nbc   (Numba's cache, verified)
+    └── numba/<folder>_<hash>/        Numba's cache of graphc.kernels.cpu.nn & co.
+
+Security (as ssh treats its keys): every folder above is created 0700 whatever
+the umask, and before anything is loaded graphc checks that each is a folder
+owned by the current user and not writable by group or others; otherwise it
+raises :class:`UnsafeCacheDirError` naming the folder and ``GRAPHC_CACHE_DIR``.
+A module file whose bytes are not exactly the source being loaded (planted,
+edited, truncated) is replaced before use. Numba's index and data files are
+pickles, so unpickling one runs code: graphc writes them framed with a sha256
+of the file's name and payload and reads only intact frames (anything else is
+a cache miss). That stops corrupt, truncated, swapped or foreign files; a
+process running as the same user can still write valid frames (or edit graphc
+itself), which no file check can prevent.
 
 The cache key is a sha256 over the source, the entry name, the source text of
 every helper module listed in ``deps`` (Numba does not track changes in
-imported helper modules, e.g. ``graphc.kernels.mathlib``, whose IR gets inlined), the
-graphc, Numba, NumPy and Python versions, and the CPU name and features that
-Numba compiles for. Numba records the CPU per cache entry as well, but putting
-it in the key keeps a cache directory shared by different machines from
-thrashing one module's index.
+imported helper modules, e.g. ``graphc.kernels.mathlib``, whose IR gets
+inlined), the graphc, Numba, NumPy and Python versions, and the CPU name and
+features that Numba compiles for.
 
 Typical use by the code generator::
 
@@ -38,78 +48,96 @@ Set ``GRAPHC_LOG=compile`` to get one line per kernel on stderr from
 
 Robustness:
 
-* Module files are written to a temp file in the same directory, then
-  published with ``os.link`` (first writer wins, so the file other processes
-  already imported is never replaced) or ``os.replace``. Two processes that
+* Module files are written to a temp file in the same folder, then published
+  with ``os.link`` (first writer wins) or ``os.replace``. Two processes that
   compile the same kernel at the same time both succeed.
-* Each module file starts with a header that holds the full key and a sha256
-  of the body. A file that is truncated or corrupt (bad checksum, or import
-  fails with e.g. ``SyntaxError``) is rewritten and imported again.
-* A truncated or corrupt Numba index/data file normally makes Numba raise
-  (``EOFError``/``UnpicklingError``) on the first call. After import, the
-  module's index files are checked and unreadable ones deleted. Each
-  dispatcher's cache-file object is switched to a subclass that treats an
-  unreadable file as a cache miss. As a last resort, :func:`warm` catches a
-  non-Numba error, deletes the module's Numba cache files and retries once.
+* :func:`cache_clear` takes an exclusive ``flock`` on ``.lock`` in the cache
+  root; publishing and running a module holds it shared, so a clear from
+  another process never removes a file between the two. Numba's own reads and
+  writes during a clear become cache misses and skipped saves, never errors.
+* A folder that cannot be used (read-only, a file in its place) is replaced
+  by a temporary folder for the process, with one warning.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import io
 import json
 import os
 import pickle
 import platform
+import shutil
+import stat
 import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
+    fcntl = None
+
 __all__ = [
+    "UnsafeCacheDirError",
     "cache_clear",
     "cache_dir",
     "cache_info",
+    "is_compiled",
     "kernel_dir",
     "kernel_key",
     "load_kernel",
     "module_name",
+    "numba_dir",
+    "use_graphc_cache",
     "warm",
 ]
 
 ENV_CACHE_DIR = "GRAPHC_CACHE_DIR"
 ENV_LOG = "GRAPHC_LOG"
 KERNEL_SUBDIR = "kernels"
+NUMBA_SUBDIR = "numba"
 MODULE_PREFIX = "gk_"
+KERNEL_PACKAGE = "graphc.kernels."  # graphc's hand-written kernels: nn, conv, gemm_call, ...
 _KEY_CHARS = 24  # hex characters of the key used in the module name (96 bits)
 _FORMAT_VERSION = "graphc-kernel-cache-v1"
 _HEADER_LINE0 = "# graphc generated kernel -- do not edit (managed by graphc.kernels.cache)\n"
-_HEADER_LINES = 4
+_NUMBA_MAGIC = b"graphc-numba-cache-v1\n"  # framing of Numba's index/data files
+_LOAD_ATTEMPTS = 3  # a module file removed under us (no flock on this file system): retries
 
 _lock = threading.RLock()
 # (kernel_dir, key) -> (entry callable, info dict from the first load)
 _loaded: dict[tuple[str, str], tuple[Callable[..., Any], dict]] = {}
 # id(entry callable) -> info; used by warm() (the callable is kept alive by _loaded)
 _info_by_fn: dict[int, dict] = {}
-# kernel directories this module appended to sys.path
-_path_entries: list[str] = []
+# configured cache root that could not be used -> the temporary root used instead
+_fallback: dict[str, Path] = {}
+
+
+class UnsafeCacheDirError(PermissionError):
+    """The kernel cache folder is owned by another user or writable by group/others, so
+    a kernel loaded from it could have been planted: graphc refuses to use it."""
 
 
 # ---------------------------------------------------------------------------
-# Locations
+# Locations and permissions
 # ---------------------------------------------------------------------------
 
 
 def cache_dir() -> Path:
-    """Return the graphc cache root, resolved from the environment on each call.
+    """Return the configured graphc cache root, resolved from the environment on each call.
 
     This is ``$GRAPHC_CACHE_DIR`` if set, otherwise ``$XDG_CACHE_HOME/graphc``
     (when ``XDG_CACHE_HOME`` is an absolute path), otherwise
@@ -124,32 +152,90 @@ def cache_dir() -> Path:
 
 
 def kernel_dir() -> Path:
-    """Return the directory that holds the generated kernel modules (not created)."""
+    """Return the configured folder of generated kernel modules (not created)."""
     return cache_dir() / KERNEL_SUBDIR
 
 
-def _activate_kernel_dir() -> Path:
-    """Create the kernel directory and make it the graphc entry on ``sys.path``.
+def numba_dir() -> Path:
+    """Return the configured folder of Numba's cache of the hand-written kernels."""
+    return cache_dir() / NUMBA_SUBDIR
 
-    Kernel directories this module added earlier (for a different
-    ``GRAPHC_CACHE_DIR``) are removed from ``sys.path``, so that a module name
-    always resolves to the current directory.
-    """
-    kdir = kernel_dir()
-    kdir.mkdir(parents=True, exist_ok=True)
-    entry = str(kdir)
-    with _lock:
-        for old in list(_path_entries):
-            if old != entry:
-                with contextlib.suppress(ValueError):
-                    sys.path.remove(old)
-                _path_entries.remove(old)
-        if entry not in sys.path:
-            sys.path.append(entry)
-            importlib.invalidate_caches()
-        if entry not in _path_entries:
-            _path_entries.append(entry)
-    return kdir
+
+def _private_dir(path: Path) -> None:
+    """Create `path` mode 0700 (whatever the umask) if missing, then check it as ssh checks
+    ~/.ssh: a folder, owned by this user, not writable by group or others.
+
+    Raises UnsafeCacheDirError for a folder that fails the check, OSError when the folder
+    cannot be created or used."""
+    try:
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.stat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(f"{path} is not a folder")
+    problems = []
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        problems.append(f"it is owned by uid {st.st_uid}, not by you (uid {os.getuid()})")
+    if st.st_mode & 0o022:
+        problems.append(f"it is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})")
+    if problems:
+        raise UnsafeCacheDirError(
+            f"graphc refuses to load kernels from {path}: {' and '.join(problems)}, so a "
+            f"kernel in it could have been planted. Run `chmod 700 {path}` if it is yours, "
+            f"or set {ENV_CACHE_DIR} to a folder only you can write.")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"{path} is not writable")
+
+
+def _prepare(root: Path) -> None:
+    """Create and check the cache root and its subfolders (see _private_dir)."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    for folder in (root, root / KERNEL_SUBDIR, root / KERNEL_SUBDIR / "__pycache__",
+                   root / NUMBA_SUBDIR):
+        _private_dir(folder)
+
+
+def _active_root() -> Path:
+    """The cache root this process uses: the configured one once it is checked private, or,
+    when it cannot be used at all (read-only, a file in its place), a temporary folder for
+    this process, announced by one warning."""
+    root = cache_dir()
+    fallback = _fallback.get(str(root))
+    if fallback is not None:
+        return fallback
+    try:
+        _prepare(root)
+        return root
+    except UnsafeCacheDirError:
+        raise
+    except OSError as exc:
+        fallback = Path(tempfile.mkdtemp(prefix="graphc-cache-"))
+        _prepare(fallback)
+        atexit.register(shutil.rmtree, fallback, ignore_errors=True)
+        _fallback[str(root)] = fallback
+        warnings.warn(
+            f"graphc: cannot use the kernel cache folder {root} ({exc.__class__.__name__}: "
+            f"{exc}); caching kernels in {fallback} for this process only. Set "
+            f"{ENV_CACHE_DIR} to a folder you can write.", RuntimeWarning, stacklevel=3)
+        return fallback
+
+
+@contextlib.contextmanager
+def _flock(root: Path, exclusive: bool):
+    """Hold a shared (loading) or exclusive (clearing) lock on the cache root's .lock file;
+    a file system without flock just runs unlocked."""
+    fd = None
+    with contextlib.suppress(OSError):
+        fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # (releases the lock)
 
 
 # ---------------------------------------------------------------------------
@@ -243,6 +329,8 @@ def module_name(key: str) -> str:
 
 
 def _render(key: str, entry: str, source: str) -> bytes:
+    """The module file's bytes: a header naming the key and the body's sha256, then the
+    source (the header is for people; the loader compares whole files)."""
     body = source if source.endswith("\n") else source + "\n"
     body_b = body.encode("utf-8")
     header = (
@@ -254,22 +342,12 @@ def _render(key: str, entry: str, source: str) -> bytes:
     return header.encode("utf-8") + body_b
 
 
-def _file_is_valid(path: Path, key: str) -> bool:
-    """Return whether *path* has an intact header for *key* and a matching body checksum."""
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at `path` holds exactly `data`."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes() == data
     except OSError:
         return False
-    lines = data.split(b"\n", _HEADER_LINES)
-    if len(lines) != _HEADER_LINES + 1:
-        return False
-    if lines[0] + b"\n" != _HEADER_LINE0.encode() or lines[1] != f"# key: {key}".encode():
-        return False
-    prefix = b"# body-sha256: "
-    if not lines[3].startswith(prefix):
-        return False
-    recorded = lines[3][len(prefix) :].decode("ascii", "replace")
-    return recorded == hashlib.sha256(lines[4]).hexdigest()
 
 
 def _publish(path: Path, data: bytes, *, replace: bool) -> bool:
@@ -278,14 +356,13 @@ def _publish(path: Path, data: bytes, *, replace: bool) -> bool:
     The data goes to a temp file in the same directory first. With
     ``replace=False`` the temp file is hard-linked into place, which fails if
     *path* already exists (first writer wins, and a file other processes may
-    have imported is never swapped). Where hard links are unsupported, or with
+    be using is never swapped). Where hard links are unsupported, or with
     ``replace=True``, ``os.replace`` is used.
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o644)
         if not replace:
             try:
                 os.link(tmp, path)
@@ -301,21 +378,21 @@ def _publish(path: Path, data: bytes, *, replace: bool) -> bool:
             os.unlink(tmp)
 
 
-def _ensure_file(path: Path, key: str, data: bytes) -> bool:
-    """Make sure *path* holds *data*; return whether this call (re)wrote it."""
-    if path.exists():
-        if _file_is_valid(path, key):
-            return False
-        _log(f"graphc: kernel {path.stem}: rebuilding corrupt source file {path}")
+def _ensure_file(path: Path, data: bytes) -> None:
+    """Make sure *path* holds exactly *data*: a file with any other content (planted,
+    edited, truncated, another key's) is replaced, and its Numba cache files dropped."""
+    if _holds(path, data):
+        return
+    if os.path.lexists(path):
+        _log(f"graphc: kernel {path.stem}: replacing {path}, whose content is not the "
+             f"kernel's source")
         _purge_module_artifacts(path.parent, path.stem)
-        return _publish(path, data, replace=True)
-    if _publish(path, data, replace=False):
-        return True
-    # Another process published it between our exists() check and link().
-    if _file_is_valid(path, key):
-        return False
+        _publish(path, data, replace=True)
+        return
+    if _publish(path, data, replace=False) or _holds(path, data):
+        return  # (or another process published the same bytes first)
     _purge_module_artifacts(path.parent, path.stem)
-    return _publish(path, data, replace=True)
+    _publish(path, data, replace=True)
 
 
 def _numba_cache_files(kdir: Path, name: str) -> list[str]:
@@ -334,26 +411,189 @@ def _purge_module_artifacts(kdir: Path, name: str) -> int:
     return n
 
 
-def _import(name: str, path: Path):
-    """Import module *name* and check that it comes from *path*."""
-    want = os.path.realpath(path)
-    mod = sys.modules.get(name)
-    if mod is not None:
-        if os.path.realpath(getattr(mod, "__file__", "") or "") == want:
-            return mod
-        del sys.modules[name]  # same kernel, imported earlier from another cache dir
-    importlib.invalidate_caches()
-    mod = importlib.import_module(name)
-    got = os.path.realpath(getattr(mod, "__file__", "") or "")
-    if got != want:
-        del sys.modules[name]
-        raise ImportError(f"kernel module {name} resolved to {got!r}, expected {want!r}")
+def _run_module(name: str, path: Path, data: bytes):
+    """Run the verified bytes `data` as module `name` with `path` as its file (Numba's
+    cache locator needs a real file) and register it in sys.modules (Numba imports the
+    module by name when it rebuilds a cached function). The file is never read back as
+    code, so neither a swapped file nor a planted .pyc can run."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    code = compile(data, str(path), "exec", dont_inherit=True)
+    previous = sys.modules.get(name)
+    sys.modules[name] = mod
+    try:
+        exec(code, mod.__dict__)  # noqa: S102 - graphc's own generated source, from memory
+    except BaseException:
+        if previous is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = previous
+        raise
     return mod
 
 
+def _load_module(root: Path, name: str, path: Path, data: bytes):
+    """Publish the module file and run it, holding the cache's shared lock, so that a
+    `graphc cache clear` elsewhere cannot remove the file in between (Numba needs it to
+    exist while the module defines its functions). Without a working flock a failure
+    with the file gone is retried."""
+    for attempt in range(_LOAD_ATTEMPTS):
+        with _flock(root, exclusive=False):
+            _ensure_file(path, data)
+            try:
+                return _run_module(name, path, data)
+            except Exception as exc:
+                if _holds(path, data) or attempt == _LOAD_ATTEMPTS - 1:
+                    raise  # the file is intact, so the source itself is at fault
+                _log(f"graphc: kernel {name}: {exc!r} while its file was removed; retrying")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 # ---------------------------------------------------------------------------
-# Numba cache hardening
+# Numba's cache files: framed with a digest, verified before unpickling
 # ---------------------------------------------------------------------------
+
+
+def _digest(name: str, payload: bytes) -> bytes:
+    """Binds a payload to its file name: a file copied over another's name fails."""
+    return hashlib.sha256(name.encode("utf-8") + b"\0" + payload).digest()
+
+
+@lru_cache(maxsize=1)
+def _numba_classes():
+    """(cache-file class, function-cache class, locator class) that verify Numba's cache
+    files, or None when Numba's internal caching API is not the one expected (then caching
+    to disk is turned off for graphc's kernels rather than trusting unverified pickles)."""
+    try:
+        from numba.core.caching import (
+            FunctionCache,
+            IndexDataCacheFile,
+            _CacheLocator,
+        )
+    except ImportError:  # pragma: no cover - internal API moved
+        return None
+
+    class VerifiedCacheFile(IndexDataCacheFile):
+        """Numba's index and data files in a frame: magic, sha256(name, payload),
+        payload. A file that is not an intact frame is a cache miss, never unpickled; a
+        save that fails (a concurrent `cache clear`) is skipped."""
+
+        def _read_payload(self, path: str) -> bytes | None:
+            try:
+                with open(path, "rb") as f:
+                    raw = f.read()
+            except OSError:
+                return None
+            head = len(_NUMBA_MAGIC) + 32
+            if raw[:len(_NUMBA_MAGIC)] != _NUMBA_MAGIC or \
+                    raw[len(_NUMBA_MAGIC):head] != _digest(os.path.basename(path), raw[head:]):
+                _log(f"graphc: ignoring Numba cache file {path}: not written by graphc or "
+                     f"damaged")
+                return None
+            return raw[head:]
+
+        def _write_payload(self, path: str, payload: bytes) -> None:
+            with self._open_for_write(path) as f:
+                f.write(_NUMBA_MAGIC + _digest(os.path.basename(path), payload) + payload)
+
+        def _load_index(self):
+            payload = self._read_payload(self._index_path)
+            if payload is None:
+                return {}
+            try:
+                stream = io.BytesIO(payload)
+                if pickle.load(stream) != self._version:
+                    return {}
+                stamp, overloads = pickle.loads(stream.read())
+            except Exception as exc:  # noqa: BLE001 - an unreadable index is an empty one
+                _log(f"graphc: ignoring unreadable Numba index {self._index_path}: {exc!r}")
+                return {}
+            if stamp != self._source_stamp or not isinstance(overloads, dict):
+                return {}
+            return overloads
+
+        def _save_index(self, overloads):
+            payload = pickle.dumps(self._version, protocol=-1) + \
+                self._dump((self._source_stamp, overloads))
+            self._write_payload(self._index_path, payload)
+
+        def _load_data(self, name):
+            path = self._data_path(name)
+            payload = self._read_payload(path)
+            if payload is None:  # load() treats OSError as "entry missing"
+                raise OSError(f"no intact Numba cache data {path}")
+            try:
+                return pickle.loads(payload)
+            except Exception as exc:
+                raise OSError(f"unreadable Numba cache data {path}: {exc!r}") from exc
+
+        def _save_data(self, name, data):
+            self._write_payload(self._data_path(name), self._dump(data))
+
+        def save(self, key, data):
+            try:
+                super().save(key, data)
+            except OSError as exc:
+                _log(f"graphc: Numba cache not saved ({exc!r})")
+
+    class RobustFunctionCache(FunctionCache):
+        """A cache problem is a miss (load) or a skipped save, never a failed compile."""
+
+        def load_overload(self, sig, target_context):
+            try:
+                return super().load_overload(sig, target_context)
+            except Exception as exc:  # noqa: BLE001 - e.g. a cache from another Numba
+                _log(f"graphc: ignoring Numba cache entry of {self._name}: {exc!r}")
+                return None
+
+        def save_overload(self, sig, data):
+            try:
+                super().save_overload(sig, data)
+            except OSError as exc:
+                _log(f"graphc: Numba cache of {self._name} not saved ({exc!r})")
+
+    class FolderLocator(_CacheLocator):
+        """Numba's locator for a function, with its files in a private graphc folder."""
+
+        def __init__(self, inner, folder: str):
+            self._inner = inner
+            self._py_file = inner._py_file  # (Numba names it in warnings)
+            self._folder = folder
+
+        def ensure_cache_path(self):
+            _private_dir(Path(self._folder))
+
+        def get_cache_path(self):
+            return self._folder
+
+        def get_source_stamp(self):
+            return self._inner.get_source_stamp()
+
+        def get_disambiguator(self):
+            return self._inner.get_disambiguator()
+
+    return VerifiedCacheFile, RobustFunctionCache, FolderLocator
+
+
+def _point_cache(disp, folder: str | None) -> None:
+    """Make dispatcher `disp` read and write only verified Numba cache files, in `folder`
+    (None: where Numba put them). Without the expected internals its disk cache is turned
+    off instead."""
+    classes = _numba_classes()
+    cache = getattr(disp, "_cache", None)
+    try:
+        verified, robust, locator = classes
+        impl = cache._impl
+        if folder is not None:  # (created, private, when Numba first saves there)
+            impl._locator = locator(impl.locator, folder)
+            cache._cache_path = folder
+        cache._cache_file = verified(cache._cache_path, impl.filename_base,
+                                     cache._cache_file._source_stamp)
+        cache.__class__ = robust
+    except (TypeError, AttributeError):  # pragma: no cover - internal API moved
+        from numba.core.caching import NullCache
+
+        disp._cache = NullCache()
 
 
 def _dispatchers(mod) -> list:
@@ -368,70 +608,28 @@ def _dispatchers(mod) -> list:
     return out
 
 
-def _check_numba_index(path: str) -> bool:
-    """Return False if the Numba index file at *path* exists but cannot be read."""
-    import numba
-
-    try:
-        with open(path, "rb") as f:
-            version = pickle.load(f)
-            data = f.read()
-        if version == numba.__version__:
-            _stamp, overloads = pickle.loads(data)
-            if not isinstance(overloads, dict):
-                return False
-    except FileNotFoundError:
-        return True
-    except Exception:  # noqa: BLE001 - any unpickling failure means "corrupt"
-        return False
-    return True
+# id(dispatcher) -> the folder its Numba cache was pointed at
+_pointed: dict[int, str] = {}
 
 
-@lru_cache(maxsize=1)
-def _robust_cache_file_class():
-    """Return (base class, subclass) for numba's IndexDataCacheFile, or None.
-
-    The subclass treats an unreadable index as empty and an unreadable data
-    file as missing, so a corrupt file becomes a cache miss and gets
-    overwritten when Numba saves the new result.
-    """
-    try:
-        from numba.core.caching import IndexDataCacheFile
-    except ImportError:  # pragma: no cover - internal API moved
-        return None
-
-    class _RobustIndexDataCacheFile(IndexDataCacheFile):
-        def _load_index(self):
-            try:
-                return super()._load_index()
-            except Exception as exc:  # noqa: BLE001 - corrupt index == empty index
-                _log(f"graphc: ignoring unreadable Numba index {self._index_path}: {exc!r}")
-                return {}
-
-        def _load_data(self, name):
-            try:
-                return super()._load_data(name)
-            except OSError:
-                raise
-            except Exception as exc:
-                # IndexDataCacheFile.load() treats OSError as "entry missing".
-                raise OSError(f"unreadable Numba cache data {name}: {exc!r}") from exc
-
-    return IndexDataCacheFile, _RobustIndexDataCacheFile
-
-
-def _harden_numba_cache(mod) -> None:
-    """Remove unreadable Numba index files of *mod* and use robust cache-file readers."""
-    classes = _robust_cache_file_class()
-    for disp in _dispatchers(mod):
-        cache_file = disp._cache._cache_file
-        index = getattr(cache_file, "_index_path", None)
-        if index and not _check_numba_index(index):
-            _log(f"graphc: kernel {mod.__name__}: removing corrupt Numba index {index}")
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(index)
-        if classes is not None and type(cache_file) is classes[0]:
-            cache_file.__class__ = classes[1]
+def use_graphc_cache() -> None:
+    """Point Numba's disk cache of every njit(cache=True) function of graphc's kernel
+    modules imported so far (graphc.kernels.cpu.nn, .conv, ...) at a private folder under
+    the graphc cache (checked like the kernel folder; cleared by `graphc cache clear`),
+    with verified files. Cheap when already done for the current cache folder; call it
+    once the modules are imported and before their functions compile."""
+    root = _active_root()
+    with _lock:
+        modules = [m for name, m in list(sys.modules.items())
+                   if name.startswith(KERNEL_PACKAGE) and m is not None]
+        for mod in modules:
+            for disp in _dispatchers(mod):
+                py_file = disp._cache._impl.locator._py_file
+                sub = type(disp._cache._impl.locator).get_suitable_cache_subpath(py_file)
+                folder = str(root / NUMBA_SUBDIR / sub)
+                if _pointed.get(id(disp)) != folder:
+                    _point_cache(disp, folder)
+                    _pointed[id(disp)] = folder
 
 
 def _index_exists(fn, kdir: Path, name: str, entry: str) -> bool:
@@ -461,7 +659,7 @@ def _log(msg: str) -> None:
 def is_compiled(source: str, entry: str, deps: tuple[str, ...] = ()) -> bool:
     """Whether Numba's machine code for this kernel is in the cache already (a look at the
     file system: nothing is imported or compiled)."""
-    kdir = kernel_dir()
+    kdir = _active_root() / KERNEL_SUBDIR
     key = kernel_key(source, entry, deps)
     name = module_name(key)
     if (str(kdir), key) in _loaded:
@@ -473,7 +671,7 @@ def is_compiled(source: str, entry: str, deps: tuple[str, ...] = ()) -> bool:
 def load_kernel(
     source: str, entry: str, deps: tuple[str, ...] = ()
 ) -> tuple[Callable[..., Any], dict]:
-    """Write *source* to the kernel cache, import it by module name, return *entry*.
+    """Write *source* to the kernel cache, run it as module ``gk_<key>``, return *entry*.
 
     Args:
         source: Python source of the generated module. Its functions should use
@@ -500,9 +698,9 @@ def load_kernel(
         :func:`warm` reports what actually happened on the first call.
 
     Raises:
+        UnsafeCacheDirError: the cache folder is not private to this user.
         AttributeError: the module does not define *entry*.
-        SyntaxError, ImportError, ...: the generated source itself fails to
-            import (after a rebuild of the file, if it was already on disk).
+        SyntaxError, ...: the generated source itself fails to run.
     """
     if not entry.isidentifier():
         raise ValueError(f"invalid entry name {entry!r}")
@@ -511,32 +709,21 @@ def load_kernel(
     key = kernel_key(source, entry, deps)
     name = module_name(key)
     with _lock:
-        kdir = _activate_kernel_dir()
+        root = _active_root()
+        kdir = root / KERNEL_SUBDIR
         memo = _loaded.get((str(kdir), key))
         if memo is not None:
             fn, info = memo
             return fn, dict(info, status="memory", seconds=time.perf_counter() - t0)
 
         path = kdir / f"{name}.py"
-        data = _render(key, entry, source)
-        wrote = _ensure_file(path, key, data)
-        try:
-            mod = _import(name, path)
-        except Exception as exc:
-            if wrote:
-                raise  # the file we just wrote is intact, so the source is at fault
-            # Intact checksum but failed import (e.g. corrupt bytecode): rebuild.
-            _log(f"graphc: kernel {name}: import failed ({exc!r}); rebuilding")
-            sys.modules.pop(name, None)
-            _purge_module_artifacts(kdir, name)
-            _publish(path, data, replace=True)
-            mod = _import(name, path)
-
+        mod = _load_module(root, name, path, _render(key, entry, source))
         try:
             fn = getattr(mod, entry)
         except AttributeError:
             raise AttributeError(f"generated kernel {name} defines no {entry!r}") from None
-        _harden_numba_cache(mod)
+        for disp in _dispatchers(mod):
+            _point_cache(disp, None)
         status = "loaded" if _index_exists(fn, kdir, name, entry) else "compiled"
         info = {
             "key": key,
@@ -566,10 +753,6 @@ def warm(fn: Callable[..., Any], *example_args: Any) -> dict:
     counters to tell what happened. With ``GRAPHC_LOG=compile`` it prints one
     line to stderr.
 
-    If the call fails with a non-Numba error (e.g. ``EOFError`` from a
-    truncated Numba cache file), the kernel's Numba cache files are deleted
-    and the call is retried once.
-
     Returns:
         A dict with ``key``, ``module``, ``path`` (from :func:`load_kernel`;
         ``None`` for a callable that did not come from it), ``seconds`` (time
@@ -578,23 +761,12 @@ def warm(fn: Callable[..., Any], *example_args: Any) -> dict:
         (this signature was already compiled in this process).
     """
     base = _info_by_fn.get(id(fn))
-    if base is None:  # a kernel of a regular module (graphc.kernels.cpu.nn): Numba's own cache
+    if base is None:  # a hand-written kernel (graphc.kernels.cpu.nn): see use_graphc_cache
         name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__name__', '?')}"
         base = {"key": None, "module": name, "path": None}
     before = _cache_counts(fn)
     t0 = time.perf_counter()
-    try:
-        fn(*example_args)
-    except Exception as exc:
-        if not _should_retry(exc, base):
-            raise
-        kdir = Path(base["path"]).parent
-        n = _purge_module_artifacts(kdir, base["module"])
-        _log(
-            f"graphc: kernel {base['module']}: first call failed ({exc!r}); "
-            f"removed {n} cache files, retrying"
-        )
-        fn(*example_args)
+    fn(*example_args)
     seconds = time.perf_counter() - t0
     after = _cache_counts(fn)
     if before is None or after is None:
@@ -614,27 +786,20 @@ def warm(fn: Callable[..., Any], *example_args: Any) -> dict:
     }
     if status != "memory" and _log_enabled():
         what = "compiled" if status == "compiled" else "loaded from cache"
-        where = f"key {info['key'][:8]}..." if info["key"] else "Numba's cache beside the module"
+        where = f"key {info['key'][:8]}..." if info["key"] else "graphc's Numba cache"
         _log(f"graphc: kernel {info['module']} {what} in {seconds:.2f}s ({where})")
     return info
 
 
-def _should_retry(exc: Exception, base: dict) -> bool:
-    """Decide whether a failed first call may be caused by a corrupt Numba cache."""
-    if base.get("path") is None:
-        return False
-    from numba.core.errors import NumbaError
-
-    if isinstance(exc, NumbaError):
-        return False  # typing/lowering errors do not come from the disk cache
-    return bool(_numba_cache_files(Path(base["path"]).parent, base["module"]))
-
-
-def _kernel_files(kdir: Path) -> list[Path]:
+def _kernel_files(root: Path) -> list[Path]:
+    """Every file graphc's caches hold under `root`: kernel modules, their temp files,
+    bytecode and Numba files, and Numba's files of the hand-written kernels (only names
+    graphc writes, so a mistaken GRAPHC_CACHE_DIR cannot wipe unrelated data)."""
+    kdir = root / KERNEL_SUBDIR
     files = list(kdir.glob(f"{MODULE_PREFIX}*.py")) + list(kdir.glob(f".{MODULE_PREFIX}*.tmp"))
-    pyc = kdir / "__pycache__"
-    if pyc.is_dir():
-        files += list(pyc.glob(f"{MODULE_PREFIX}*"))
+    files += list((kdir / "__pycache__").glob(f"{MODULE_PREFIX}*"))
+    for pattern in ("*/*.nbi", "*/*.nbc", "*/*.nbi.tmp.*", "*/*.nbc.tmp.*"):
+        files += list((root / NUMBA_SUBDIR).glob(pattern))
     return [p for p in files if p.is_file()]
 
 
@@ -642,56 +807,57 @@ def cache_info() -> dict:
     """Summarize the kernel cache.
 
     Returns:
-        ``{"dir", "kernel_dir", "kernels", "files", "bytes"}``: the cache
-        root, the kernel directory, the number of kernel modules, and the
-        number and total size of the files that belong to kernels (sources,
-        bytecode, Numba index/data files). Numba files stored elsewhere
-        because ``NUMBA_CACHE_DIR`` is set are not counted.
+        ``{"dir", "kernel_dir", "numba_dir", "kernels", "files", "bytes"}``: the
+        configured cache root, the folder of generated kernels, the folder of Numba's
+        cache of the hand-written kernels, the number of kernel modules, and the number
+        and total size of the files graphc caches there.
     """
-    kdir = kernel_dir()
-    files = _kernel_files(kdir) if kdir.is_dir() else []
+    root = cache_dir()
+    files = _kernel_files(root) if root.is_dir() else []
     total = 0
     for p in files:
         with contextlib.suppress(FileNotFoundError):
             total += p.stat().st_size
     return {
-        "dir": str(cache_dir()),
-        "kernel_dir": str(kdir),
-        "kernels": sum(1 for p in files if p.suffix == ".py" and p.parent == kdir),
+        "dir": str(root),
+        "kernel_dir": str(kernel_dir()),
+        "numba_dir": str(numba_dir()),
+        "kernels": sum(1 for p in files if p.suffix == ".py" and p.parent.name == KERNEL_SUBDIR),
         "files": len(files),
         "bytes": total,
     }
 
 
 def cache_clear() -> int:
-    """Delete every kernel file in the cache directory and return how many were removed.
+    """Delete every file graphc caches (generated kernels, their Numba files, Numba's cache
+    of the hand-written kernels) and return how many were removed.
 
-    Only files named like kernels (``gk_*``) are touched, so a mistaken
-    ``GRAPHC_CACHE_DIR`` cannot wipe unrelated data. Kernels already imported
-    in this process keep working. They are dropped from the in-process table,
-    so the next :func:`load_kernel` writes and compiles them again.
+    Folders are kept, so their checked permissions stay. Compiles running meanwhile, here
+    or in other processes, still succeed (see the module docstring). Kernels already
+    loaded in this process keep working; they are dropped from the in-process table, so
+    the next :func:`load_kernel` writes and compiles them again.
     """
-    kdir = kernel_dir()
+    root = cache_dir()
     removed = 0
-    if kdir.is_dir():
-        for p in _kernel_files(kdir):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-                removed += 1
-    _forget(kdir)
+    with _lock:
+        if root.is_dir():
+            with _flock(root, exclusive=True):
+                for p in _kernel_files(root):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+                        removed += 1
+        _forget(root / KERNEL_SUBDIR)
     return removed
 
 
 def _forget(kdir: Path | None = None) -> None:
-    """Drop in-process state for kernels in *kdir* (all kernels if ``None``)."""
+    """Drop the in-process table entries of kernels in *kdir* (all kernels if ``None``).
+
+    Modules stay in sys.modules: a dispatcher still in use may need to import its module by
+    name to rebuild a cached function; the next load of that kernel replaces the entry."""
     with _lock:
         for (d, key), (fn, _info) in list(_loaded.items()):
             if kdir is not None and d != str(kdir):
                 continue
             del _loaded[(d, key)]
             _info_by_fn.pop(id(fn), None)
-            name = module_name(key)
-            mod_dir = os.path.dirname(getattr(sys.modules.get(name), "__file__", None) or "")
-            if mod_dir and os.path.realpath(mod_dir) == os.path.realpath(d):
-                del sys.modules[name]
-        importlib.invalidate_caches()

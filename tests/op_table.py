@@ -472,6 +472,187 @@ case("random_uniform", "random_uniform", _uniform_in_unit_interval, np.ones_like
      [((2, 3),), ((None, 4),)], grad=False)
 
 
+# --- convolution and pooling (NCHW) ----------------------------------------------------------------
+def _pad4(x, pad, value=0.0):
+    return np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])), constant_values=value)
+
+
+def _outs(size, kernel, stride, pad):
+    return tuple((s + 2 * p - k) // st + 1 for s, k, st, p in zip(size, kernel, stride, pad))
+
+
+def np_im2col(x, kernel, stride, pad):
+    """(N, C*KH*KW, OH*OW) columns, window by window."""
+    (kh, kw), (sh, sw) = kernel, stride
+    oh, ow = _outs(x.shape[2:], kernel, stride, pad)
+    xp = _pad4(x, pad)
+    col = np.empty(x.shape[:2] + (kh, kw, oh, ow), x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            col[..., i, j] = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+    return col.reshape(x.shape[0], x.shape[1] * kh * kw, oh * ow)  # explicit: N may be 0
+
+
+def np_col2im(col, size, kernel, stride, pad):
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    oh, ow = _outs(size, kernel, stride, pad)
+    n, c = col.shape[0], col.shape[1] // (kh * kw)
+    blocks = col.reshape(n, c, kh, kw, oh, ow)
+    xp = np.zeros((n, c, size[0] + 2 * ph, size[1] + 2 * pw), col.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw] += blocks[..., i, j]
+    return xp[:, :, ph:ph + size[0], pw:pw + size[1]]
+
+
+def np_conv2d(x, w, b=None, stride=(1, 1), pad=(0, 0)):
+    oh, ow = _outs(x.shape[2:], w.shape[2:], stride, pad)
+    col = np_im2col(x, w.shape[2:], stride, pad)
+    y = np.einsum("ok,nkp->nop", w.reshape(w.shape[0], -1), col)
+    y = y.reshape(x.shape[0], w.shape[0], oh, ow)
+    return y if b is None else y + b[:, None, None]
+
+
+def np_deconv2d(x, w, b=None, stride=(1, 1), pad=(0, 0), outsize=None):
+    """Each input pixel scatters its weighted kernel into the output (PyTorch's
+    conv_transpose2d), cropped by the padding."""
+    (n, _, h, wd), (_, oc, kh, kw), (sh, sw), (ph, pw) = x.shape, w.shape, stride, pad
+    size = outsize or ((h - 1) * sh - 2 * ph + kh, (wd - 1) * sw - 2 * pw + kw)
+    full = np.zeros((n, oc, ph + size[0] + kh + sh, pw + size[1] + kw + sw), x.dtype)
+    for i in range(h):
+        for j in range(wd):
+            full[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw] += np.einsum(
+                "nc,cokl->nokl", x[:, :, i, j], w)
+    y = full[:, :, ph:ph + size[0], pw:pw + size[1]]
+    return y if b is None else y + b[:, None, None]
+
+
+def _pool_windows(x, kernel, stride, pad, value):
+    """(i, j, window) for every output position; windows of the padded input."""
+    (kh, kw), (sh, sw) = kernel, stride
+    oh, ow = _outs(x.shape[2:], kernel, stride, pad)
+    xp = _pad4(x, pad, value)
+    for i in range(oh):
+        for j in range(ow):
+            yield i, j, xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+
+
+def np_max_pool2d(x, kernel, stride, pad):
+    out = np.empty(x.shape[:2] + _outs(x.shape[2:], kernel, stride, pad), x.dtype)
+    for i, j, win in _pool_windows(x, kernel, stride, pad, -np.inf):
+        out[:, :, i, j] = win.max(axis=(2, 3))
+    return out
+
+
+def _np_pool_argmax(x, kernel, stride, pad):
+    """(i, j, h, w) per window: (h, w) the selected element in x's coordinates, by PyTorch's
+    rule written out element by element: the window's real elements (padding is never
+    taken) in row-major order, the first one, then any larger one or any NaN."""
+    n, c = x.shape[:2]
+    oh, ow = _outs(x.shape[2:], kernel, stride, pad)
+    for i in range(oh):
+        for j in range(ow):
+            h = np.zeros((n, c), np.int64)
+            w = np.zeros((n, c), np.int64)
+            for a in range(n):
+                for b in range(c):
+                    best = None
+                    for dh in range(kernel[0]):
+                        for dw in range(kernel[1]):
+                            y, z = i * stride[0] - pad[0] + dh, j * stride[1] - pad[1] + dw
+                            if not (0 <= y < x.shape[2] and 0 <= z < x.shape[3]):
+                                continue
+                            v = x[a, b, y, z]
+                            if best is None or v > best or np.isnan(v):
+                                best, h[a, b], w[a, b] = v, y, z
+            yield i, j, h, w
+
+
+def np_max_pool2d_grad(x, gy, kernel, stride, pad):
+    gx = np.zeros_like(x)
+    n, c = np.meshgrid(np.arange(x.shape[0]), np.arange(x.shape[1]), indexing="ij")
+    for i, j, h, w in _np_pool_argmax(x, kernel, stride, pad):
+        np.add.at(gx, (n, c, h, w), gy[:, :, i, j])
+    return gx
+
+
+def np_max_pool2d_select(x, v, kernel, stride, pad):
+    out = np.empty(x.shape[:2] + _outs(x.shape[2:], kernel, stride, pad), v.dtype)
+    n, c = np.meshgrid(np.arange(x.shape[0]), np.arange(x.shape[1]), indexing="ij")
+    for i, j, h, w in _np_pool_argmax(x, kernel, stride, pad):
+        out[:, :, i, j] = v[n, c, h, w]
+    return out
+
+
+def np_avg_pool2d(x, kernel, stride, pad):
+    out = np.empty(x.shape[:2] + _outs(x.shape[2:], kernel, stride, pad), x.dtype)
+    for i, j, win in _pool_windows(x, kernel, stride, pad, 0.0):
+        out[:, :, i, j] = win.sum(axis=(2, 3)) / (kernel[0] * kernel[1])
+    return out
+
+
+def np_avg_pool2d_grad(gy, size, kernel, stride, pad):
+    n, c, oh, ow = gy.shape  # explicit sizes, no -1: N may be 0
+    cols = np.repeat(gy.reshape(n, c, 1, oh * ow), kernel[0] * kernel[1], 2)
+    cols = cols.reshape(n, c * kernel[0] * kernel[1], oh * ow)
+    return np_col2im(cols / (kernel[0] * kernel[1]), size, kernel, stride, pad)
+
+
+_MAXPOOL = {"kernel": (3, 3), "stride": (2, 2), "pad": (1, 1)}
+_AVGPOOL = {"kernel": (2, 3), "stride": (1, 1), "pad": (1, 1)}
+_NO_TIES = Arg(domain=distinct)
+
+case("conv2d-bias-stride-pad", "conv2d",
+     lambda x, w, b: gc.conv2d(x, w, b, stride=(2, 1), pad=(1, 0)),
+     lambda x, w, b: np_conv2d(x, w, b, (2, 1), (1, 0)),
+     [((None, 2, 5, 4), (3, 2, 3, 2), (3,)), ((2, 1, 4, 3), (2, 1, 1, 1), (2,))])
+case("conv2d-same", "conv2d", lambda x, w: gc.conv2d(x, w, pad=1),
+     lambda x, w: np_conv2d(x, w, pad=(1, 1)),
+     [((None, 1, 4, 4), (2, 1, 3, 3)), ((1, 3, 3, 5), (1, 3, 3, 3))])
+case("deconv2d-bias-stride-pad", "deconv2d",
+     lambda x, w, b: gc.deconv2d(x, w, b, stride=2, pad=1),
+     lambda x, w, b: np_deconv2d(x, w, b, (2, 2), (1, 1)),
+     [((None, 2, 3, 3), (2, 3, 3, 2), (3,)), ((1, 1, 2, 4), (1, 2, 2, 2), (2,))])
+case("deconv2d-outsize", "deconv2d",
+     lambda x, w: gc.deconv2d(x, w, stride=(3, 2), outsize=(9, 6)),
+     lambda x, w: np_deconv2d(x, w, stride=(3, 2), outsize=(9, 6)),
+     [((None, 2, 3, 2), (2, 1, 2, 3)), ((2, 1, 3, 2), (1, 2, 2, 3))])
+case("im2col", "im2col", lambda x: gc.im2col(x, (2, 3), (1, 2), (1, 1)),
+     lambda x: np_im2col(x, (2, 3), (1, 2), (1, 1)), [((None, 2, 4, 5),), ((1, 1, 3, 3),)])
+case("col2im", "col2im", lambda c: gc.col2im(c, (4, 5), (2, 3), (1, 2), (1, 1)),
+     lambda c: np_col2im(c, (4, 5), (2, 3), (1, 2), (1, 1)),
+     [((None, 12, 15),), ((1, 6, 15),)])
+case("matmul_shared", "matmul_shared", lambda w, x: apply("matmul_shared", w, x), np.matmul,
+     [((3, 4), (None, 4, 5)), ((1, 2), (2, 2, 3))])
+case("matmul_shared_t", "matmul_shared_t", lambda w, g: apply("matmul_shared_t", w, g),
+     lambda w, g: np.matmul(w.T, g), [((3, 4), (None, 3, 5)), ((2, 1), (1, 2, 2))])
+case("matmul_batch_sum", "matmul_batch_sum", lambda g, x: apply("matmul_batch_sum", g, x),
+     lambda g, x: np.einsum("nmp,nkp->mk", g, x),
+     [((None, 3, 5), (None, 4, 5)), ((2, 1, 3), (2, 2, 3))])
+case("max_pool2d", "max_pool2d", lambda x: gc.max_pool2d(x, 2),
+     lambda x: np_max_pool2d(x, (2, 2), (2, 2), (0, 0)), [((None, 2, 4, 5),), ((1, 1, 3, 3),)],
+     args=(_NO_TIES,))
+case("max_pool2d-overlap-pad", "max_pool2d", lambda x: gc.max_pool2d(x, 3, 2, 1),
+     lambda x: np_max_pool2d(x, (3, 3), (2, 2), (1, 1)), [((None, 1, 5, 4),), ((2, 2, 3, 3),)],
+     args=(_NO_TIES,))
+case("max_pool2d_grad", "max_pool2d_grad",
+     lambda x, g: apply("max_pool2d_grad", x, g, **_MAXPOOL),
+     lambda x, g: np_max_pool2d_grad(x, g, (3, 3), (2, 2), (1, 1)),
+     [((None, 1, 5, 4), (None, 1, 3, 2)), ((1, 2, 3, 3), (1, 2, 2, 2))], args=(_NO_TIES, F))
+case("max_pool2d_select", "max_pool2d_select",
+     lambda x, v: apply("max_pool2d_select", x, v, **_MAXPOOL),
+     lambda x, v: np_max_pool2d_select(x, v, (3, 3), (2, 2), (1, 1)),
+     [((None, 1, 5, 4), (None, 1, 5, 4)), ((1, 2, 3, 3), (1, 2, 3, 3))], args=(_NO_TIES, F))
+case("avg_pool2d", "avg_pool2d", lambda x: gc.avg_pool2d(x, (2, 3), 1, 1),
+     lambda x: np_avg_pool2d(x, (2, 3), (1, 1), (1, 1)), [((None, 2, 4, 5),), ((1, 1, 3, 3),)])
+case("avg_pool2d-default-stride", "avg_pool2d", lambda x: gc.avg_pool2d(x, 2),
+     lambda x: np_avg_pool2d(x, (2, 2), (2, 2), (0, 0)), [((None, 1, 4, 5),), ((2, 2, 2, 2),)])
+case("avg_pool2d_grad", "avg_pool2d_grad",
+     lambda g: apply("avg_pool2d_grad", g, size=(4, 5), **_AVGPOOL),
+     lambda g: np_avg_pool2d_grad(g, (4, 5), (2, 3), (1, 1), (1, 1)),
+     [((None, 2, 5, 5),), ((1, 1, 5, 5),)])
+
+
 def case_ids() -> list[str]:
     return [c.name for c in CASES]
 

@@ -75,8 +75,7 @@ def test_small_weights_accumulate_through_the_small_matrix_kernel():
         W0 = W.value
         f = gc.compile([x], loss, updates=[(W, W - lr * gW)])
         assert "fused update" in f.executable.describe(16)
-        assert "small_matmul_acc" in f.executable.bind(16).source or \
-            "small_matmul_acc" in str(f.executable.bind(16).__globals__.values())
+        assert "acc_tn(" in f.executable.bind(16).source  # 8*8*16 is below the crossover
         xv = rng.standard_normal((16, 8)).astype(np.float32)
         f(xv)
         g = xv.T @ (1 - np.tanh(xv @ W0) ** 2)
@@ -125,10 +124,12 @@ def test_a_64_64_10_sgd_step_takes_vectorized_products_for_its_weight_gradients(
     plan = step.executable.plan
     weight_grads = [s for s in plan.steps if isinstance(s, MatmulStep) and s.update]
     assert {s.update.param.name for s in weight_grads} == {"W1", "W2"}
-    source = step.executable.bind(64).source
-    calls = [ln for ln in source.splitlines() if "in place" in ln and "matmul" in ln]
-    assert len(calls) == 2 and all(("small_matmul_acc" in ln or "gemm" in ln) for ln in calls)
-    # small_matmul_acc takes x.T @ g through mm_tn: its inner loop must be a vector loop
+    for batch in (1, 16, 64, 65, 256):
+        source = step.executable.bind(batch).source
+        calls = [ln for ln in source.splitlines() if "in place" in ln and "matmul" in ln]
+        assert len(calls) == 2, source
+        assert all(ln.lstrip().startswith(("gemm(", "acc_tn(")) for ln in calls), calls
+    # acc_tn takes x.T @ g through mm_tn: its inner loop must be a vector loop
     mm_tn = numba.njit(cache=False, error_model="numpy",
                        fastmath={"reassoc", "contract", "nsz"})(nn.mm_tn.py_func)
     a = np.zeros((64, 64), np.float32)

@@ -509,9 +509,10 @@ def test_optimize_keeps_the_values_of_random_graphs(graph):
     assert_same_values(roots, new, feeds=feeds)
     assert_sources_kept(roots, new)
     assert all(a is b for a, b in zip(optimize(new), new)), "not a fixed point"
-    # never more work (a float sum over size-1 axes becomes x + 0.0: one new constant)
+    # never more work (a float sum over size-1 axes becomes x + 0.0: one new constant, and a
+    # reshape when the axes go, which the plan runs as a view)
     def work(rs):
-        return sum(1 for n in toposort(rs) if n.op != "constant")
+        return sum(1 for n in toposort(rs) if n.op not in ("constant", "reshape"))
 
     assert work(new) <= work(roots)
 

@@ -8,6 +8,7 @@ from ..shapes import fmt_shape
 from ..tensor import Tensor
 from . import source  # noqa: F401  (registers placeholder/parameter/constant)
 from .base import cast
+from .conv import avg_pool2d, col2im, conv2d, deconv2d, im2col, max_pool2d
 from .elementwise import (
     abs,
     add,
@@ -74,6 +75,7 @@ __all__ = [
     "softmax_cross_entropy", "split", "sqrt", "square", "squeeze", "stack", "sub", "sum",
     "sum_to", "swapaxes", "tanh", "transpose", "where", "zeros",
 ]
+__all__ += ["avg_pool2d", "col2im", "conv2d", "deconv2d", "im2col", "max_pool2d"]
 
 
 def _operands(args) -> str:
@@ -100,8 +102,8 @@ def _located(fn):
             if message.endswith(f" at {loc}"):
                 raise
             message = message.removeprefix(f"{fn.__name__}: ")
-            raise ShapeError(f"{fn.__name__}: {message} (operands: {_operands(args)}) "
-                             f"at {loc}") from None
+            raise type(exc)(f"{fn.__name__}: {message} (operands: {_operands(args)}) "
+                            f"at {loc}") from None
 
     return wrapper
 

@@ -12,7 +12,15 @@ import numpy as np
 from .. import dtypes as dt
 from ..errors import ShapeError, user_location
 from ..tensor import Tensor, apply, as_tensor
-from .base import cast, elementwise_infer, lit, operands, require_float, unbroadcast
+from .base import (
+    cast,
+    elementwise_infer,
+    lit,
+    operands,
+    refuse_bool,
+    require_float,
+    unbroadcast,
+)
 from .registry import ELEMENTWISE, Op, not_differentiable, register
 
 
@@ -21,8 +29,11 @@ def _float_infer(types, attrs):
     return elementwise_infer()(types, attrs)
 
 
-def _unary(name, ref, vjp, scalar, float_only=True, differentiable=True, doc=""):
-    register(Op(name, ELEMENTWISE, _float_infer if float_only else elementwise_infer(),
+def _unary(name, ref, vjp, scalar, float_only=True, differentiable=True, doc="",
+           no_bool=None):
+    """Register a one-operand elementwise op; no_bool: why it refuses bool operands."""
+    infer = _float_infer if float_only else elementwise_infer()
+    register(Op(name, ELEMENTWISE, refuse_bool(infer, no_bool) if no_bool else infer,
                 lambda v, a, c: [ref(v[0])], vjp, scalar=scalar,
                 differentiable=differentiable, doc=doc))
 
@@ -32,10 +43,11 @@ def _call(function: str):
     return lambda a, d, i: f"{function}({', '.join(a)})"
 
 
-def _binary(name, ref, vjp, scalar, out_dtype=None, differentiable=True, doc=""):
-    from .registry import not_differentiable
-
-    register(Op(name, ELEMENTWISE, elementwise_infer(out_dtype),
+def _binary(name, ref, vjp, scalar, out_dtype=None, differentiable=True, doc="",
+            no_bool=None):
+    """Register a two-operand elementwise op; no_bool: why it refuses bool operands."""
+    infer = elementwise_infer(out_dtype)
+    register(Op(name, ELEMENTWISE, refuse_bool(infer, no_bool) if no_bool else infer,
                 lambda v, a, c: [ref(v[0], v[1])], vjp if differentiable else not_differentiable,
                 scalar=scalar, differentiable=differentiable, doc=doc))
 
@@ -163,10 +175,17 @@ def _safe(fn):
 
 
 _binary("add", np.add, _add_vjp, lambda a, d, i: f"({a[0]} + {a[1]})")
-_binary("sub", np.subtract, _sub_vjp, lambda a, d, i: f"({a[0]} - {a[1]})")
+# NumPy refuses -b, b - b and sign(b) on bools, and its b ** b is int8 (a dtype graphc
+# lacks): graphc refuses them when the graph is built. b + b, b * b, abs(b), maximum and
+# minimum are or/and/identity in bool, as in NumPy, on every backend.
+_binary("sub", np.subtract, _sub_vjp, lambda a, d, i: f"({a[0]} - {a[1]})",
+        no_bool="bool tensors cannot be subtracted (NumPy refuses it too); use "
+                "gc.not_equal(a, b) for xor, or cast to an int dtype first")
 _binary("mul", np.multiply, _mul_vjp, lambda a, d, i: f"({a[0]} * {a[1]})")
 _binary("div", _safe(np.true_divide), _div_vjp, lambda a, d, i: f"({a[0]} / {a[1]})")
-_binary("pow", _safe(np.power), _pow_vjp, lambda a, d, i: f"({a[0]} ** {a[1]})")
+_binary("pow", _safe(np.power), _pow_vjp, lambda a, d, i: f"({a[0]} ** {a[1]})",
+        no_bool="a bool ** bool power is not supported (NumPy's is int8, which graphc "
+                "lacks); cast to an int or float dtype first")
 _binary("maximum", np.maximum, _minmax_vjp(lambda a, b: greater_equal(a, b)),
         _call("maximum"))  # NaN from either side, as numpy
 _binary("minimum", np.minimum, _minmax_vjp(lambda a, b: less_equal(a, b)), _call("minimum"))
@@ -179,7 +198,9 @@ for _name, _ref, _sym in [("less", np.less, "<"), ("less_equal", np.less_equal, 
                           ("equal", np.equal, "=="), ("not_equal", np.not_equal, "!=")]:
     _binary(_name, _ref, None, _comparison(_sym), out_dtype="bool", differentiable=False)
 
-_unary("neg", np.negative, _neg_vjp, lambda a, d, i: f"(-{a[0]})", float_only=False)
+_unary("neg", np.negative, _neg_vjp, lambda a, d, i: f"(-{a[0]})", float_only=False,
+       no_bool="a bool tensor has no negative (NumPy refuses it too); use gc.equal(b, "
+               "False) for logical not, or cast to an int dtype first")
 _unary("exp", _safe(np.exp), _exp_vjp, _call("exp"))
 _unary("log", _safe(np.log), _log_vjp, _call("log"))
 _unary("sqrt", _safe(np.sqrt), _sqrt_vjp, _call("sqrt"))
@@ -192,7 +213,8 @@ _unary("relu", lambda x: np.maximum(x, 0), _relu_vjp,
        lambda a, d, i: f"maximum({a[0]}, {lit(0, d)})")
 # sign is flat almost everywhere: no gradient flows through it (abs's vjp relies on that)
 _unary("sign", np.sign, not_differentiable, _call("sign"), float_only=False,
-       differentiable=False)
+       differentiable=False, no_bool="sign of a bool tensor is not defined (NumPy has "
+                                     "no bool sign either); cast to an int dtype first")
 
 
 def _where_infer(types, attrs):

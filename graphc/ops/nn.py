@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..errors import ShapeError
-from ..shapes import normalize_axes
+from ..shapes import check_axes_attr, is_int, normalize_axis
 from ..tensor import Tensor, apply, as_tensor
 from .base import cast
 from .registry import NN, RANDOM, Op, not_differentiable, register
@@ -15,8 +15,7 @@ def _softmax_infer(types, attrs):
     (shape, dtype), = types
     if not dt.is_float(dtype):
         raise ShapeError(f"needs a float tensor, got {dtype}")
-    if not 0 <= attrs["axis"] < len(shape):
-        raise ShapeError(f"axis {attrs['axis']} out of range for rank {len(shape)}")
+    check_axes_attr((attrs["axis"],), len(shape))
     return [(shape, dtype)]
 
 
@@ -142,10 +141,20 @@ register(Op("softmax_cross_entropy_grad", NN, _sce_grad_infer, _sce_grad_ref, _s
             doc="gradient of softmax_cross_entropy w.r.t. the logits, one fused op"))
 
 
+def check_classes(classes) -> int:
+    """one_hot's depth: an int >= 1 (a bool, a float or a count below 1 is a mistake)."""
+    if not is_int(classes):
+        raise ShapeError(f"the number of classes must be an int >= 1, got {classes!r}")
+    if classes < 1:
+        raise ShapeError(f"the number of classes must be >= 1, got {classes}")
+    return int(classes)
+
+
 def _one_hot_infer(types, attrs):
     (shape, dtype), = types
     if not dt.is_int(dtype):
         raise ShapeError(f"one_hot needs integer labels, got {dtype}")
+    check_classes(attrs["classes"])
     return [(tuple(shape) + (attrs["classes"],), attrs["dtype"])]
 
 
@@ -161,6 +170,9 @@ register(Op("one_hot", NN, _one_hot_infer, _one_hot_ref, not_differentiable,
 
 def _uniform_infer(types, attrs):
     (shape, _dtype), = types
+    seed = attrs["seed"]
+    if not is_int(seed) or seed < 0:
+        raise ShapeError(f"the seed must be an int >= 0, got {seed!r}")
     return [(shape, attrs["dtype"])]
 
 
@@ -175,8 +187,7 @@ register(Op("random_uniform", RANDOM, _uniform_infer, _uniform_ref, not_differen
 
 # --- user-facing functions ----------------------------------------------------------------------
 def _axis(x, axis):
-    (axis,) = normalize_axes(axis, x.ndim)
-    return axis
+    return normalize_axis(axis, x.ndim)
 
 
 def softmax(x, axis: int = -1) -> Tensor:
@@ -196,7 +207,9 @@ def softmax_cross_entropy(logits, labels) -> Tensor:
 
 
 def one_hot(labels, classes: int, dtype="float32") -> Tensor:
-    return apply("one_hot", as_tensor(labels), classes=int(classes), dtype=dt.canonical(dtype))
+    """Rows of the identity: labels (ints in [0, classes)) -> (..., classes) of `dtype`."""
+    classes = check_classes(classes)
+    return apply("one_hot", as_tensor(labels), classes=classes, dtype=dt.canonical(dtype))
 
 
 def mean_squared_error(a, b) -> Tensor:
@@ -218,26 +231,24 @@ def accuracy(logits, labels) -> Tensor:
     return mean(cast(equal(argmax(logits, -1), cast(labels, "int64")), logits.dtype))
 
 
-_dropout_counter = [0]
-
-
 def dropout(x, ratio: float = 0.5, train=True, seed: int | None = None) -> Tensor:
     """Inverted dropout: in training, zero each element with probability `ratio` and scale the
     rest by 1/(1-ratio); in test mode, x unchanged. `train` is a bool or a bool scalar tensor
     (a placeholder, to switch per call). The mask is drawn at run time from a generator seeded
     by `seed` (default: a fresh seed per dropout node, from gc.set_seed)."""
+    from ..random import check_seed, next_seed
     from .elementwise import div, less, where
 
     x = as_tensor(x)
-    if not 0 <= ratio < 1:
-        raise ShapeError(f"dropout ratio must be in [0, 1), got {ratio}")
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.integer, np.floating)) \
+            or not 0 <= ratio < 1:
+        raise ShapeError(f"dropout ratio must be a number in [0, 1), got {ratio!r}")
+    seed = None if seed is None else check_seed(seed)
     if isinstance(train, bool) and not train or ratio == 0:
         return x
     if seed is None:
-        from ..random import next_seed
-
         seed = next_seed()
-    u = apply("random_uniform", x, dtype=x.dtype, seed=int(seed))
+    u = apply("random_uniform", x, dtype=x.dtype, seed=seed)
     dropped = where(less(u, ratio), 0.0, div(x, 1.0 - ratio))
     if isinstance(train, bool):
         return dropped

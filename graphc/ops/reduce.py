@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..errors import ShapeError
-from ..shapes import normalize_axes
+from ..shapes import check_axes_attr, normalize_axes, normalize_axis
 from ..tensor import Tensor, apply, as_tensor
 from .base import cast
 from .registry import NN, REDUCE, Op, not_differentiable, register
@@ -20,9 +20,7 @@ def _reduce_shape(shape, axes, keepdims):
 def _reduce_infer(types, attrs):
     (shape, dtype), = types
     axes = attrs["axes"]
-    for a in axes:
-        if not 0 <= a < len(shape):
-            raise ShapeError(f"axis {a} is out of range for rank {len(shape)}")
+    check_axes_attr(axes, len(shape))
     return [(_reduce_shape(shape, axes, attrs["keepdims"]), dtype)]
 
 
@@ -114,6 +112,7 @@ register(Op("min", REDUCE, _no_identity_infer("min", _reduce_infer),
 def _argmax_infer(types, attrs):
     (shape, _dtype), = types
     axis = attrs["axis"]
+    check_axes_attr((axis,), len(shape))
     return [(tuple(d for i, d in enumerate(shape) if i != axis), "int64")]
 
 
@@ -185,7 +184,7 @@ def argmax(x, axis=-1) -> Tensor:
     x = as_tensor(x)
     if axis is None:
         x, axis = reshape(x, (-1,)), 0
-    if not isinstance(axis, (int, np.integer)):
+    if isinstance(axis, (tuple, list)):
         raise ShapeError(f"argmax takes one axis (an int or None), got {axis!r}")
-    (axis,) = normalize_axes(axis, x.ndim)
+    axis = normalize_axis(axis, x.ndim)
     return apply("argmax", x, axis=axis)

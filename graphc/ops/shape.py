@@ -7,7 +7,17 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..errors import ShapeError
-from ..shapes import bind, broadcast_shapes, fmt_shape, normalize_axes, size_parts
+from ..shapes import (
+    bind,
+    broadcast_shapes,
+    check_axes_attr,
+    fmt_shape,
+    is_int,
+    normalize_axes,
+    normalize_axis,
+    normalize_shape,
+    size_parts,
+)
 from ..tensor import Tensor, apply, as_tensor
 from .registry import SHAPE, Op, register
 
@@ -15,6 +25,10 @@ from .registry import SHAPE, Op, register
 # --- reshape ----------------------------------------------------------------------------------
 def resolve_reshape(src, target) -> tuple:
     """Resolve -1 in `target` against `src`; None (the batch N) may appear on both sides."""
+    bad = [d for d in target if d is not None and not is_int(d)]
+    if bad:
+        raise ShapeError(f"reshape target {tuple(target)} has {bad[0]!r}, not an int, -1 or "
+                         f"None")
     target = tuple(None if d is None else int(d) for d in target)
     if sum(1 for d in target if d == -1) > 1:
         raise ShapeError(f"reshape target {target} has more than one -1")
@@ -56,6 +70,7 @@ register(Op("reshape", SHAPE, _reshape_infer,
 def _transpose_infer(types, attrs):
     (shape, dtype), = types
     axes = attrs["axes"]
+    check_axes_attr(axes, len(shape))
     if sorted(axes) != list(range(len(shape))):
         raise ShapeError(f"axes {axes} are not a permutation of the {len(shape)} axes")
     return [(tuple(shape[a] for a in axes), dtype)]
@@ -73,7 +88,7 @@ register(Op("transpose", SHAPE, _transpose_infer,
 # --- broadcast_to / sum_to ----------------------------------------------------------------------
 def _broadcast_infer(types, attrs):
     (shape, dtype), = types
-    target = tuple(attrs["shape"])
+    target = normalize_shape(attrs["shape"])
     if broadcast_shapes(shape, target) != target:
         raise ShapeError(f"cannot broadcast {fmt_shape(shape)} to {fmt_shape(target)}")
     return [(target, dtype)]
@@ -81,7 +96,7 @@ def _broadcast_infer(types, attrs):
 
 def _sum_to_infer(types, attrs):
     (shape, dtype), = types
-    target = tuple(attrs["shape"])
+    target = normalize_shape(attrs["shape"])
     if len(target) > len(shape) or broadcast_shapes(shape, target) != tuple(shape):
         raise ShapeError(f"cannot sum {fmt_shape(shape)} down to {fmt_shape(target)}")
     return [(target, dtype)]
@@ -241,6 +256,7 @@ register(Op("getitem_grad", SHAPE, _getitem_grad_infer, _getitem_grad_ref, _geti
 def _concat_infer(types, attrs):
     axis = attrs["axis"]
     first_shape, dtype = types[0]
+    check_axes_attr((axis,), len(first_shape))
     total = 0
     for shape, d in types:
         if len(shape) != len(first_shape):
@@ -269,6 +285,9 @@ def _concat_vjp(node, grads):
 def _split_infer(types, attrs):
     (shape, dtype), = types
     axis, sizes = attrs["axis"], attrs["sizes"]
+    check_axes_attr((axis,), len(shape))
+    if not isinstance(sizes, (tuple, list)) or not all(is_int(s) and s >= 0 for s in sizes):
+        raise ShapeError(f"split sizes {sizes!r} are not ints >= 0")
     if shape[axis] is None:
         raise ShapeError("cannot split along the batch dimension N")
     if builtin_sum(sizes) != shape[axis]:
@@ -300,14 +319,17 @@ register(Op("split", SHAPE, _split_infer, _split_ref, _split_vjp,
 # --- user-facing functions ----------------------------------------------------------------------
 def zeros(shape, dtype="float32") -> Tensor:
     """A tensor of zeros (a broadcast scalar constant; None dims are the batch N)."""
+    shape = normalize_shape(shape)
     z = as_tensor(np.zeros((), dtype=dt.canonical(dtype)))
-    return broadcast_to(z, shape) if tuple(shape) else z
+    return broadcast_to(z, shape) if shape else z
 
 
 def reshape(x, shape) -> Tensor:
     x = as_tensor(x)
-    if isinstance(shape, int):
+    if is_int(shape) or shape is None:
         shape = (shape,)
+    if not isinstance(shape, (tuple, list, np.ndarray)):
+        raise ShapeError(f"reshape target {shape!r} is not a tuple of ints")
     shape = resolve_reshape(x.shape, tuple(shape))
     if shape == x.shape:
         return x
@@ -315,15 +337,23 @@ def reshape(x, shape) -> Tensor:
 
 
 def transpose(x, axes=None) -> Tensor:
+    """x with its axes permuted: `axes` lists each of 0..ndim-1 once (negatives count from
+    the end, as in NumPy); None reverses them."""
     x = as_tensor(x)
     if axes is None:
         axes = tuple(reversed(range(x.ndim)))
-    axes = tuple(int(a) % max(x.ndim, 1) for a in axes)
-    return apply("transpose", x, axes=axes)
+    if not isinstance(axes, (tuple, list, np.ndarray)):
+        raise ShapeError(f"axes {axes!r} are not a tuple of ints")
+    normal = tuple(normalize_axis(a, x.ndim) for a in axes)
+    if sorted(normal) != list(range(x.ndim)):
+        raise ShapeError(f"axes {tuple(axes)} are not a permutation of the {x.ndim} axes "
+                         f"(each of 0..{x.ndim - 1}, or its negative, exactly once)")
+    return apply("transpose", x, axes=normal)
 
 
 def swapaxes(x, a: int, b: int) -> Tensor:
     x = as_tensor(x)
+    a, b = normalize_axis(a, x.ndim), normalize_axis(b, x.ndim)
     axes = list(range(x.ndim))
     axes[a], axes[b] = axes[b], axes[a]
     return transpose(x, axes)
@@ -331,15 +361,21 @@ def swapaxes(x, a: int, b: int) -> Tensor:
 
 def broadcast_to(x, shape) -> Tensor:
     x = as_tensor(x)
-    shape = tuple(shape)
+    shape = normalize_shape(shape)
     if shape == x.shape:
         return x
     return apply("broadcast_to", x, shape=shape)
 
 
 def sum_to(x, shape) -> Tensor:
+    """x summed down to `shape` (the VJP of broadcasting); bools are counted as int64, as
+    gc.sum does."""
     x = as_tensor(x)
-    shape = tuple(shape)
+    shape = normalize_shape(shape)
+    if x.dtype == "bool":
+        from .base import cast
+
+        x = cast(x, "int64")
     if shape == x.shape:
         return x
     return apply("sum_to", x, shape=shape)
@@ -360,7 +396,8 @@ def squeeze(x, axis=None) -> Tensor:
 
 def expand_dims(x, axis) -> Tensor:
     x = as_tensor(x)
-    axes = normalize_axes(axis, x.ndim + (1 if isinstance(axis, int) else len(axis)))
+    added = len(axis) if isinstance(axis, (tuple, list)) else 1
+    axes = normalize_axes(axis, x.ndim + added)
     shape = list(x.shape)
     for a in axes:
         shape.insert(a, 1)
@@ -381,7 +418,7 @@ def concat(xs, axis: int = 0) -> Tensor:
     from .base import cast
 
     xs = [cast(x, dtype) for x in xs]
-    (axis,) = normalize_axes(axis, xs[0].ndim)
+    axis = normalize_axis(axis, xs[0].ndim)
     if len(xs) == 1:
         return xs[0]
     from ..tensor import make_node
@@ -397,16 +434,20 @@ def stack(xs, axis: int = 0) -> Tensor:
 def split(x, indices_or_sections, axis: int = 0) -> list:
     """numpy.split: a number of equal sections, or the indices to cut at."""
     x = as_tensor(x)
-    (axis,) = normalize_axes(axis, x.ndim)
+    axis = normalize_axis(axis, x.ndim)
     length = x.shape[axis]
     if length is None:
         raise ShapeError("split: cannot split along the batch dimension N")
-    if isinstance(indices_or_sections, int):
+    if is_int(indices_or_sections):
         if indices_or_sections <= 0 or length % indices_or_sections:
             raise ShapeError(f"split: {length} does not divide into {indices_or_sections} "
                              f"equal sections")
         sizes = (length // indices_or_sections,) * indices_or_sections
     else:
+        if not isinstance(indices_or_sections, (tuple, list, np.ndarray)) or \
+                not all(is_int(i) for i in indices_or_sections):
+            raise ShapeError(f"split: {indices_or_sections!r} is neither a number of sections "
+                             f"nor a list of int indices")
         cuts = [0, *(int(i) for i in indices_or_sections), length]
         sizes = tuple(b - a for a, b in itertools.pairwise(cuts))
         if any(s < 0 for s in sizes):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .steps import FusedGroup, MatmulStep
+from .steps import FallbackStep, FusedGroup, KernelStep, MatmulStep
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class PlanGraph:
             for t in node.inputs:
                 self.users.setdefault(t, []).append(node)
         self.root_ids = {id(t) for t in plan.out_tensors}
+        self.update_ids = {id(t) for t in plan.update_values}
         self.step_of: dict = {}
         for step in plan.steps:
             for node in step.nodes:
@@ -98,9 +99,37 @@ class PlanGraph:
         nodes = step.members if isinstance(step, FusedGroup) else step.nodes
         return [x for n in nodes for x in n.inputs]
 
-    def reads_array(self, step, t) -> bool:
-        """Whether `step` reads t's array (looking through views)."""
-        return any(self.source_of(x) is t for x in self.reads(step))
+    @cached_property
+    def readers(self) -> dict:
+        """tensor -> the indices of the steps that read its array (looking through views),
+        ascending: built in one walk, so asking about every parameter stays linear."""
+        readers: dict = {}
+        for step in self.plan.steps:
+            for x in self.reads(step):
+                indices = readers.setdefault(self.source_of(x), [])
+                if not indices or indices[-1] != step.index:
+                    indices.append(step.index)
+        return readers
+
+    def read_after(self, t, index: int, skip=()) -> bool:
+        """Whether a step after step `index` (other than those in `skip`) reads t's array."""
+        return any(i > index and i not in skip for i in self.readers.get(t, ()))
+
+    @cached_property
+    def last_checked(self) -> int:
+        """The index of the last step that may fail a run-time check (-1: none)."""
+        from .updates import CHECKED_KERNELS
+
+        return max((s.index for s in self.plan.steps if isinstance(s, FallbackStep) or
+                    (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)), default=-1)
+
+    @cached_property
+    def root_sources(self) -> dict:
+        """id(array) -> the outputs and update values that read it (through views)."""
+        sources: dict = {}
+        for w in self.plan.out_tensors + self.plan.update_values:
+            sources.setdefault(id(self.source_of(w)), []).append(w)
+        return sources
 
     def writes(self, step) -> list:
         """The tensors a step stores."""
@@ -113,10 +142,9 @@ class PlanGraph:
         """For a fused group: whether a member's value is used outside it (so stored)."""
         member_ids = {n.id for n in group.nodes}
         epi = group.epilogue
-        updates = self.plan.update_values
 
         def check(t):
-            if id(t) in self.root_ids or any(t is v for v in updates):
+            if id(t) in self.root_ids or id(t) in self.update_ids:
                 return True
             return any(u.id not in member_ids and u is not epi for u in self.users.get(t, []))
 

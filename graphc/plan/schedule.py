@@ -7,7 +7,7 @@ Steps are drafted as mutable `_Draft`s while the graph is walked, then frozen.
 from __future__ import annotations
 
 from .. import dtypes as dt
-from ..graph import toposort
+from ..graph import consumers, toposort
 from ..ops.registry import ELEMENTWISE, REDUCE, SOURCE
 from .steps import FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep
 
@@ -60,23 +60,16 @@ def schedule(roots, has_kernel=None) -> tuple:
     "softmax_cross_entropy_fused". None: no kernels (every other op is a fallback)."""
     has_kernel = has_kernel or (lambda what: False)
     nodes = toposort(roots)
-    users: dict = {}
-    for node in nodes:
-        for t in node.inputs:
-            users.setdefault(t, []).append(node)
+    users = consumers(nodes)
     root_ids = {id(r) for r in roots}
+
+    virtual_of: dict = {}  # tensor -> virtual(t), computed once: a tensor may have 10k users
 
     def virtual(t) -> bool:
         """A broadcast_to / transpose that its consumers absorb instead of materialising."""
-        us = users.get(t, [])
-        if not us or id(t) in root_ids:
-            return False
-        if t.node.op == "broadcast_to":
-            return all(u.record.group == ELEMENTWISE for u in us)
-        if is_swap_transpose(t):
-            return all(u.op == "matmul" and u.inputs[0].ndim == 2 and u.inputs[1].ndim == 2
-                       for u in us)
-        return False
+        if t not in virtual_of:
+            virtual_of[t] = _absorbed(t, users.get(t, []), root_ids)
+        return virtual_of[t]
 
     drafts: list = []
     step_of: dict = {}  # tensor -> index of the step that produces it
@@ -90,8 +83,13 @@ def schedule(roots, has_kernel=None) -> tuple:
             return -1
         return step_of[t]
 
+    sce_steps: dict = {}  # (id(logits), id(labels)) -> softmax_cross_entropy kernel drafts
+
     def add(draft):
         drafts.append(draft)
+        if draft.kind is KernelStep and draft.fields["kernel"] == "softmax_cross_entropy":
+            logits, labels = draft.nodes[0].inputs
+            sce_steps.setdefault((id(logits), id(labels)), []).append(draft)
         for n in draft.nodes:
             draft_of[n.id] = draft
             for t in n.outputs:
@@ -145,7 +143,7 @@ def schedule(roots, has_kernel=None) -> tuple:
             continue
         if node.op == "softmax_cross_entropy_grad" and \
                 has_kernel("softmax_cross_entropy_fused"):
-            fwd = _forward_sce(node, drafts, ready_index)
+            fwd = _forward_sce(node, sce_steps, ready_index)
             if fwd is not None:  # forward and backward in one pass over the logits
                 join(fwd, node)
                 fwd.fields["kernel"] = "softmax_cross_entropy_fused"
@@ -157,15 +155,25 @@ def schedule(roots, has_kernel=None) -> tuple:
     return tuple(d.freeze() for d in drafts)
 
 
-def _forward_sce(grad_node, drafts, ready_index):
+def _absorbed(t, us, root_ids) -> bool:
+    """Whether every user of t (a broadcast_to or a 2-D swap transpose) can absorb it."""
+    if not us or id(t) in root_ids:
+        return False
+    if t.node.op == "broadcast_to":
+        return all(u.record.group == ELEMENTWISE for u in us)
+    if is_swap_transpose(t):
+        return all(u.op == "matmul" and u.inputs[0].ndim == 2 and u.inputs[1].ndim == 2
+                   for u in us)
+    return False
+
+
+def _forward_sce(grad_node, sce_steps, ready_index):
     """The softmax_cross_entropy step over the same logits and labels, if the incoming
     gradient is ready before it runs."""
     x, t, g = grad_node.inputs
-    for draft in drafts:
-        if draft.kind is KernelStep and draft.fields["kernel"] == "softmax_cross_entropy":
-            fx, ft = draft.nodes[0].inputs
-            if fx is x and ft is t and ready_index(g) < draft.index:
-                return draft
+    for draft in sce_steps.get((id(x), id(t)), ()):
+        if draft.fields["kernel"] == "softmax_cross_entropy" and ready_index(g) < draft.index:
+            return draft
     return None
 
 

@@ -2,10 +2,10 @@
 storage kind of every tensor, and kernels that write their output over a dying operand."""
 from __future__ import annotations
 
+from collections import Counter, deque
 from dataclasses import replace
 
-from .steps import FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep
-from .updates import CHECKED_KERNELS
+from .steps import FallbackStep, FusedGroup, MatmulStep, ViewStep
 
 
 def _lower_all(plan, aliases: dict) -> dict:
@@ -58,24 +58,19 @@ def assign_storage(plan):
         if update is not None:
             kinds[update.value] = "inplace"
             inplace[id(update.value)] = update.param
-    last_checked = max((s.index for s in plan.steps if isinstance(s, FallbackStep) or
-                        (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)),
-                       default=-1)
     values = plan.update_values
+    times_updated = Counter(id(v) for v in values)
+    # outputs and the other updates read the parameter's old value after the steps
+    read_at_end = {id(g.base(w)) for w in plan.out_tensors + values}
     for (param, _), v in zip(plan.program.updates, values):
         # an update kernel writes straight into its parameter when nothing reads the old
         # value after it and no check can fail after it
         step = g.step_of.get(v)
         if not isinstance(step, FusedGroup) or kinds.get(v) != "arena":
             continue
-        if step.index <= last_checked or g.users.get(v):
+        if step.index <= g.last_checked or g.users.get(v) or times_updated[id(v)] > 1:
             continue
-        if sum(1 for w in values if w is v) > 1:
-            continue
-        if any(g.reads_array(s, param) for s in plan.steps if s.index > step.index):
-            continue
-        # outputs and the other updates read the parameter's old value after the steps
-        if any(g.base(w) is param for w in plan.out_tensors + values):
+        if g.read_after(param, step.index) or id(param) in read_at_end:
             continue
         kinds[v] = "inplace"
         inplace[id(v)] = param
@@ -96,19 +91,19 @@ def plan_inplace(plan):
         if not isinstance(step, FusedGroup):
             continue
         low = plan.lowered[step.index]
-        taken: set = set()
+        # the operands dying here, by type, in argument order: each output takes the first
+        # free one of its type (a dict of queues, not a scan: a group may have 10k of each)
+        dying: dict = {}
+        for i, (x, pattern) in enumerate(zip(low.inputs, low.in_patterns)):
+            if all(pattern) and kinds.get(x) == "arena" and last.get(x) == step.index:
+                dying.setdefault((x.shape, x.dtype), deque()).append(i)
         pairs = []
         for j, t in enumerate(low.outputs):
-            if kinds.get(t) != "arena":
-                continue
-            for i, (x, pattern) in enumerate(zip(low.inputs, low.in_patterns)):
-                if i not in taken and all(pattern) and x.shape == t.shape and \
-                        x.dtype == t.dtype and kinds.get(x) == "arena" and \
-                        last.get(x) == step.index:
-                    taken.add(i)
-                    pairs.append((j, i))
-                    pairs_of[t] = x
-                    break
+            free = dying.get((t.shape, t.dtype))
+            if kinds.get(t) == "arena" and free:
+                i = free.popleft()
+                pairs.append((j, i))
+                pairs_of[t] = low.inputs[i]
         if pairs:
             aliases[step.index] = tuple(pairs)
     if not aliases:

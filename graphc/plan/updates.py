@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .. import dtypes as dt
-from .steps import FallbackStep, FusedGroup, KernelStep, MatmulStep, Update
+from .steps import FusedGroup, MatmulStep, Update
 
 # kernels that may fail a run-time check: nothing may be overwritten before they ran
 CHECKED_KERNELS = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
@@ -68,14 +68,11 @@ def update_is_safe(plan, param, v, index, groups) -> str | None:
     fail a check, read param, or an output or other update reads it. `groups`: the
     update's own groups, which the fusion removes."""
     g = plan.graph
-    if any(s.index > index for s in plan.steps if isinstance(s, FallbackStep) or
-           (isinstance(s, KernelStep) and s.kernel in CHECKED_KERNELS)):
+    if g.last_checked > index:
         return "a later step checks its input at run time (a failed call must change nothing)"
-    if any(st.index > index and st not in groups and g.reads_array(st, param)
-           for st in plan.steps):
+    if g.read_after(param, index, skip={gr.index for gr in groups}):
         return "a later step reads the parameter"
-    if any(g.source_of(w) is param for w in plan.out_tensors + plan.update_values
-           if w is not v):
+    if any(w is not v for w in g.root_sources.get(id(param), ())):
         return "an output or another update reads the parameter"
     return None
 

@@ -1,5 +1,5 @@
 """Bindings of the hand-written kernels: one record per kernel, beside the kernels
-themselves (nn.py). A binding says which op (or fused pattern) a kernel implements, when it
+themselves (nn.py, conv.py). A binding says which op (or fused pattern) a kernel implements, when it
 applies, how its arguments are laid out as views of the step's inputs and outputs, and
 whether it returns a status to check. The backend derives both the warm-up arguments and
 the runner's call from this one record.
@@ -11,19 +11,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import nn
+from . import conv, nn
 
 
 @dataclass(frozen=True)
 class Arg:
     """One argument: an input or output of node `node` of the step (0: the first node),
     number `index`, passed as `view`: "as_is", "rows" (2-D: every leading dim merged, the
-    last kept) or "scalar" (a 0-d value as a 1-element array)."""
+    last kept) or "scalar" (a 0-d value as a 1-element array); or (role "attr") the int
+    `node.attrs[attr][index]`, for what shapes cannot tell a kernel (a stride, a pad)."""
 
-    role: str   # "in" or "out"
+    role: str   # "in", "out" or "attr"
     index: int
     view: str = "as_is"
     node: int = 0
+    attr: str = ""
+
+    def attr_value(self, node) -> int:
+        """The int an "attr" argument passes (int(): only a number reaches the runner)."""
+        return int(node.attrs[self.attr][self.index])
 
 
 @dataclass(frozen=True)
@@ -76,5 +82,22 @@ for _binding in [
     Binding("softmax_cross_entropy_fused", nn.softmax_cross_entropy_fused,
             (_IN, _LABELS, Arg("in", 2, "scalar", node=1), Arg("out", 0, "scalar"),
              Arg("out", 0, node=1)), checked=True, labels=_LABELS),
+]:
+    register_binding(_binding)
+
+
+# convolution and pooling: arrays, then the window as ints (kh, kw, sh, sw, ph, pw)
+_WINDOW = tuple(Arg("attr", i, attr=key) for key in ("kernel", "stride", "pad") for i in (0, 1))
+for _binding in [
+    Binding("im2col", conv.im2col, (_IN, _OUT) + _WINDOW),
+    Binding("col2im", conv.col2im, (_IN, _OUT) + _WINDOW),
+    Binding("matmul_shared", conv.matmul_shared, (_IN, Arg("in", 1), _OUT)),
+    Binding("matmul_shared_t", conv.matmul_shared_t, (_IN, Arg("in", 1), _OUT)),
+    Binding("matmul_batch_sum", conv.matmul_batch_sum, (_IN, Arg("in", 1), _OUT)),
+    Binding("max_pool2d", conv.max_pool2d, (_IN, _OUT) + _WINDOW),
+    Binding("max_pool2d_grad", conv.max_pool2d_grad, (_IN, Arg("in", 1), _OUT) + _WINDOW),
+    Binding("max_pool2d_select", conv.max_pool2d_select, (_IN, Arg("in", 1), _OUT) + _WINDOW),
+    Binding("avg_pool2d", conv.avg_pool2d, (_IN, _OUT) + _WINDOW),
+    Binding("avg_pool2d_grad", conv.avg_pool2d_grad, (_IN, _OUT) + _WINDOW),
 ]:
     register_binding(_binding)

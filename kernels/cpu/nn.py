@@ -272,47 +272,50 @@ def mm_tt(a, b, out):
 
 
 @numba.njit(**_MM_OPTS)
-def small_matmul(a, b, out, trans_a, trans_b):
-    """out = op(a) @ op(b) for small matrices (below a BLAS call's overhead), where op
-    transposes when asked; each case has its own loop order so the inner loop runs along
-    contiguous memory."""
-    if trans_a:
-        if trans_b:
-            mm_tt(a, b, out)
-        else:
-            mm_tn(a, b, out)
-    elif trans_b:
-        mm_nt(a, b, out)
-    else:
-        mm_nn(a, b, out)
+def _scale_add(out, alpha, product, beta):
+    """out = beta * out + alpha * product, element by element."""
+    m, n = out.shape
+    for i in range(m):
+        for j in range(np.uint64(n)):
+            out[i, j] = beta * out[i, j] + alpha * product[i, j]
+
+
+# out = beta * out + alpha * op(a) @ op(b) for small matrices: an optimizer's update
+# W * beta - lr * (A @ B) without a gradient buffer in the plan (alpha = -lr). The product goes
+# through its transpose case's loop order (mm_tn for a weight gradient x.T @ g: its inner loop
+# runs along rows and vectorizes) into a scratch matrix, then one pass adds it; so the result
+# rounds as BLAS's alpha * (A @ B) + beta * W. One kernel per case: a plan compiles only the
+# cases it uses.
+@numba.njit(**_MM_OPTS)
+def acc_nn(a, b, out, alpha, beta):
+    tmp = np.empty_like(out)
+    mm_nn(a, b, tmp)
+    _scale_add(out, alpha, tmp, beta)
     return 0
-
-
-# m*n*k below which the direct loops beat the scratch matrix (measured 2026-12-01, Zen 3:
-# equal at 512-1024 in all four transpose cases, the scratch 1.3-2.3x faster at 2048-4096)
-TINY_ACC = 1024
 
 
 @numba.njit(**_MM_OPTS)
-def small_matmul_acc(a, b, out, trans_a, trans_b, alpha, beta):
-    """out = beta * out + alpha * op(a) @ op(b) for small matrices: an optimizer's update
-    W * beta - lr * (A @ B) without a gradient buffer in the plan (alpha = -lr). The product
-    goes through the loop order of its transpose case (mm_tn for a weight gradient x.T @ g:
-    its inner loop runs along rows and vectorizes), into a scratch matrix, then one pass
-    adds it."""
-    m, n = out.shape
-    k = a.shape[0] if trans_a else a.shape[1]
-    if m * n * k < TINY_ACC:  # a scratch matrix costs more than the loops it speeds up
-        for i in range(m):
-            for j in range(n):
-                acc = out[i, j] * 0
-                for p in range(k):
-                    acc += (a[p, i] if trans_a else a[i, p]) * (b[j, p] if trans_b else b[p, j])
-                out[i, j] = beta * out[i, j] + alpha * acc
-        return 0
+def acc_nt(a, b, out, alpha, beta):
     tmp = np.empty_like(out)
-    small_matmul(a, b, tmp, trans_a, trans_b)
-    for i in range(m):
-        for j in range(np.uint64(n)):
-            out[i, j] = beta * out[i, j] + alpha * tmp[i, j]
+    mm_nt(a, b, tmp)
+    _scale_add(out, alpha, tmp, beta)
     return 0
+
+
+@numba.njit(**_MM_OPTS)
+def acc_tn(a, b, out, alpha, beta):
+    tmp = np.empty_like(out)
+    mm_tn(a, b, tmp)
+    _scale_add(out, alpha, tmp, beta)
+    return 0
+
+
+@numba.njit(**_MM_OPTS)
+def acc_tt(a, b, out, alpha, beta):
+    tmp = np.empty_like(out)
+    mm_tt(a, b, tmp)
+    _scale_add(out, alpha, tmp, beta)
+    return 0
+
+
+ACC_KERNELS = {"nn": acc_nn, "nt": acc_nt, "tn": acc_tn, "tt": acc_tt}

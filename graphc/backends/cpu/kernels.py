@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...kernels.cpu import nn
 from ...kernels.cpu.bindings import BINDINGS
-from ...plan import FusedGroup, KernelStep, MatmulStep
+from ...plan import FusedGroup, KernelStep
 
 
 @dataclass
@@ -105,6 +104,9 @@ def binding_dummy_args(binding, step) -> list:
     args = []
     for arg in binding.args:
         node = step.nodes[arg.node]
+        if arg.role == "attr":
+            args.append(np.int64(arg.attr_value(node)))  # typed as the runner's int
+            continue
         t = node.inputs[arg.index] if arg.role == "in" else node.outputs[arg.index]
         rank = {"rows": 2, "scalar": 1}.get(arg.view, len(t.shape))
         args.append(np.zeros((1 if arg.view == "scalar" else 0,) * rank, t.dtype))
@@ -112,16 +114,17 @@ def binding_dummy_args(binding, step) -> list:
 
 
 def warm_hand_written(plan) -> list:
-    """Compile (or load) the hand-written kernels the plan calls; returns their log."""
-    from ...kernels.cache import warm
+    """Compile (or load) the hand-written kernels the plan calls; returns their log. Their
+    Numba cache lives in graphc's checked cache folder (not beside the installed modules),
+    so `graphc cache clear` and the permission check cover it."""
+    from ...kernels.cache import use_graphc_cache, warm
 
+    use_graphc_cache()
     done, log_ = set(), []
     for step in plan.steps:
-        if isinstance(step, MatmulStep) and step.update is None:
-            out = step.outputs[0]
-            fn = getattr(nn, matmul_function(step))
-            args = [np.zeros((0, 0), t.dtype) for t in (step.a, step.b, out)]
-        elif isinstance(step, KernelStep):
+        # products are left to their first call: whether a product takes graphc's loops
+        # or BLAS depends on the batch size, and compiling both would double the wait
+        if isinstance(step, KernelStep):
             binding = BINDINGS[step.kernel]
             fn, args = binding.function, binding_dummy_args(binding, step)
         else:

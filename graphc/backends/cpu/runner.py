@@ -9,6 +9,9 @@ can end the comment).
 """
 from __future__ import annotations
 
+import keyword
+import re
+
 import numpy as np
 
 from ... import dtypes as dt
@@ -25,9 +28,37 @@ from ...shapes import bind
 from .kernels import matmul_function, warm_variant
 
 PARALLEL_MIN = 1 << 17   # elements from which a fused kernel's prange variant pays (~1 µs)
-SMALL_MATMUL = 1 << 18   # m*n*k below which a Numba loop beats a BLAS call's overhead
+
+# m*n*k up to which graphc's own loops (kernels/cpu/nn.py: mm_*, acc_*) beat graphc's OpenBLAS
+# called from Numba (kernels/cpu/gemm_call.py), per dtype and transpose case; above, gemm.
+# Read from `python -m benchmarks.crossover [--dtype float64] [--acc]` (--acc: the fused
+# updates W*beta + alpha*A@B): the size where the geometric mean over the measured shapes of
+# (loops time / BLAS time) crosses 1. Measured 2026-12-01 on AMD EPYC (Zen 3), 2 threads.
+# A single threshold for every case (2**18, chosen when BLAS went through a Python wrapper)
+# made a 64-64-10 step take the loops at 1.6-3x the BLAS time for every product.
+MATMUL_CROSSOVER = {
+    "float32": {"nn": 4096, "nt": 3072, "tn": 3584, "tt": 1024},
+    "float64": {"nn": 3072, "nt": 12288, "tn": 2560, "tt": 1024},
+}
+ACC_CROSSOVER = {
+    "float32": {"nn": 1792, "nt": 2048, "tn": 1408, "tt": 704},
+    "float64": {"nn": 2048, "nt": 10240, "tn": 1792, "tt": 576},
+}
 
 
+def crossover(table: dict, dtype, case: str) -> int:
+    """The table's threshold for dtype (a non-float product always takes the loops)."""
+    row = table.get(np.dtype(dtype).name)
+    return row[case] if row is not None else -1
+
+
+def _identifier(name: str) -> str:
+    """`name` with every character outside [A-Za-z0-9_] replaced by _ (no leading digit,
+    no keyword)."""
+    text = re.sub(r"[^A-Za-z0-9_]", "_", str(name))
+    if not (text[:1].isalpha() or text[:1] == "_") or keyword.iskeyword(text):
+        text = "_" + text
+    return text
 
 
 class RunnerBuilder:
@@ -50,6 +81,14 @@ class RunnerBuilder:
         return "t" + self.plan.names[t][1:]
 
     def glob(self, value, name: str) -> str:
+        """Bind `value` to a runner global named after `name` (an op, a dtype, a kernel),
+        made a plain identifier first: whatever a graph's attributes hold, a name cannot
+        carry source into the runner."""
+        name = _identifier(name)
+        held = self.globals.get(name, self)
+        if held is value and not isinstance(value, np.ndarray) or (
+                type(held) is int and type(value) is int and held == value):
+            return name  # the same function or number again (arrays keep their own names)
         if name in self.globals:
             name = f"{name}_{self.counter}"
             self.counter += 1
@@ -202,42 +241,69 @@ def emit_fused(b: RunnerBuilder, step) -> None:
     b.line(f"{fn}({', '.join(args)})", what)
 
 
+def matmul_case(step) -> str:
+    return ("t" if step.trans_a else "n") + ("t" if step.trans_b else "n")
+
+
+def blas_gemm(b: RunnerBuilder, dtype):
+    """(gemm, address, k_chunk) names for graphc's OpenBLAS called from Numba, or None when
+    that BLAS is not loaded (GRAPHC_BLAS=numpy, no scipy-openblas32) or dtype is not a float."""
+    from ...kernels.cpu import gemm_call
+
+    addr = gemm_call.gemm_address(dtype) if dt.is_float(dtype) else 0
+    if not addr:
+        return None
+    return (b.glob(gemm_call.gemm, "gemm"), b.glob(addr, f"{np.dtype(dtype).name}_gemm_addr"),
+            b.glob(gemm_call.gemm_k_chunk(), "gemm_k_chunk"))
+
+
 def emit_matmul(b: RunnerBuilder, step) -> None:
+    """One product: graphc's own loops up to the case's measured crossover, else OpenBLAS
+    (through Numba: a call costs ~1 µs, not the ~5 µs of a Python wrapper)."""
     from ...kernels import blas
 
     node = step.nodes[0]
     what = node_line(node, b.plan.names)
     a, bb = b.ref(step.a), b.ref(step.b)
     k = b.shape(step.a)[0 if step.trans_a else 1]
+    case = matmul_case(step)
+    ta, tb = step.trans_a, step.trans_b
     if step.update is not None:
         param, alpha, beta = step.update.param, step.update.alpha, step.update.beta
         b.names[step.update.value] = w = b.param(param)
         m, ncols = param.shape
         what += f"; update {comment(param.name)} in place"
-        if m * ncols * k <= SMALL_MATMUL:
-            fn = b.glob(nn.small_matmul_acc, "small_matmul_acc")
-            b.line(f"{fn}({a}, {bb}, {w}, {step.trans_a}, {step.trans_b}, {alpha!r}, "
-                   f"{beta!r})", what)
+        small = m * ncols * k <= crossover(ACC_CROSSOVER, param.dtype, case)
+        gemm = None if small else blas_gemm(b, param.dtype)
+        if gemm is None:
+            fn = b.glob(nn.ACC_KERNELS[case], f"acc_{case}")
+            b.line(f"{fn}({a}, {bb}, {w}, {alpha!r}, {beta!r})", what)
         else:
-            fn = b.glob(blas.gemm, "gemm")
-            b.line(f"{fn}({a}, {bb}, out={w}, trans_a={step.trans_a}, trans_b={step.trans_b}, "
-                   f"alpha={alpha!r}, beta={beta!r})", what)
+            fn, addr, kc = gemm
+            b.line(f"{fn}({addr}, {a}, {bb}, {w}, {ta}, {tb}, {alpha!r}, {beta!r}, {kc})", what)
         return
     out = node.outputs[0]
     m, ncols = b.shape(out)
     c = b.out_ref(out)
-    if m * ncols * k <= SMALL_MATMUL or not dt.is_float(out.dtype):
+    if m * ncols * k <= crossover(MATMUL_CROSSOVER, out.dtype, case) or \
+            not dt.is_float(out.dtype):
         name = matmul_function(step)
         fn = b.glob(getattr(nn, name), name)
         b.line(f"{fn}({a}, {bb}, {c})", what)
-    else:
-        fn = b.glob(blas.gemm, "gemm")
-        b.line(f"{fn}({a}, {bb}, out={c}, trans_a={step.trans_a}, trans_b={step.trans_b})",
-               what)
+        return
+    gemm = blas_gemm(b, out.dtype)
+    if gemm is None:  # no OpenBLAS: graphc.kernels.blas computes it with NumPy
+        fn = b.glob(blas.gemm, "gemm_numpy")
+        b.line(f"{fn}({a}, {bb}, out={c}, trans_a={ta}, trans_b={tb})", what)
+        return
+    fn, addr, kc = gemm
+    b.line(f"{fn}({addr}, {a}, {bb}, {c}, {ta}, {tb}, 1.0, 0.0, {kc})", what)
 
 
 def _binding_arg(b: RunnerBuilder, step, arg) -> str:
     node = step.nodes[arg.node]
+    if arg.role == "attr":
+        return repr(arg.attr_value(node))
     if arg.role == "in":
         t = node.inputs[arg.index]
         expr = b.ref(t)

@@ -1,0 +1,122 @@
+"""`Layer` (alias `Model`): parameters and sub-layers registered by attribute, as DeZero's.
+
+A layer's parameters are found by walking its attributes in assignment order (a `None`
+placeholder assigned in `__init__` keeps a lazily created parameter's place), so there is no
+registry to keep in sync and a subclass that forgets `super().__init__()` still works.
+Attributes whose names start with `_` are private and never walked.
+"""
+from __future__ import annotations
+
+from ..graph import toposort
+from ..tensor import Parameter, Tensor
+
+
+class Layer:
+    """Subclass it and define `forward`; calling the layer calls `forward` and builds graph.
+
+    `params()` yields every Parameter once, in a stable order; `named_params()` gives each
+    with its path name (`l1.W`, `blocks.0.b`), which `save_weights`/`load_weights` use.
+    """
+
+    # names of attributes holding running statistics: saved and loaded, never trained
+    state_names: tuple = ()
+
+    def __call__(self, *inputs, **kwargs):
+        return self.forward(*inputs, **kwargs)
+
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    # --- walking the tree -----------------------------------------------------------------
+    def _children(self, prefix: str):
+        """(path, value) for each public Parameter, Layer, or list/tuple item of one."""
+        for name, value in vars(self).items():
+            if name.startswith("_"):
+                continue
+            if isinstance(value, (Parameter, Layer)):
+                yield prefix + name, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, (Parameter, Layer)):
+                        yield f"{prefix}{name}.{i}", item
+
+    def _walk(self, prefix: str, seen_layers: set):
+        """(path, Parameter, owner layer, attribute) depth first, each layer visited once."""
+        seen_layers.add(id(self))
+        for path, value in self._children(prefix):
+            if isinstance(value, Parameter):
+                yield path, value, self, path[len(prefix):]
+            elif id(value) not in seen_layers:
+                yield from value._walk(path + ".", seen_layers)
+
+    def named_params(self, trainable: bool | None = None):
+        """(path, Parameter) pairs, each Parameter once (at its first path). trainable=True
+        leaves out running statistics, False gives only them, None gives all."""
+        seen = set()
+        for path, p, owner, attr in self._walk("", set()):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            is_state = attr in owner.state_names
+            if trainable is None or trainable != is_state:
+                yield path, p
+
+    def params(self, trainable: bool | None = None):
+        """Every Parameter once, in assignment order (see named_params)."""
+        for _, p in self.named_params(trainable):
+            yield p
+
+    def sublayers(self):
+        """This layer and every sub-layer, each once, depth first."""
+        seen: set = set()
+        stack = [self]
+        while stack:
+            layer = stack.pop()
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            yield layer
+            children = [v for _, v in layer._children("") if isinstance(v, Layer)]
+            stack.extend(reversed(children))
+
+    # --- running statistics ---------------------------------------------------------------
+    def _record_state_update(self, marker: Tensor, pairs) -> None:
+        """Remember (Parameter, new value) pairs built by a train-mode call; `marker` is a
+        tensor of that call's graph, used to find the pairs that belong to a given loss."""
+        pending = self.__dict__.setdefault("_pending_state", [])
+        pending.append((marker, list(pairs)))
+        del pending[:-16]  # old calls' graphs are not kept alive forever
+
+    def state_updates(self, loss) -> list:
+        """The running-statistic updates (Parameter, new value) of the train-mode calls
+        whose graph `loss` (a tensor or a list) contains; the last call wins."""
+        roots = [loss] if isinstance(loss, Tensor) else list(loss)
+        in_graph = {id(t) for node in toposort(roots) for t in node.outputs}
+        chosen: dict = {}
+        for layer in self.sublayers():
+            for marker, pairs in layer.__dict__.get("_pending_state", []):
+                if id(marker) in in_graph:
+                    chosen.update({id(p): (p, v) for p, v in pairs})
+        return list(chosen.values())
+
+    # --- weights ----------------------------------------------------------------------------
+    def save_weights(self, path) -> None:
+        """Write every parameter (running statistics too) to an .npz keyed by path name,
+        atomically: a crash leaves the old file or the new one, never half of one."""
+        from .weights import save_weights
+
+        save_weights(self, path)
+
+    def load_weights(self, path) -> None:
+        """Read weights written by save_weights. Every name, shape and dtype is checked
+        before any parameter changes, so a failed load leaves the model as it was."""
+        from .weights import load_weights
+
+        load_weights(self, path)
+
+    def __repr__(self) -> str:
+        n = sum(1 for _ in self.named_params())
+        return f"<{type(self).__name__} with {n} parameters>"
+
+
+Model = Layer

@@ -1,0 +1,429 @@
+"""Hand-written Numba kernels of the convolution and pooling ops (graphc.ops.conv): im2col and
+col2im, the per-image products of a convolution through graphc's OpenBLAS, and 2-D max and
+average pooling with their gradients. Their bindings are in bindings.py.
+
+Images are NCHW and C-contiguous; a column matrix is (N, C*KH*KW, OH*OW), rows in
+(c, kh, kw) order (graphc.ops.conv says why). Window arguments (kernel kh, kw; stride sh, sw;
+pad ph, pw) are ints from the node's attributes.
+
+Loop orders, and why:
+- Every pass over images runs `prange` over the N*C planes, not over N alone: each plane's
+  work (one input plane, the KH*KW column rows or the output plane it owns) is independent
+  of the others, and a batch of 1 or 2 with many channels still fills both cores. Writes
+  never cross planes, so no two threads touch one element.
+- Inside a plane the innermost loop runs along a row (ow), the contiguous axis of the rows
+  written: a copy (stride 1) or a strided gather that LLVM can vectorize, with the padded
+  borders cut out of the range beforehand rather than tested per element.
+- The products are one GEMM per image, (OC x C*KH*KW) @ (C*KH*KW x OH*OW): whole images
+  go to Numba's threads, each GEMM single-threaded, when there are at least as many images
+  as threads; otherwise BLAS's own threads split each product (see _image_threads).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+
+import numba
+import numpy as np
+from graphc.kernels.cpu.gemm_call import gemm, gemm_address, gemm_k_chunk
+
+_OPTS = {"cache": True, "error_model": "numpy"}
+_PAR = dict(_OPTS, parallel=True)
+_INLINE = dict(_OPTS, inline="always")
+
+
+@numba.njit(**_INLINE)
+def _span(offset, stride, count, size):
+    """[lo, hi): the outputs o in [0, count) whose input o*stride + offset is in [0, size)."""
+    lo = 0 if offset >= 0 else (stride - 1 - offset) // stride
+    last = size - 1 - offset
+    hi = 0 if last < 0 else min(count, last // stride + 1)
+    lo = min(lo, count)
+    return lo, max(lo, hi)
+
+
+@numba.njit(**_INLINE)
+def _out_size(size, kernel, stride, pad):
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+# --- serial and parallel variants -----------------------------------------------------------------
+PARALLEL_MIN = 1 << 17  # elements from which the prange variant pays (as the fused kernels)
+
+
+def _variants(loops):
+    """(serial, parallel) compilations of one kernel's loops (prange is range in the first)."""
+    return numba.njit(**_OPTS)(loops), numba.njit(**_PAR)(loops)
+
+
+def _run(variants, work: int, *args) -> None:
+    """The parallel variant from PARALLEL_MIN elements of work, else the serial one (a
+    parallel region costs microseconds, far more than a small pool or column copy). An
+    empty call (the backend's warm-up) compiles both, so neither compiles mid-run."""
+    serial, parallel = variants
+    if work == 0:
+        serial(*args)
+    (parallel if work >= PARALLEL_MIN or work == 0 else serial)(*args)
+
+
+# --- im2col / col2im ---------------------------------------------------------------------------
+def _im2col_loops(x, col, kh, kw, sh, sw, ph, pw):
+    n_img, chans, height, width = x.shape
+    oh_n, ow_n = _out_size(height, kh, sh, ph), _out_size(width, kw, sw, pw)
+    for nc in numba.prange(n_img * chans):
+        n = nc // chans
+        c = nc - n * chans
+        for i in range(kh):
+            h_lo, h_hi = _span(i - ph, sh, oh_n, height)
+            for j in range(kw):
+                w_lo, w_hi = _span(j - pw, sw, ow_n, width)
+                dst = col[n, (c * kh + i) * kw + j]
+                dst[:h_lo * ow_n] = 0  # rows of outputs whose input row is padding
+                dst[h_hi * ow_n:] = 0
+                for oh in range(h_lo, h_hi):
+                    src = x[n, c, oh * sh + i - ph]
+                    row = dst[oh * ow_n:(oh + 1) * ow_n]
+                    row[:w_lo] = 0
+                    if sw == 1:  # a contiguous copy
+                        row[w_lo:w_hi] = src[w_lo + j - pw:w_hi + j - pw]
+                    else:
+                        for ow in range(w_lo, w_hi):
+                            row[ow] = src[ow * sw + j - pw]
+                    row[w_hi:] = 0
+
+
+_IM2COL = _variants(_im2col_loops)
+
+
+def im2col(x, col, kh, kw, sh, sw, ph, pw):
+    """col[n, (c*kh + i)*kw + j, oh*OW + ow] = x[n, c, oh*sh + i - ph, ow*sw + j - pw], zero
+    where that falls in the padding."""
+    _run(_IM2COL, col.size, x, col, kh, kw, sh, sw, ph, pw)
+
+
+def _col2im_loops(col, x, kh, kw, sh, sw, ph, pw):
+    n_img, chans, height, width = x.shape
+    oh_n, ow_n = _out_size(height, kh, sh, ph), _out_size(width, kw, sw, pw)
+    for nc in numba.prange(n_img * chans):
+        n = nc // chans
+        c = nc - n * chans
+        plane = x[n, c]
+        plane[:, :] = 0
+        for i in range(kh):
+            h_lo, h_hi = _span(i - ph, sh, oh_n, height)
+            for j in range(kw):
+                w_lo, w_hi = _span(j - pw, sw, ow_n, width)
+                src = col[n, (c * kh + i) * kw + j]
+                for oh in range(h_lo, h_hi):
+                    dst = plane[oh * sh + i - ph]
+                    row = src[oh * ow_n:(oh + 1) * ow_n]
+                    if sw == 1:
+                        dst[w_lo + j - pw:w_hi + j - pw] += row[w_lo:w_hi]
+                    else:
+                        for ow in range(w_lo, w_hi):
+                            dst[ow * sw + j - pw] += row[ow]
+
+
+_COL2IM = _variants(_col2im_loops)
+
+
+def col2im(col, x, kh, kw, sh, sw, ph, pw):
+    """im2col's adjoint: x[n, c] = 0, then every column entry added back where im2col took
+    it from (overlapping windows add up; padding entries are dropped)."""
+    _run(_COL2IM, col.size, col, x, kh, kw, sh, sw, ph, pw)
+
+
+# --- the products: one GEMM per image through graphc's OpenBLAS --------------------------------
+_BLAS: dict = {}
+
+
+def _blas(dtype) -> tuple[int, int]:
+    """(address of graphc's cblas_?gemm for dtype, K chunk), looked up once per process; the
+    address is 0 without graphc's OpenBLAS (then NumPy computes the product)."""
+    key = np.dtype(dtype).name
+    if key not in _BLAS:
+        _BLAS[key] = (gemm_address(dtype), gemm_k_chunk())
+    return _BLAS[key]
+
+
+@contextmanager
+def _blas_threads(n: int):
+    """graphc's OpenBLAS on n threads for the duration (inside a prange: 1)."""
+    from graphc.kernels import blas
+
+    old = blas.get_num_threads()
+    if old == n:
+        yield
+        return
+    blas.set_num_threads(n)
+    try:
+        yield
+    finally:
+        blas.set_num_threads(old)
+
+
+def _image_threads(images: int) -> int:
+    """Threads that take whole images at a time: Numba's thread count when there are at least
+    as many images, else 1 (then BLAS splits each image's product). Measured on W3 (64
+    images, per-image products of ~1M multiply-adds): BLAS threads woken per product
+    spent more time waking than computing; one single-threaded product per image per core
+    keeps both cores busy with no hand-over."""
+    threads = numba.get_num_threads()
+    return threads if images >= threads > 1 else 1
+
+
+@numba.njit(**_OPTS)
+def _shared_products(addr, k_chunk, w, x, out, trans_w):
+    for n in range(x.shape[0]):
+        gemm(addr, w, x[n], out[n], trans_w, False, 1.0, 0.0, k_chunk)
+
+
+@numba.njit(**_PAR)
+def _shared_products_by_image(addr, k_chunk, w, x, out, trans_w):
+    for n in numba.prange(x.shape[0]):
+        gemm(addr, w, x[n], out[n], trans_w, False, 1.0, 0.0, k_chunk)
+
+
+@numba.njit(**_PAR)
+def _summed_products(addr, k_chunk, g, x, parts):
+    """parts[t] = the sum of g[n] @ x[n].T over thread t's block of images."""
+    threads, images = parts.shape[0], g.shape[0]
+    for t in numba.prange(threads):
+        lo, hi = t * images // threads, (t + 1) * images // threads
+        if lo == hi:
+            parts[t] = 0
+        for n in range(lo, hi):
+            gemm(addr, g[n], x[n], parts[t], False, True, 1.0, 0.0 if n == lo else 1.0,
+                 k_chunk)
+
+
+def _shared(w, x, out, trans_w: bool) -> None:
+    addr, k_chunk = _blas(out.dtype)
+    if not addr:
+        np.matmul(w.T if trans_w else w, x, out=out)
+        return
+    threads = _image_threads(x.shape[0])
+    if threads == 1:
+        _shared_products(addr, k_chunk, w, x, out, trans_w)
+        return
+    with _blas_threads(1):
+        _shared_products_by_image(addr, k_chunk, w, x, out, trans_w)
+
+
+def matmul_shared(w, x, out):
+    """out[n] = w @ x[n]: a convolution's product, W (OC, C*KH*KW) @ col[n]."""
+    _shared(w, x, out, False)
+
+
+def matmul_shared_t(w, g, out):
+    """out[n] = w.T @ g[n]: the columns' gradient of a convolution (and deconv2d's product)."""
+    _shared(w, g, out, True)
+
+
+def matmul_batch_sum(g, x, out):
+    """out = sum over n of g[n] @ x[n].T: a convolution's weight gradient. Each thread sums
+    its block of images into a partial of out's shape by the GEMMs themselves (beta = 1
+    after its first image); the partials (one per thread: the weight's size, small next
+    to the columns) are then added into out."""
+    addr, k_chunk = _blas(out.dtype)
+    if not addr:
+        np.einsum("nmp,nkp->mk", g, x, out=out)
+        return
+    threads = _image_threads(g.shape[0])
+    parts = out.reshape((1,) + out.shape) if threads == 1 else \
+        np.empty((threads,) + out.shape, out.dtype)
+    with _blas_threads(1) if threads > 1 else nullcontext():
+        _summed_products(addr, k_chunk, g, x, parts)
+    if threads > 1:
+        np.sum(parts, axis=0, out=out)
+
+
+# --- pooling -----------------------------------------------------------------------------------
+@numba.njit(**_INLINE)
+def _taken(v, best):
+    """Whether v replaces the best so far: larger, or NaN (PyTorch's rule). Written with
+    `|` and the selects below, not `or`/`if`: the comparisons then compile to branch-free
+    selects, where a data-dependent branch per element mispredicts half the time (30x
+    slower on random data)."""
+    return (v > best) | (v != v)  # noqa: PLR0124 - NaN test, as a select
+
+
+@numba.njit(**_INLINE)
+def _argmax(plane, h0, w0, kh, kw):
+    """(h, w) of the selected element of the window starting at (h0, w0) (which may lie in
+    the padding): the first maximum in row-major order, or the last NaN, as PyTorch."""
+    height, width = plane.shape
+    hs, he = max(h0, 0), min(h0 + kh, height)
+    ws, we = max(w0, 0), min(w0 + kw, width)
+    bh, bw = hs, ws
+    best = plane[hs, ws]
+    for h in range(hs, he):
+        for w in range(ws, we):
+            v = plane[h, w]
+            t = _taken(v, best)
+            best = v if t else best
+            bh = h if t else bh
+            bw = w if t else bw
+    return bh, bw
+
+
+@numba.njit(**_INLINE)
+def _pick_2x2(plane, h, w):
+    """(best value, which: 0..3 in row-major order) of the 2x2 window at (h, w), unrolled
+    into selects: the common pool (2x2, stride 2, no padding). Its loops below read `which`
+    as an offset, never as a branch."""
+    best, which = plane[h, w], 0
+    v = plane[h, w + 1]
+    t = _taken(v, best)
+    best, which = (v, 1) if t else (best, which)
+    v = plane[h + 1, w]
+    t = _taken(v, best)
+    best, which = (v, 2) if t else (best, which)
+    v = plane[h + 1, w + 1]
+    t = _taken(v, best)
+    best, which = (v, 3) if t else (best, which)
+    return best, which
+
+
+@numba.njit(**_INLINE)
+def _pool_2x2(kh, kw, sh, sw, ph, pw):
+    """The common pool: 2x2 windows, stride 2, no padding (tested once per plane, so each
+    loop nest below stays free of the other's code and compiles to straight selects)."""
+    return kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+
+
+def _max_pool_loops(x, out, kh, kw, sh, sw, ph, pw):
+    n_img, chans, oh_n, ow_n = out.shape
+    fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
+    for nc in numba.prange(n_img * chans):
+        n = nc // chans
+        c = nc - n * chans
+        plane = x[n, c]
+        dst = out[n, c]
+        if fast:
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    dst[oh, ow] = _pick_2x2(plane, 2 * oh, 2 * ow)[0]
+        else:
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    bh, bw = _argmax(plane, oh * sh - ph, ow * sw - pw, kh, kw)
+                    dst[oh, ow] = plane[bh, bw]
+
+
+def _max_pool_grad_loops(x, gy, gx, kh, kw, sh, sw, ph, pw):
+    n_img, chans, oh_n, ow_n = gy.shape
+    fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
+    for nc in numba.prange(n_img * chans):
+        n = nc // chans
+        c = nc - n * chans
+        plane = x[n, c]
+        g = gy[n, c]
+        dst = gx[n, c]
+        dst[:, :] = 0
+        if fast:  # disjoint windows: each of the four elements gets g or 0, by a select
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    which = _pick_2x2(plane, 2 * oh, 2 * ow)[1]
+                    v = g[oh, ow]
+                    dst[2 * oh, 2 * ow] = v if which == 0 else 0
+                    dst[2 * oh, 2 * ow + 1] = v if which == 1 else 0
+                    dst[2 * oh + 1, 2 * ow] = v if which == 2 else 0
+                    dst[2 * oh + 1, 2 * ow + 1] = v if which == 3 else 0
+        else:
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    bh, bw = _argmax(plane, oh * sh - ph, ow * sw - pw, kh, kw)
+                    dst[bh, bw] += g[oh, ow]
+
+
+def _max_pool_select_loops(x, v, out, kh, kw, sh, sw, ph, pw):
+    n_img, chans, oh_n, ow_n = out.shape
+    fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
+    for nc in numba.prange(n_img * chans):
+        n = nc // chans
+        c = nc - n * chans
+        plane = x[n, c]
+        src = v[n, c]
+        dst = out[n, c]
+        if fast:
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    which = _pick_2x2(plane, 2 * oh, 2 * ow)[1]
+                    dst[oh, ow] = src[2 * oh + which // 2, 2 * ow + which % 2]
+        else:
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    bh, bw = _argmax(plane, oh * sh - ph, ow * sw - pw, kh, kw)
+                    dst[oh, ow] = src[bh, bw]
+
+
+def _avg_pool_loops(x, out, kh, kw, sh, sw, ph, pw):
+    n_img, chans, oh_n, ow_n = out.shape
+    height, width = x.shape[2], x.shape[3]
+    area = kh * kw
+    for nc in numba.prange(n_img * chans):
+        n = nc // chans
+        c = nc - n * chans
+        plane = x[n, c]
+        for oh in range(oh_n):
+            h0 = oh * sh - ph
+            for ow in range(ow_n):
+                w0 = ow * sw - pw
+                total = 0.0
+                for h in range(max(h0, 0), min(h0 + kh, height)):
+                    for w in range(max(w0, 0), min(w0 + kw, width)):
+                        total += plane[h, w]
+                out[n, c, oh, ow] = total / area
+
+
+def _avg_pool_grad_loops(gy, gx, kh, kw, sh, sw, ph, pw):
+    n_img, chans, oh_n, ow_n = gy.shape
+    height, width = gx.shape[2], gx.shape[3]
+    area = kh * kw
+    for nc in numba.prange(n_img * chans):
+        n = nc // chans
+        c = nc - n * chans
+        dst = gx[n, c]
+        dst[:, :] = 0
+        for oh in range(oh_n):
+            h0 = oh * sh - ph
+            for ow in range(ow_n):
+                w0 = ow * sw - pw
+                share = gy[n, c, oh, ow] / area
+                for h in range(max(h0, 0), min(h0 + kh, height)):
+                    for w in range(max(w0, 0), min(w0 + kw, width)):
+                        dst[h, w] += share
+
+
+_MAX_POOL = _variants(_max_pool_loops)
+_MAX_POOL_GRAD = _variants(_max_pool_grad_loops)
+_MAX_POOL_SELECT = _variants(_max_pool_select_loops)
+_AVG_POOL = _variants(_avg_pool_loops)
+_AVG_POOL_GRAD = _variants(_avg_pool_grad_loops)
+
+
+def max_pool2d(x, out, kh, kw, sh, sw, ph, pw):
+    """out[n, c, oh, ow] = the selected element of window (oh, ow) of x[n, c]."""
+    _run(_MAX_POOL, x.size, x, out, kh, kw, sh, sw, ph, pw)
+
+
+def max_pool2d_grad(x, gy, gx, kh, kw, sh, sw, ph, pw):
+    """gx = 0, then gy[n, c, oh, ow] added at the selected element of each window of x."""
+    _run(_MAX_POOL_GRAD, x.size, x, gy, gx, kh, kw, sh, sw, ph, pw)
+
+
+def max_pool2d_select(x, v, out, kh, kw, sh, sw, ph, pw):
+    """out[n, c, oh, ow] = v[n, c] at the selected element of window (oh, ow) of x[n, c]."""
+    _run(_MAX_POOL_SELECT, x.size, x, v, out, kh, kw, sh, sw, ph, pw)
+
+
+def avg_pool2d(x, out, kh, kw, sh, sw, ph, pw):
+    """out[n, c, oh, ow] = (sum of the window's input elements) / (kh*kw): padding counts
+    as zeros. The sum is taken in float64, in row-major window order."""
+    _run(_AVG_POOL, x.size, x, out, kh, kw, sh, sw, ph, pw)
+
+
+def avg_pool2d_grad(gy, gx, kh, kw, sh, sw, ph, pw):
+    """avg_pool2d's adjoint: gx = 0, then gy[n, c, oh, ow] / (kh*kw) added over each
+    window's input elements."""
+    _run(_AVG_POOL_GRAD, gx.size, gy, gx, kh, kw, sh, sw, ph, pw)
