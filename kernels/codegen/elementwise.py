@@ -14,6 +14,7 @@ wraparound check on signed indices stops LLVM from vectorizing.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -224,7 +225,7 @@ def _render_short_rows(spec: KernelSpec, comments: bool) -> list:
         target = _out_name(spec, j, prefix="t")
         stores.append(f"{'u' + str(j) if target == f'out{j}' else target}[i0]")
     out.append(f"{ind * 2}for i0 in range(np.uint64(total)):")
-    out += _body(spec, (loads, stores), ind * 3, comments)
+    out += _body(spec, (loads, stores), ind * 3, comments, suffix="_s")
     out.append(f"{ind * 2}return")
     return out
 
@@ -237,9 +238,14 @@ def _access(spec: KernelSpec, idx) -> tuple:
     return loads, stores
 
 
-def _body(spec: KernelSpec, access, indent: str, comments: bool) -> list:
+_VALUE = re.compile(r"\b([xv][0-9]+)\b")  # the body's names: loads x0.., values v0..
+
+
+def _body(spec: KernelSpec, access, indent: str, comments: bool, suffix: str = "") -> list:
     """The loads, the scalar body and the stores; access = (loads, stores) expressions, or
-    the loop-nest point (a list of index names)."""
+    the loop-nest point (a list of index names). A second copy of the body in the same
+    function (a tail loop, a short-row path) takes a `suffix` on its names: Numba's SSA
+    pass takes time superlinear in the variables assigned more than once."""
     loads, stores = access if isinstance(access, tuple) else _access(spec, access)
     out = [f"{indent}x{i} = {load}" for i, load in enumerate(loads)]
     for var, expr, comment in spec.body:
@@ -248,6 +254,8 @@ def _body(spec: KernelSpec, access, indent: str, comments: bool) -> list:
             line += f"  # {comment}"
         out.append(line)
     out += [f"{indent}{store} = {var}" for store, (var, _) in zip(stores, spec.outputs)]
+    if suffix:
+        out = [_VALUE.sub(lambda m: m.group(1) + suffix, line) for line in out]
     return out
 
 
@@ -309,8 +317,8 @@ def _lane_loop(spec: KernelSpec, access, i: str, hi: str, ind: str, comments: bo
     pair = _combine(kind, "lanes[0]", "lanes[1]")
     out.append(f"{ind}acc = {_combine(kind, 'acc', '(' + pair + ')')}")
     out.append(f"{ind}for {i} in range(q, {hi}):")
-    out += _body(spec, access, ind + "    ", comments)
-    out.append(f"{ind}    acc = {_combine(kind, 'acc', var)}")
+    out += _body(spec, access, ind + "    ", comments, suffix="_t")
+    out.append(f"{ind}    acc = {_combine(kind, 'acc', var + '_t')}")
     return out
 
 

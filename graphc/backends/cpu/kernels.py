@@ -3,6 +3,7 @@ on-disk cache), and the hand-written kernels, compiled ahead of the first call o
 arrays of the right types (so their cost shows at compile time and in GRAPHC_LOG=compile)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,16 +55,30 @@ def _log_kernel(info: dict, kernel_log: list) -> None:
     kernel_log.append(info)  # (graphc.kernels.cache prints the GRAPHC_LOG=compile line)
 
 
-def load_kernels(plan, kernel_log: list) -> dict:
-    """step index -> LoadedKernel for every fused group; the serial variant compiled now."""
-    from ...kernels.cache import is_compiled, load_kernel
-    from ...kernels.codegen.elementwise import helper_modules, render
+def fused_sources(plan) -> dict:
+    """step index -> generated source of every fused group of the plan."""
+    from ...kernels.codegen.elementwise import render
 
-    groups = [(s, plan.lowered[s.index]) for s in plan.steps if isinstance(s, FusedGroup)]
-    sources = {s.index: render(low.spec, comments=False) for s, low in groups}
-    missing = sum(1 for s, low in groups
-                  if not is_compiled(sources[s.index], "serial", helper_modules(low.spec)))
-    announce_compiling(missing)
+    return {s.index: render(plan.lowered[s.index].spec, comments=False)
+            for s in plan.steps if isinstance(s, FusedGroup)}
+
+
+def pending_fused(plan, sources: dict) -> int:
+    """How many fused kernels have no machine code in the cache yet (a look at the disk)."""
+    from ...kernels.cache import is_compiled
+    from ...kernels.codegen.elementwise import helper_modules
+
+    return sum(1 for i, source in sources.items()
+               if not is_compiled(source, "serial", helper_modules(plan.lowered[i].spec)))
+
+
+def load_kernels(plan, kernel_log: list, progress=None, sources=None) -> dict:
+    """step index -> LoadedKernel for every fused group; the serial variant compiled now.
+    `progress` (graphc.progress.CompileProgress) advances per kernel compiled."""
+    from ...kernels.cache import load_kernel
+    from ...kernels.codegen.elementwise import helper_modules
+
+    sources = fused_sources(plan) if sources is None else sources
     loaded = {}
     for step in plan.steps:
         if not isinstance(step, FusedGroup):
@@ -75,23 +90,10 @@ def load_kernels(plan, kernel_log: list) -> dict:
             fns[entry], info = load_kernel(source, entry, deps=helper_modules(low.spec))
         kernel = LoadedKernel(info.get("module", "?"), source, fns)
         warm_variant(kernel, low, "serial", kernel_log)
+        if progress is not None and kernel_log and kernel_log[-1].get("status") == "compiled":
+            progress.advance(low.spec.name)
         loaded[step.index] = kernel
     return loaded
-
-
-ANNOUNCE_FROM = 3  # kernels to compile (~0.3 s each) from which a user is told why it waits
-
-
-def announce_compiling(count: int) -> None:
-    """One line on stderr when this compile will take a while (first run), unless
-    GRAPHC_LOG=quiet: a silent pause of seconds looks like a hang."""
-    import os
-    import sys
-
-    quiet = "quiet" in os.environ.get("GRAPHC_LOG", "").split(",")
-    if count >= ANNOUNCE_FROM and not quiet:
-        print(f"graphc: compiling {count} kernels (first run; cached afterwards)",
-              file=sys.stderr, flush=True)
 
 
 def matmul_function(step) -> str:
@@ -113,27 +115,48 @@ def binding_dummy_args(binding, step) -> list:
     return args
 
 
-def warm_hand_written(plan) -> list:
+def hand_written_calls(plan) -> list:
+    """(kernel, dummy args) for each distinct hand-written kernel signature the plan calls.
+    Products are left to their first call: whether one takes graphc's loops or BLAS
+    depends on the batch size, and compiling both would double the wait."""
+    done, calls = set(), []
+    for step in plan.steps:
+        if isinstance(step, KernelStep):
+            binding = BINDINGS[step.kernel]
+            fn, args = binding.function, binding_dummy_args(binding, step)
+            key = (fn,) + tuple((np.asarray(a).dtype.name, np.ndim(a)) for a in args)
+            if key not in done:
+                done.add(key)
+                calls.append((fn, args))
+    return calls
+
+
+def pending_hand_written(calls: list) -> int:
+    """How many of these kernels are neither loaded in this process nor cached on disk."""
+    from ...kernels.cache import use_graphc_cache
+
+    use_graphc_cache()
+    count = 0
+    for fn, _ in calls:
+        cache_file = getattr(getattr(fn, "_cache", None), "_cache_file", None)
+        index = getattr(cache_file, "_index_path", None)
+        if not fn.signatures and not (index and os.path.exists(index)):
+            count += 1
+    return count
+
+
+def warm_hand_written(plan, progress=None, calls=None) -> list:
     """Compile (or load) the hand-written kernels the plan calls; returns their log. Their
     Numba cache lives in graphc's checked cache folder (not beside the installed modules),
     so `graphc cache clear` and the permission check cover it."""
     from ...kernels.cache import use_graphc_cache, warm
 
     use_graphc_cache()
-    done, log_ = set(), []
-    for step in plan.steps:
-        # products are left to their first call: whether a product takes graphc's loops
-        # or BLAS depends on the batch size, and compiling both would double the wait
-        if isinstance(step, KernelStep):
-            binding = BINDINGS[step.kernel]
-            fn, args = binding.function, binding_dummy_args(binding, step)
-        else:
-            continue
-        key = (fn,) + tuple((a.dtype.name, a.ndim) for a in args)
-        if key in done:
-            continue
-        done.add(key)
+    log_ = []
+    for fn, args in hand_written_calls(plan) if calls is None else calls:
         info = warm(fn, *args)
         info["kernel"] = f"{getattr(fn, '__module__', '?')}.{fn.__name__}"
         _log_kernel(info, log_)
+        if progress is not None and info.get("status") == "compiled":
+            progress.advance(fn.__name__)
     return log_

@@ -16,8 +16,16 @@ from ...errors import RuntimeCheckError
 from ...kernels.cpu.bindings import BINDINGS, binding_for
 from ...ops.reduce import NO_IDENTITY, empty_reduction
 from ...plan import PlanOptions, make_plan
+from ...progress import CompileProgress
 from ...shapes import bind as bind_shape
-from .kernels import load_kernels, warm_hand_written
+from .kernels import (
+    fused_sources,
+    hand_written_calls,
+    load_kernels,
+    pending_fused,
+    pending_hand_written,
+    warm_hand_written,
+)
 
 
 def has_kernel(what) -> bool:
@@ -37,8 +45,11 @@ class CpuExecutable:
         options = PlanOptions(fastmath, memory_reuse, inplace, has_kernel=has_kernel)
         self.plan = make_plan(program, optimize, options)
         self.kernel_log: list = []
-        self.kernels = load_kernels(self.plan, self.kernel_log)
-        self.kernel_log += warm_hand_written(self.plan)
+        sources, calls = fused_sources(self.plan), hand_written_calls(self.plan)
+        pending = pending_fused(self.plan, sources) + pending_hand_written(calls)
+        with CompileProgress(pending) as progress:  # says so when a first run must wait
+            self.kernels = load_kernels(self.plan, self.kernel_log, progress, sources)
+            self.kernel_log += warm_hand_written(self.plan, progress, calls)
         self.rngs = {n.id: np.random.default_rng(n.attrs["seed"])
                      for n in self.plan.nodes if n.op == "random_uniform"}
         self.runners: dict = {}
