@@ -366,6 +366,30 @@ def _threading_layer() -> str:
         return f"unavailable ({_one_line(exc)}; requested: {requested})"
 
 
+def _gpu_rows() -> list:
+    """The cuda backend's device (name, compute capability, memory, how products run), or
+    why there is none."""
+    try:
+        from .backends.cuda import device_info
+        from .kernels.cuda.gemm import cublas_module
+
+        info = device_info()
+    except Exception as exc:  # noqa: BLE001 - numba.cuda is optional here; say why not
+        return [("gpu", f"unavailable ({_one_line(exc)})")]
+    if info["mode"] == "none":
+        why = f"none: {info['why']}; NUMBA_ENABLE_CUDASIM=1 runs backend='cuda' in Numba's " \
+              "CUDA simulator"
+        return [("gpu", why)]
+    major, minor = info["compute_capability"]
+    total = info.get("memory_total")
+    memory = (f"{total / 2**30:.1f} GiB ({info['memory_free'] / 2**30:.1f} GiB free)"
+              if total else "n/a (simulated)")
+    matmul = "cuBLAS (nvmath-python)" if cublas_module() is not None else \
+        "graphc's tiled shared-memory kernel (no cuBLAS: simulator or no nvmath-python)"
+    return [("gpu", info["name"]), ("gpu compute capability", f"{major}.{minor}"),
+            ("gpu memory", memory), ("gpu matmul", matmul)]
+
+
 def cmd_info(args) -> int:
     import numba
     import numpy
@@ -401,6 +425,7 @@ def cmd_info(args) -> int:
                 rows.append((f"  blas {key}", str(value)))
     except Exception as exc:  # noqa: BLE001 - graphc.kernels.blas is optional here; say why not
         rows.append(("blas", f"unavailable ({_one_line(exc)})"))
+    rows += _gpu_rows()
     rows.append(("kernel cache", _cache_location()))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -23,6 +23,28 @@ os.environ.setdefault("GRAPHC_CACHE_DIR", TEST_KERNEL_CACHE)
 BACKENDS = ["numpy", "cpu"]
 
 
+def _cuda_mode() -> str:
+    """How the cuda backend runs here: "gpu" where an NVIDIA device node exists, else
+    "simulator" (Numba's CUDA simulator, switched on now, before numba.cuda is imported:
+    so the same tests run unchanged on a GPU and without one)."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return "simulator"
+    if os.path.exists("/dev/nvidiactl"):
+        return "gpu"
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    return "simulator"
+
+
+CUDA_MODE = _cuda_mode()
+# The op-table suite (tests/test_ops.py) also runs the cuda backend; its test ids say the
+# mode: test_forward[cuda-simulator-...] or [cuda-gpu-...].
+OP_BACKENDS = BACKENDS + ["cuda"]
+
+
+def backend_id(name: str) -> str:
+    return f"cuda-{CUDA_MODE}" if name == "cuda" else name
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request) -> str:
     """The name of a backend to compile with; tests using it run once per backend."""
@@ -34,3 +56,13 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_collection_modifyitems(items):
+    """The op table's gradient checks on the cuda backend are `slow`: each is hundreds of
+    calls, and the simulator runs every CUDA thread as a Python thread (CI keeps the cuda
+    forward tests and tests/test_cuda.py)."""
+    for item in items:
+        if "[cuda-" in item.name and getattr(item, "originalname", "") in (
+                "test_grad", "test_grad_with_batch_dim"):
+            item.add_marker(pytest.mark.slow)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import OP_BACKENDS, backend_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -24,6 +25,12 @@ FLOAT_DTYPES = ("float32", "float64")
 
 
 # --- parametrization ---------------------------------------------------------------------------
+@pytest.fixture(params=OP_BACKENDS, ids=backend_id)
+def backend(request) -> str:
+    """Every backend of the suite, and cuda (on the GPU, or in Numba's CUDA simulator)."""
+    return request.param
+
+
 def _shape_id(shapes) -> str:
     def one(shape):
         return "x".join("N" if d is None else str(d) for d in shape) or "scalar"

@@ -69,3 +69,17 @@ def get_backend(name: str):
 def describe_plan(outputs, kernels: bool = False, n=None, backend: str = DEFAULT) -> str:
     """The compiled plan of `outputs` on `backend`, as text (`graphc dump --optimized`)."""
     return get_backend(backend)(Program.of(outputs)).describe(n, kernels)
+
+
+def check_batch(plan, n) -> None:
+    """Before a runner for batch size n exists: a max, min or argmax over an axis that is
+    N, with N == 0, has no value (NumPy raises too): a RuntimeCheckError naming the node."""
+    from ..errors import RuntimeCheckError
+    from ..ops.reduce import NO_IDENTITY, empty_reduction
+    from ..shapes import bind
+
+    for node in plan.nodes:
+        if node.op in NO_IDENTITY:
+            why = empty_reduction(node.op, node.attrs, bind(node.inputs[0].shape, n))
+            if why is not None:
+                raise RuntimeCheckError(f"{node.op}: {why} (node created at {node.loc})")

@@ -3,7 +3,6 @@ on-disk cache), and the hand-written kernels, compiled ahead of the first call o
 arrays of the right types (so their cost shows at compile time and in GRAPHC_LOG=compile)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,15 +60,6 @@ def fused_sources(plan) -> dict:
 
     return {s.index: render(plan.lowered[s.index].spec, comments=False)
             for s in plan.steps if isinstance(s, FusedGroup)}
-
-
-def pending_fused(plan, sources: dict) -> int:
-    """How many fused kernels have no machine code in the cache yet (a look at the disk)."""
-    from ...kernels.cache import is_compiled
-    from ...kernels.codegen.elementwise import helper_modules
-
-    return sum(1 for i, source in sources.items()
-               if not is_compiled(source, "serial", helper_modules(plan.lowered[i].spec)))
 
 
 def load_kernels(plan, kernel_log: list, progress=None, sources=None) -> dict:
@@ -131,18 +121,27 @@ def hand_written_calls(plan) -> list:
     return calls
 
 
-def pending_hand_written(calls: list) -> int:
-    """How many of these kernels are neither loaded in this process nor cached on disk."""
-    from ...kernels.cache import use_graphc_cache
+def compile_jobs(plan, sources: dict, calls: list) -> list:
+    """The kernels this plan still has to compile (fused and hand-written), as jobs for
+    compile_jobs.run_job; with the product kernels of its first calls when there are any."""
+    from ...kernels.cache import is_compiled
+    from ...kernels.codegen.elementwise import helper_modules
+    from . import compile_jobs as cj
 
-    use_graphc_cache()
-    count = 0
-    for fn, _ in calls:
-        cache_file = getattr(getattr(fn, "_cache", None), "_cache_file", None)
-        index = getattr(cache_file, "_index_path", None)
-        if not fn.signatures and not (index and os.path.exists(index)):
-            count += 1
-    return count
+    jobs = []
+    for step in plan.steps:
+        if isinstance(step, FusedGroup):
+            low = plan.lowered[step.index]
+            deps = helper_modules(low.spec)
+            if not is_compiled(sources[step.index], "serial", deps):
+                jobs.append(cj.fused_job(sources[step.index], deps, dummy_args(low)))
+    for fn, args in calls:
+        job = cj.hand_job(fn, args)
+        if job is not None and cj.pending(job, fn):
+            jobs.append(job)
+    if jobs:
+        jobs += [job for job in cj.matmul_jobs(plan) if cj.pending(job)]
+    return jobs
 
 
 def warm_hand_written(plan, progress=None, calls=None) -> list:

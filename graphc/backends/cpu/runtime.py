@@ -12,18 +12,16 @@ import time
 
 import numpy as np
 
-from ...errors import RuntimeCheckError
 from ...kernels.cpu.bindings import BINDINGS, binding_for
-from ...ops.reduce import NO_IDENTITY, empty_reduction
 from ...plan import PlanOptions, make_plan
 from ...progress import CompileProgress
-from ...shapes import bind as bind_shape
+from .. import check_batch
+from .compile_jobs import run_job, start_helper
 from .kernels import (
+    compile_jobs,
     fused_sources,
     hand_written_calls,
     load_kernels,
-    pending_fused,
-    pending_hand_written,
     warm_hand_written,
 )
 
@@ -46,10 +44,30 @@ class CpuExecutable:
         self.plan = make_plan(program, optimize, options)
         self.kernel_log: list = []
         sources, calls = fused_sources(self.plan), hand_written_calls(self.plan)
-        pending = pending_fused(self.plan, sources) + pending_hand_written(calls)
-        with CompileProgress(pending) as progress:  # says so when a first run must wait
-            self.kernels = load_kernels(self.plan, self.kernel_log, progress, sources)
-            self.kernel_log += warm_hand_written(self.plan, progress, calls)
+        jobs = compile_jobs(self.plan, sources, calls)
+        counted = [j for j in jobs if j["kind"] != "matmul"]  # the first call's are extra
+        with CompileProgress(len(counted)) as progress:  # says so when a first run waits
+            mine, helper = start_helper(jobs)  # on two cores or more, half in a helper
+            early = {}
+            for job in mine:
+                info = run_job(job)
+                early[info.get("key") or info.get("module")] = info
+                if job["kind"] != "matmul":
+                    progress.advance(job.get("name") or "fused kernel")
+            if helper is not None:
+                helper.wait()
+                for job in helper.jobs:
+                    if job["kind"] != "matmul":
+                        progress.advance(job.get("name") or "fused kernel")
+            # everything is compiled or cached now; these load it (and compile anything a
+            # killed helper left undone)
+            self.kernels = load_kernels(self.plan, self.kernel_log, None, sources)
+            self.kernel_log += warm_hand_written(self.plan, None, calls)
+        for i, entry in enumerate(self.kernel_log):  # what compiled above, not "memory"
+            first = early.get(entry.get("key") or entry.get("module"))
+            if entry.get("status") == "memory" and first is not None:
+                self.kernel_log[i] = dict(entry, status=first["status"],
+                                          seconds=first["seconds"])
         self.rngs = {n.id: np.random.default_rng(n.attrs["seed"])
                      for n in self.plan.nodes if n.op == "random_uniform"}
         self.runners: dict = {}
@@ -62,11 +80,7 @@ class CpuExecutable:
             return runner
         from .runner import RunnerBuilder
 
-        for node in self.plan.nodes:  # max/min/argmax over an axis that is N, and N == 0
-            if node.op in NO_IDENTITY:
-                why = empty_reduction(node.op, node.attrs, bind_shape(node.inputs[0].shape, n))
-                if why is not None:
-                    raise RuntimeCheckError(f"{node.op}: {why} (node created at {node.loc})")
+        check_batch(self.plan, n)
         runner = RunnerBuilder(self, n).build()
         self.runners[n] = runner
         return runner

@@ -1,0 +1,296 @@
+"""Per batch size: the device buffers and the launches of a compiled plan on the cuda backend.
+
+A call uploads each feed once (through a pinned host buffer kept for this N), runs the
+launches in plan order on the default stream, copies each fetched output back once, then
+applies the parameter updates that no step applied in place (device to device). Parameters
+and constants stay on the device; intermediates live in one device arena laid out by the
+plan's memory plan (graphc.plan.memory), exactly as the cpu backend lays out its own.
+
+Each launch is a `Launch`: the plan line it runs (comment-safe, for `describe`) and a
+callable with its device arrays and launch sizes bound now.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numba import cuda
+
+from ...errors import RuntimeCheckError
+from ...kernels.codegen.numba_cuda import arg_names
+from ...kernels.cuda import gemm, rng
+from ...kernels.cuda.bindings import BINDINGS
+from ...kernels.cuda.launch import MAX_BLOCKS, THREADS, blocks
+from ...plan import FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep
+from ...plan.describe import comment_safe as comment
+from ...plan.lower import loop_sizes, view_shape
+from ...plan.memory import plan_memory
+from ...plan.updates import CHECKED_KERNELS
+from ...printing import node_line
+from ...shapes import bind
+
+HOST_FALLBACK = "host fallback"  # what describe says of a step run by its NumPy reference
+
+
+@dataclass(frozen=True)
+class Launch:
+    step: int         # the plan step it runs
+    what: str         # the plan line(s), comment-safe
+    how: str          # the kernel and its launch sizes, or "host fallback"
+    run: Callable
+
+
+class DeviceRunner:
+    """The buffers and launches of one plan at one batch size; calling it runs the plan."""
+
+    def __init__(self, ex, n):
+        self.ex, self.plan, self.n = ex, ex.plan, n
+        self.names: dict = {}      # tensor -> device array
+        self.launches: list = []
+        self.checked: list = []    # (status slot, step) of every step that checks labels
+        self._layout()
+        checked = [s for s in self.plan.steps if isinstance(s, KernelStep)
+                   and s.kernel in CHECKED_KERNELS]
+        self.status = cuda.to_device(np.zeros(max(len(checked), 1), np.int64))
+        self.status_host = np.zeros(max(len(checked), 1), np.int64)
+        last = checked[-1].index if checked else -1
+        for step in self.plan.steps:
+            EMIT[type(step)](self, step)
+            if step.index == last:
+                self.launches.append(Launch(last, "check the labels", "status read",
+                                            self._check_status))
+        self.outputs = [self.names[t] for t in self.plan.out_tensors]
+        self.updates = self._updates()
+
+    # --- layout -------------------------------------------------------------------------------
+    def shape(self, t) -> tuple:
+        return bind(t.shape, self.n)
+
+    def _layout(self) -> None:
+        plan, graph = self.plan, self.plan.graph
+        defined, last = graph.liveness()
+        keys = sorted(defined, key=lambda t: defined[t])
+        size = {t: int(np.prod(self.shape(t), dtype=np.int64)) * np.dtype(t.dtype).itemsize
+                for t in keys}
+        cands = {t: [x] for t, x in plan.inplace_pairs.items()}
+        self.memory = plan_memory(keys, defined, last, size, cands,
+                                  reuse=plan.options.memory_reuse)
+        self.arena = cuda.device_array(max(self.memory.peak, 64), np.uint8)
+        for t in keys:
+            off = self.memory.offsets[t]
+            dtype = np.dtype(t.dtype)
+            raw = self.arena[off:off + max(size[t], dtype.itemsize)].view(dtype)
+            self.names[t] = raw[:size[t] // dtype.itemsize].reshape(self.shape(t))
+        self.feeds = []
+        for t in plan.program.inputs:
+            host = cuda.pinned_array(self.shape(t), np.dtype(t.dtype))
+            self.names[t] = cuda.device_array(self.shape(t), np.dtype(t.dtype))
+            self.feeds.append((host, self.names[t]))
+        for node in plan.nodes:
+            t = node.outputs[0]
+            if node.op == "parameter":
+                self.names[t] = self.ex.mirrors[id(node.value)].array
+            elif node.op == "constant":
+                self.names[t] = self.ex.constants[node.id]
+        for t, kind in plan.kinds.items():
+            if kind == "fresh":
+                self.names[t] = cuda.device_array(self.shape(t), np.dtype(t.dtype))
+        for v in plan.update_values:
+            if id(v) in plan.inplace_updates:
+                self.names[v] = self.param(plan.inplace_updates[id(v)])
+
+    def param(self, p):
+        return self.ex.mirrors[id(p)].array
+
+    def out(self, t):
+        """The device array a step writes t into."""
+        return self.names[t]
+
+    def what(self, nodes) -> str:
+        return comment("; ".join(node_line(n, self.plan.names) for n in nodes))
+
+    # --- updates ------------------------------------------------------------------------------
+    def _updates(self) -> list:
+        """(parameter array, source array, staged) for each update not applied in place; a
+        source that is (a view of) an updated parameter is staged in a copy first."""
+        plan, graph = self.plan, self.plan.graph
+        updated = {id(p) for p, _ in plan.program.updates}
+        out = []
+        for (param, _), v in zip(plan.program.updates, plan.update_values):
+            if id(v) in plan.inplace_updates:
+                continue
+            src = self.names[v].reshape(param.shape)
+            base = graph.base(v)
+            staged = base.node.op == "parameter" and id(base.node.value) in updated
+            out.append((self.param(param), src,
+                        cuda.device_array(param.shape, param.dtype) if staged else None))
+        return out
+
+    # --- a call -------------------------------------------------------------------------------
+    def __call__(self, *feeds):
+        for (host, dev), x in zip(self.feeds, feeds):
+            host[...] = x
+            dev.copy_to_device(host)
+        if self.checked:
+            self.status.copy_to_device(np.zeros_like(self.status_host))
+        for launch in self.launches:
+            launch.run()
+        outs = tuple(arr.copy_to_host() for arr in self.outputs)
+        for _, src, stage in self.updates:
+            if stage is not None:
+                stage.copy_to_device(src)
+        for dst, src, stage in self.updates:
+            dst.copy_to_device(src if stage is None else stage)
+        for p, _ in self.plan.program.updates:
+            self.ex.mirrors[id(p)].device_newer = True
+        return outs
+
+    def _check_status(self) -> None:
+        """Raise for the first checking step whose kernel found a label out of range."""
+        self.status.copy_to_host(self.status_host)
+        for slot, step, labels in self.checked:
+            row = int(self.status_host[slot]) - 1
+            if row < 0:
+                continue
+            node = step.nodes[0]
+            classes = node.outputs[0].shape[-1] if node.op == "one_hot" else \
+                node.inputs[0].shape[-1]
+            value = int(labels.copy_to_host().reshape(-1)[row])
+            raise RuntimeCheckError(f"{node.op}: label {value} is outside [0, {classes}) "
+                                    f"(node created at {node.loc})")
+
+
+# --- emission, one function per step kind ------------------------------------------------------
+def emit_fused(r: DeviceRunner, step) -> None:
+    low = r.plan.lowered[step.index]
+    spec = low.spec
+    sizes = loop_sizes(low, r.shape(step.domain_tensor))
+    args: list = list(sizes)
+    args += [r.names[x].reshape(view_shape(sizes, p)) for x, p in zip(low.inputs,
+                                                                      low.in_patterns)]
+    aliased = {j for j, _ in spec.aliases}
+    args += [r.out(t).reshape(tuple(sizes)) for j, t in enumerate(low.outputs)
+             if j not in aliased]
+    kernel = r.ex.kernels[step.index]
+    what = r.what(step.members)
+    if spec.reduce is None:
+        total = int(np.prod(sizes, dtype=np.int64))
+        fn, grid = kernel.fns["kernel"], blocks(total)
+        r.launches.append(Launch(step.index, what, f"{kernel.module}:kernel[{grid}, {THREADS}]",
+                                 lambda: fn[grid, THREADS](*args)))
+        return
+    pattern = spec.reduce[3]
+    rows = int(np.prod([s for s, red in zip(sizes, pattern) if not red], dtype=np.int64))
+    count = int(np.prod([s for s, red in zip(sizes, pattern) if red], dtype=np.int64))
+    grid = (blocks(count), max(1, min(rows, MAX_BLOCKS)))
+    part = cuda.device_array((max(rows, 1), grid[0]), np.float64 if
+                             spec.reduce[2].startswith("float") else np.int64)
+    args.append(part)
+    assert len(args) == len(arg_names(spec)), "graphc internal error: fused kernel arguments"
+    red = r.out(low.reduce_out).reshape(rows)
+    finish_args = [part, red]
+    if step.post is not None:  # the parameter updated from the reduction, in place
+        r.names[step.post.value] = post = r.param(step.post.param)
+        finish_args.append(post.reshape(rows))
+    partial, finish = kernel.fns["partial"], kernel.fns["finish"]
+    fgrid = blocks(rows)
+
+    def run():
+        partial[grid, THREADS](*args)
+        finish[fgrid, THREADS](*finish_args)
+
+    r.launches.append(Launch(step.index, what, f"{kernel.module}:partial[{grid}, {THREADS}] + "
+                                   f"finish[{fgrid}, {THREADS}]", run))
+
+
+def emit_matmul(r: DeviceRunner, step) -> None:
+    node = step.nodes[0]
+    a, b = r.names[step.a], r.names[step.b]
+    ta, tb = step.trans_a, step.trans_b
+    alpha, beta = 1.0, 0.0
+    what = r.what(step.nodes)
+    if step.update is not None:
+        param = step.update.param
+        r.names[step.update.value] = c = r.param(param)
+        alpha, beta = step.update.alpha, step.update.beta
+        what += comment(f"; update {param.name} in place")
+    else:
+        c = r.out(node.outputs[0])
+    if r.ex.cublas is not None and c.dtype in (np.float32, np.float64):
+        fn, how = r.ex.cublas.gemm, "cuBLAS gemm"
+    else:
+        fn, how = gemm.matmul_2d, f"tiled gemm (tile {gemm.TILE})"
+    r.launches.append(Launch(step.index, what, how, lambda: fn(a, b, c, ta, tb, alpha, beta)))
+
+
+def _binding_arg(r: DeviceRunner, step, arg):
+    node = step.nodes[arg.node]
+    if arg.role == "attr":
+        return arg.attr_value(node)
+    t = node.inputs[arg.index] if arg.role == "in" else node.outputs[arg.index]
+    arr = r.names[t] if arg.role == "in" else r.out(t)
+    shape = r.shape(t)
+    if arg.view == "rows":
+        return arr.reshape((int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]))
+    if arg.view == "scalar":
+        return arr.reshape((1,))
+    return arr
+
+
+def emit_kernel(r: DeviceRunner, step) -> None:
+    node = step.nodes[0]
+    what = r.what(step.nodes)
+    if step.kernel == "random_uniform":
+        out = r.out(node.outputs[0]).reshape(-1)
+        seed, calls = node.attrs["seed"], r.ex.calls
+
+        def draw():
+            rng.uniform(out, seed, calls[node.id])
+            calls[node.id] += 1
+
+        r.launches.append(Launch(step.index, what, "device RNG (counter-based)", draw))
+        return
+    binding = BINDINGS[step.kernel]
+    args = [_binding_arg(r, step, arg) for arg in binding.args]
+    if binding.checked:
+        slot = len(r.checked)
+        args.append(r.status[slot:slot + 1])
+        r.checked.append((slot, step, r.names[node.inputs[binding.labels.index]]))
+    fn = binding.function
+    r.launches.append(Launch(step.index, what, f"{fn.__module__}.{fn.__name__}", lambda: fn(*args)))
+
+
+def emit_view(r: DeviceRunner, step) -> None:
+    node = step.nodes[0]
+    r.names[node.outputs[0]] = r.names[node.inputs[0]].reshape(r.shape(node.outputs[0]))
+
+
+def emit_fallback(r: DeviceRunner, step) -> None:
+    """numel: a constant of this N. Any other op: copied to the host, run by its NumPy
+    reference, and the result uploaded (a "host fallback": describe says so)."""
+    node = step.nodes[0]
+    out = node.outputs[0]
+    if node.op == "numel":
+        x = node.inputs[0]
+        count = np.prod([r.shape(x)[a] for a in node.attrs["axes"]], dtype=np.int64)
+        r.out(out).copy_to_device(np.array(count, dtype=out.dtype))
+        return
+    from ..numpy_backend import RunContext
+
+    ctx = RunContext(r.n, {})
+    ctx.node = node
+    ins = [r.names[t] for t in node.inputs]
+    outs = [r.out(t) for t in node.outputs]
+
+    def run():
+        values = [a.copy_to_host() for a in ins]
+        results = node.record.reference(values, node.attrs, ctx)
+        for dev, value, t in zip(outs, results, node.outputs):
+            dev.copy_to_device(np.ascontiguousarray(np.asarray(value, dtype=t.dtype)))
+
+    r.launches.append(Launch(step.index, r.what(step.nodes), HOST_FALLBACK, run))
+
+
+EMIT = {FusedGroup: emit_fused, MatmulStep: emit_matmul, KernelStep: emit_kernel,
+        ViewStep: emit_view, FallbackStep: emit_fallback}

@@ -1,0 +1,170 @@
+"""Hand-written numba.cuda kernels of the row-wise ops: softmax, log_softmax, softmax cross
+entropy (forward, backward, and both in one pass), one_hot and argmax, each behind a launcher
+(a Python function over device arrays) that bindings.py names.
+
+One thread a row (grid-stride): the rows of a classifier's logits are short (10 to 1000
+classes), and a row's sums run in float64 in a fixed order, as the CPU kernels. A loss's
+mean over rows is a second launch: one block, each thread's strided share in float64, then
+a fixed tree through shared memory. Kernels that check labels write 1 + the row of a bad
+label into `status` (the runtime reads it before any parameter is updated).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float64
+
+from .launch import THREADS, blocks, scratch
+
+
+@cuda.jit(device=True, inline=True)
+def _row_max(x, r):
+    m = x[r, 0]
+    for c in range(1, x.shape[1]):
+        v = x[r, c]
+        m = max(m, v)
+    return m
+
+
+@cuda.jit
+def _softmax_rows(x, out):
+    rows, cols = x.shape
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        m = _row_max(x, r)
+        s = 0.0
+        for c in range(cols):
+            e = math.exp(x[r, c] - m)
+            out[r, c] = e
+            s += out[r, c]
+        for c in range(cols):
+            out[r, c] = out[r, c] / s
+
+
+@cuda.jit
+def _log_softmax_rows(x, out):
+    rows, cols = x.shape
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        m = _row_max(x, r)
+        s = 0.0
+        for c in range(cols):
+            s += math.exp(x[r, c] - m)
+        lse = math.log(s)
+        for c in range(cols):
+            out[r, c] = (x[r, c] - m) - lse
+
+
+@cuda.jit
+def _cross_entropy_rows(x, labels, g, loss_rows, dx, status, backward):
+    """loss_rows[r] = logsumexp(x[r]) - x[r, label]; with `backward`, also
+    dx[r] = (softmax(x[r]) - one_hot(label)) * g[0] / rows."""
+    rows, cols = x.shape
+    scale = g[0] / max(rows, 1)
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        t = labels[r]
+        if t < 0 or t >= cols:
+            status[0] = 1 + r
+            continue
+        m = _row_max(x, r)
+        s = 0.0
+        for c in range(cols):
+            s += math.exp(x[r, c] - m)
+        loss_rows[r] = math.log(s) - float64(x[r, t] - m)
+        if backward:
+            for c in range(cols):
+                dx[r, c] = (math.exp(x[r, c] - m) / s) * scale
+            p = math.exp(x[r, t] - m) / s
+            dx[r, t] = (p - 1) * scale
+
+
+@cuda.jit
+def _mean_rows(values, out):
+    """out[0] = mean of values: one block, a fixed tree (launched with THREADS threads)."""
+    cache = cuda.shared.array(THREADS, float64)
+    tid = cuda.threadIdx.x
+    acc = 0.0
+    for i in range(tid, values.size, cuda.blockDim.x):
+        acc += values[i]
+    cache[tid] = acc
+    cuda.syncthreads()
+    width = cuda.blockDim.x // 2
+    while width > 0:
+        if tid < width:
+            cache[tid] += cache[tid + width]
+        cuda.syncthreads()
+        width //= 2
+    if tid == 0:
+        out[0] = cache[0] / max(values.size, 1)
+
+
+@cuda.jit
+def _one_hot(labels, out, status):
+    rows, cols = out.shape
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        t = labels[r]
+        for c in range(cols):
+            out[r, c] = 0
+        if t < 0 or t >= cols:
+            status[0] = 1 + r
+        else:
+            out[r, t] = 1
+
+
+@cuda.jit
+def _argmax_rows(x, out):
+    rows, cols = x.shape
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        best = 0
+        m = x[r, 0]
+        for c in range(1, cols):
+            if m != m:  # noqa: PLR0124 - NaN: the first one wins (as np.argmax)
+                break
+            v = x[r, c]
+            if v > m or v != v:  # noqa: PLR0124
+                m = v
+                best = c
+        out[r] = best
+
+
+def _rows(x) -> int:
+    return blocks(x.shape[0])
+
+
+# --- launchers (what bindings.py names) ---------------------------------------------------------
+def softmax_rows(x, out):
+    if x.shape[1]:
+        _softmax_rows[_rows(x), THREADS](x, out)
+
+
+def log_softmax_rows(x, out):
+    if x.shape[1]:
+        _log_softmax_rows[_rows(x), THREADS](x, out)
+
+
+def _cross_entropy(x, labels, g, loss, dx, status, backward):
+    loss_rows = scratch(x.shape[0], np.float64)
+    _cross_entropy_rows[_rows(x), THREADS](x, labels, g, loss_rows, dx, status, backward)
+    _mean_rows[1, THREADS](loss_rows[:x.shape[0]], loss)
+
+
+def softmax_cross_entropy(x, labels, loss, status):
+    """loss[0] = mean over rows of the cross entropy of softmax(x) and the labels."""
+    _cross_entropy(x, labels, loss, loss, x, status, False)
+
+
+def softmax_cross_entropy_grad(x, labels, g, dx, status):
+    loss = scratch(1, dx.dtype)
+    _cross_entropy(x, labels, g, loss, dx, status, True)
+
+
+def softmax_cross_entropy_fused(x, labels, g, loss, dx, status):
+    """The loss and its gradient in one pass over the logits."""
+    _cross_entropy(x, labels, g, loss, dx, status, True)
+
+
+def one_hot(labels, out, status):
+    _one_hot[blocks(out.shape[0]), THREADS](labels, out, status)
+
+
+def argmax_rows(x, out):
+    _argmax_rows[_rows(x), THREADS](x, out)

@@ -1,0 +1,198 @@
+"""The cuda backend beyond the op table: training steps that match the cpu backend step for
+step, parameters living on the device, batch sizes that never recompile, label checks, the
+generated CUDA source, reductions' accuracy, and the error without a device.
+
+Runs on a GPU where one is present, else in Numba's CUDA simulator (conftest switches it
+on); every test id and the header line say which (`cuda-gpu` / `cuda-simulator`).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import CUDA_MODE
+
+import graphc as gc
+from graphc.backends.cuda.device import CudaUnavailableError
+
+MODE = f"cuda-{CUDA_MODE}"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_header_says_the_mode(capsys):
+    from graphc.kernels.cuda.launch import mode
+
+    with capsys.disabled():
+        print(f"\n[graphc cuda tests: {MODE}]")
+    assert mode() == CUDA_MODE
+
+
+# --- training steps against the cpu backend ---------------------------------------------------
+def _mlp(params, x, t):
+    (w1, b1), (w2, b2) = params
+    h = gc.relu(gc.linear(x, w1, b1))
+    return gc.softmax_cross_entropy(gc.linear(h, w2, b2), t)
+
+
+def _cnn(params, x, t):
+    (wc, bc), (w, b) = params
+    h = gc.max_pool2d(gc.relu(gc.conv2d(x, wc, bc, pad=1)), 2)
+    return gc.softmax_cross_entropy(gc.linear(h.reshape((-1, 2 * 2 * 2)), w, b), t)
+
+
+def _train(model, shapes, x_shape, backend: str, steps: int, seed: int = 0):
+    """Losses and final weights of `steps` SGD steps of `model` on `backend`."""
+    rng = np.random.default_rng(seed)
+    params = [tuple(gc.Parameter((0.5 * rng.standard_normal(s)).astype(np.float32), name=f"p{i}")
+                    for i, s in enumerate(pair)) for pair in shapes]
+    x = gc.placeholder((None,) + x_shape, name="x")
+    t = gc.placeholder((None,), "int64", name="t")
+    loss = model(params, x, t)
+    flat = [p for pair in params for p in pair]
+    grads = gc.grad(loss, flat)
+    step = gc.compile([x, t], loss, updates=[(p, p - 0.1 * g) for p, g in zip(flat, grads)],
+                      backend=backend)
+    data = np.random.default_rng(seed + 1)
+    losses = []
+    for i in range(steps):
+        n = 4 if i % 2 else 6  # two batch sizes: the cuda runner binds both, compiles once
+        xv = data.standard_normal((n,) + x_shape).astype(np.float32)
+        losses.append(float(step(xv, data.integers(0, 3, n))))
+    return losses, [p.value for p in flat], step
+
+
+@pytest.mark.parametrize("model, shapes, x_shape", [
+    (_mlp, [((5, 8), (8,)), ((8, 3), (3,))], (5,)),
+    (_cnn, [((2, 1, 3, 3), (2,)), ((8, 3), (3,))], (1, 4, 4)),
+], ids=[f"mlp-{MODE}", f"cnn-{MODE}"])
+def test_training_step_matches_cpu_step_for_step(model, shapes, x_shape):
+    cpu_losses, cpu_weights, _ = _train(model, shapes, x_shape, "cpu", 4)
+    losses, weights, step = _train(model, shapes, x_shape, "cuda", 4)
+    np.testing.assert_allclose(losses, cpu_losses, rtol=2e-5, atol=1e-6)
+    for w, c in zip(weights, cpu_weights):
+        np.testing.assert_allclose(w, c, rtol=2e-5, atol=2e-6)
+    assert cpu_losses[-1] < cpu_losses[0] + 1.0  # (it trains, not just runs)
+    text = step.dump()
+    assert "host fallbacks: 0" in text, text
+    assert len(step.executable.runners) == 2  # N=6 and N=4, same kernels
+
+
+# --- parameters on the device ----------------------------------------------------------------
+def test_parameters_live_on_the_device_between_calls():
+    w = gc.Parameter(np.ones((3, 2), np.float32), name="w")
+    x = gc.placeholder((None, 3), name="x")
+    y = gc.sum(x @ w)
+    step = gc.compile([x], y, updates=[(w, w * 2.0)], backend="cuda")
+    mirror = w.mirror
+    assert mirror is not None and not mirror.device_newer
+    xv = np.ones((2, 3), np.float32)
+    assert float(step(xv)) == 12.0
+    assert mirror.device_newer  # the host copy is stale until read
+    np.testing.assert_array_equal(w.value, np.full((3, 2), 2.0))  # reads back
+    assert not mirror.device_newer
+    assert float(step(xv)) == 24.0
+    w.value = np.zeros((3, 2))  # assigning uploads
+    assert float(step(xv)) == 0.0
+    runner = step.executable.runners[2]
+    host_buffers = [id(h) for h, _ in runner.feeds]
+    step(xv)
+    assert [id(h) for h, _ in step.executable.runners[2].feeds] == host_buffers
+
+
+def test_a_new_batch_size_binds_new_launches_without_recompiling():
+    x = gc.placeholder((None, 4), name="x")
+    f = gc.compile([x], gc.sum(gc.exp(x) * 2.0, 1), backend="cuda")
+    kernels = dict(f.executable.kernels)
+    for n in (1, 3, 9):
+        xv = np.linspace(-1, 1, 4 * n, dtype=np.float32).reshape(n, 4)
+        np.testing.assert_allclose(f(xv), (np.exp(xv) * 2).sum(1), rtol=1e-6)
+    assert f.executable.kernels == kernels
+    fns = {id(k.fns["partial"]) for k in kernels.values()}
+    assert fns == {id(k.fns["partial"]) for k in f.executable.kernels.values()}
+
+
+def test_a_bad_label_raises_and_leaves_the_parameters_alone():
+    w = gc.Parameter(np.ones((2, 3), np.float32), name="w")
+    x = gc.placeholder((None, 2), name="x")
+    t = gc.placeholder((None,), "int64", name="t")
+    loss = gc.softmax_cross_entropy(x @ w, t)
+    step = gc.compile([x, t], loss, updates=[(w, w - 0.5 * gc.grad(loss, w))], backend="cuda")
+    with pytest.raises(gc.RuntimeCheckError, match=r"label 7 is outside \[0, 3\)"):
+        step(np.ones((2, 2), np.float32), np.array([0, 7]))
+    np.testing.assert_array_equal(w.value, np.ones((2, 3)))
+
+
+# --- what the plan says -----------------------------------------------------------------------
+def test_dump_names_the_matmul_engine_and_host_fallbacks():
+    x = gc.placeholder((None, 3), name="x")
+    w = gc.constant(np.ones((3, 3), np.float32))
+    f = gc.compile([x], gc.concat([x @ w, x], axis=1), backend="cuda")
+    text = f.dump()
+    engine = "tiled" if CUDA_MODE == "simulator" else "cublas"
+    if CUDA_MODE == "gpu":
+        from graphc.kernels.cuda.gemm import cublas_module
+
+        engine = "cublas" if cublas_module() is not None else "tiled"
+    assert f"matmul: {engine}" in text
+    assert "launch: host fallback" in text and "host fallbacks: 1" in text
+    np.testing.assert_allclose(f(np.eye(3, dtype=np.float32)),
+                               np.concatenate([np.ones((3, 3)), np.eye(3)], 1))
+
+
+def test_generated_source_is_grid_stride_with_a_block_reduction():
+    x = gc.placeholder((None, 5), name="x")
+    f = gc.compile([x], gc.sum(gc.tanh(x), 0), backend="cuda")
+    source = f.executable.describe(kernels=True)
+    assert "for flat in range" not in source  # a reduction: partial + finish
+    assert "cuda.shared.array" in source and "cuda.syncthreads()" in source
+    assert "def partial(" in source and "def finish(" in source
+    assert "compute capability" in source  # the cache key covers the device
+
+
+# --- reductions ----------------------------------------------------------------------------------
+def _sum_error(n: int) -> float:
+    x = gc.placeholder((n,), name="x")
+    f = gc.compile([x], gc.sum(x), backend="cuda")
+    xv = np.full(n, 0.1, np.float32)
+    want = xv.astype(np.float64).sum()
+    return abs(float(f(xv)) - want) / want
+
+
+def test_a_float32_sum_is_accumulated_accurately():
+    # 65536 additions of 0.1 in float32 one after another are off by ~1e-4 relative
+    assert _sum_error(1 << 16) < 1e-6
+
+
+@pytest.mark.slow
+def test_a_16m_float32_sum_is_within_1e_6_of_float64():
+    assert _sum_error(1 << 24) < 1e-6
+
+
+# --- without a device ---------------------------------------------------------------------------
+def test_without_a_gpu_or_the_simulator_compile_names_what_is_missing():
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    code = ("import numpy as np, graphc as gc\n"
+            "x = gc.placeholder((2,), name='x')\n"
+            "try:\n"
+            "    gc.compile([x], x * 2.0, backend='cuda')\n"
+            "    print('COMPILED')\n"
+            "except Exception as e:\n"
+            "    print(type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, check=False).stdout
+    if CUDA_MODE == "gpu":
+        assert "COMPILED" in out
+        return
+    assert out.startswith(CudaUnavailableError.__name__), out
+    assert "NUMBA_ENABLE_CUDASIM=1" in out and "no CUDA GPU" in out and "<string>:4" in out
+
+
+def test_graphc_info_shows_the_device():
+    out = subprocess.run([sys.executable, "-m", "graphc", "info"], cwd=ROOT, text=True,
+                         capture_output=True, timeout=120, check=True).stdout
+    assert "gpu compute capability" in out
+    if CUDA_MODE == "simulator":
+        assert "simulator" in out and "tiled shared-memory kernel" in out
