@@ -664,8 +664,14 @@ def is_compiled(source: str, entry: str, deps: tuple[str, ...] = ()) -> bool:
     name = module_name(key)
     if (str(kdir), key) in _loaded:
         return True
-    pattern = os.path.join(glob.escape(str(kdir / "__pycache__")), f"{name}.{entry}-*.nbi")
-    return bool(glob.glob(pattern))
+    folders = [str(kdir / "__pycache__")]
+    if os.environ.get("NUMBA_CACHE_DIR"):  # where Numba then keeps the generated modules'
+        from numba.core.caching import _CacheLocator
+
+        sub = _CacheLocator.get_suitable_cache_subpath(str(kdir / f"{name}.py"))
+        folders.append(os.path.join(os.environ["NUMBA_CACHE_DIR"], sub))
+    return any(glob.glob(os.path.join(glob.escape(folder), f"{name}.{entry}-*.nbi"))
+               for folder in folders)
 
 
 def load_kernel(
