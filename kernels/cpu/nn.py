@@ -112,23 +112,6 @@ def log_softmax_rows(x, out):
 
 
 @numba.njit(**_OPTS)
-def softmax_cross_entropy(x, labels, out):
-    """out[0] = mean over rows of logsumexp(x[r]) - x[r, label]; status 1 + row of a bad
-    label (outside [0, classes))."""
-    rows, cols = x.shape
-    total = 0.0
-    tmp = np.empty((1, cols), x.dtype)
-    for r in range(rows):
-        t = labels[r]
-        if t < 0 or t >= cols:
-            return 1 + r
-        m = _row_max(x, r)
-        total += np.log(_row_exp_sum(x, r, m, tmp)) - np.float64(x[r, t] - m)
-    out[0] = total / max(rows, 1)
-    return 0
-
-
-@numba.njit(**_OPTS)
 def softmax_cross_entropy_fused(x, labels, g, loss, dx):
     """Forward and backward of softmax cross-entropy in one pass over the logits:
     loss[0] = mean cross-entropy, dx = (softmax(x) - one_hot(labels)) * g[0] / rows."""
@@ -147,6 +130,18 @@ def softmax_cross_entropy_fused(x, labels, g, loss, dx):
         dx[r, t] = (pt - 1) * scale  # (p - 1) * g/N, as the reference (g = inf gives -inf)
     loss[0] = total / max(rows, 1)
     return 0
+
+
+@numba.njit(**_OPTS)
+def softmax_cross_entropy(x, labels, out):
+    """out[0] = mean over rows of logsumexp(x[r]) - x[r, label]; status 1 + row of a bad
+    label (outside [0, classes)). Computed by the fused kernel into a scratch gradient: the
+    same values, and a process that compiles a training step and an evaluation compiles
+    the softmax cross entropy once (Numba compiles a callee once per process and
+    signature), ~1 s less on a first run; the extra writes are one pass over the logits."""
+    dx = np.empty_like(x)
+    g = np.ones(1, out.dtype)
+    return softmax_cross_entropy_fused(x, labels, g, out, dx)
 
 
 @numba.njit(**_OPTS)
