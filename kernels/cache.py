@@ -124,6 +124,8 @@ _loaded: dict[tuple[str, str], tuple[Callable[..., Any], dict]] = {}
 _info_by_fn: dict[int, dict] = {}
 # configured cache root that could not be used -> the temporary root used instead
 _fallback: dict[str, Path] = {}
+# (cache root that passed the check, uid) -> (inode, mode, owner) of its folders then
+_checked: dict[tuple, tuple] = {}
 
 
 class UnsafeCacheDirError(PermissionError):
@@ -189,12 +191,30 @@ def _private_dir(path: Path) -> None:
         raise PermissionError(f"{path} is not writable")
 
 
+def _cache_folders(root: Path) -> tuple:
+    return (root, root / KERNEL_SUBDIR, root / KERNEL_SUBDIR / "__pycache__",
+            root / NUMBA_SUBDIR)
+
+
 def _prepare(root: Path) -> None:
-    """Create and check the cache root and its subfolders (see _private_dir)."""
+    """Create and check the cache root and its subfolders (see _private_dir). A root that
+    passed and whose folders still stat the same (inode, mode, owner) is not checked
+    again: a plan of thousands of kernels asks for the root once per kernel."""
+    folders = _cache_folders(root)
+    try:
+        stamp = tuple((st.st_ino, st.st_mode, st.st_uid)
+                      for st in (os.stat(f) for f in folders))
+    except OSError:
+        stamp = None
+    me = os.getuid() if hasattr(os, "getuid") else None
+    if stamp is not None and _checked.get((str(root), me)) == stamp:
+        return
     root.parent.mkdir(parents=True, exist_ok=True)
-    for folder in (root, root / KERNEL_SUBDIR, root / KERNEL_SUBDIR / "__pycache__",
-                   root / NUMBA_SUBDIR):
+    for folder in folders:
         _private_dir(folder)
+    with contextlib.suppress(OSError):
+        _checked[(str(root), me)] = tuple((st.st_ino, st.st_mode, st.st_uid)
+                                    for st in (os.stat(f) for f in folders))
 
 
 def _active_root() -> Path:

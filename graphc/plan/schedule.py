@@ -18,6 +18,14 @@ WHY_BLAS = "a BLAS call"
 WHY_KERNEL = "a dedicated kernel"
 WHY_ORDER = "it needs a value computed after the group started"
 WHY_EPILOGUE = "the group already ends in a reduction"
+WHY_FULL = "the group is full"
+
+# The most nodes one fused kernel takes. Numba's compile time grows faster than linearly in
+# a kernel's length (a 400-op chain took 36 s, a 5,000-op one minutes), while fusing more
+# than a few dozen ops saves no memory traffic worth having: each op already reads its
+# operands from registers. Long chains are cut into kernels of this size, which share one
+# cached compiled kernel whenever their structure repeats.
+MAX_FUSED_NODES = 48
 
 class _Draft:
     """A step being built: its kind, nodes and fields, frozen by `freeze`."""
@@ -185,7 +193,8 @@ def _pick_group(node, ready_index, draft_of, virtual):
     for t in node.inputs:
         g = draft_of.get(t.node.id)
         if g is not None and g.kind is FusedGroup and g.fields["shape"] == out.shape and \
-                not virtual(t) and t.node is not g.fields["epilogue"]:
+                not virtual(t) and t.node is not g.fields["epilogue"] and \
+                len(g.nodes) < MAX_FUSED_NODES:
             candidates.append(g)
 
     def inside(t, g):  # a member's value (the epilogue's result exists only after the loop)
@@ -211,6 +220,8 @@ def _why_not_fused(node, draft_of) -> list[str]:
                 why = WHY_SHAPE
             elif producer.fields["epilogue"] is not None:
                 why = WHY_EPILOGUE
+            elif len(producer.nodes) >= MAX_FUSED_NODES:
+                why = WHY_FULL
             else:
                 why = WHY_ORDER
         elif producer.kind is MatmulStep:

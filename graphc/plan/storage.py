@@ -8,13 +8,15 @@ from dataclasses import replace
 from .steps import FallbackStep, FusedGroup, MatmulStep, ViewStep
 
 
-def _lower_all(plan, aliases: dict) -> dict:
+def _lower_all(plan, aliases: dict, only=None) -> dict:
+    """step index -> lowered group, for every fused group (or those in `only`; the others
+    keep their lowering in plan.lowered)."""
     from .lower import lower_group
 
     g = plan.graph
-    lowered = {}
+    lowered = {} if only is None else dict(plan.lowered)
     for step in plan.steps:
-        if isinstance(step, FusedGroup):
+        if isinstance(step, FusedGroup) and (only is None or step.index in only):
             lowered[step.index] = lower_group(
                 step, g.needed_outside(step), g.virtual, plan.names,
                 fastmath=plan.options.fastmath, aliases=aliases.get(step.index, ()),
@@ -108,4 +110,5 @@ def plan_inplace(plan):
             aliases[step.index] = tuple(pairs)
     if not aliases:
         return plan
-    return replace(plan, lowered=_lower_all(plan, aliases), inplace_pairs=pairs_of)
+    return replace(plan, lowered=_lower_all(plan, aliases, only=aliases),
+                   inplace_pairs=pairs_of)

@@ -13,6 +13,7 @@ wraparound check on signed indices stops LLVM from vectorizing.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, replace
@@ -77,6 +78,7 @@ def _index(pattern, idx) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
+@functools.lru_cache(maxsize=1024)
 def render(spec: KernelSpec, comments: bool = True) -> str:
     """Numba source for the spec: functions `serial` and `parallel`, and the imports of the
     helpers its body calls."""
@@ -104,6 +106,7 @@ def helper_modules(spec: KernelSpec) -> tuple:
     return tuple(sorted({NUMBA_CPU.helpers[name] for name in helpers}))
 
 
+@functools.lru_cache(maxsize=1024)
 def _translate_body(spec: KernelSpec) -> tuple:
     """The body in Numba CPU source, and the helper names it calls. Each line's dtype is
     inferred from its expression; a stored one must be its output's dtype."""
@@ -126,6 +129,8 @@ def _translate_body(spec: KernelSpec) -> tuple:
 
 def _one_line(text: str) -> str:
     """Text for a `#` comment: a line break would end the comment and start code."""
+    if text.isprintable():
+        return text
     return "".join(ch if ch.isprintable() else " " for ch in text)
 
 

@@ -55,7 +55,8 @@ def _log_kernel(info: dict, kernel_log: list) -> None:
 
 
 def fused_sources(plan) -> dict:
-    """step index -> generated source of every fused group of the plan."""
+    """step index -> generated source of every fused group of the plan (render is memoized:
+    a long chain cut into groups of one structure renders once)."""
     from ...kernels.codegen.elementwise import render
 
     return {s.index: render(plan.lowered[s.index].spec, comments=False)
@@ -69,19 +70,24 @@ def load_kernels(plan, kernel_log: list, progress=None, sources=None) -> dict:
     from ...kernels.codegen.elementwise import helper_modules
 
     sources = fused_sources(plan) if sources is None else sources
-    loaded = {}
+    loaded, same = {}, {}  # same: (source, argument types) -> the LoadedKernel shared
     for step in plan.steps:
         if not isinstance(step, FusedGroup):
             continue
         low = plan.lowered[step.index]
         source = sources[step.index]
-        fns, info = {}, {}
-        for entry in ("serial", "parallel"):
-            fns[entry], info = load_kernel(source, entry, deps=helper_modules(low.spec))
-        kernel = LoadedKernel(info.get("module", "?"), source, fns)
-        warm_variant(kernel, low, "serial", kernel_log)
-        if progress is not None and kernel_log and kernel_log[-1].get("status") == "compiled":
-            progress.advance(low.spec.name)
+        args = dummy_args(low)
+        key = (source, tuple((np.asarray(a).dtype.name, np.ndim(a)) for a in args))
+        kernel = same.get(key)
+        if kernel is None:
+            fns, info = {}, {}
+            for entry in ("serial", "parallel"):
+                fns[entry], info = load_kernel(source, entry, deps=helper_modules(low.spec))
+            kernel = same[key] = LoadedKernel(info.get("module", "?"), source, fns)
+            warm_variant(kernel, low, "serial", kernel_log)
+            if progress is not None and kernel_log and \
+                    kernel_log[-1].get("status") == "compiled":
+                progress.advance(low.spec.name)
         loaded[step.index] = kernel
     return loaded
 
@@ -128,9 +134,10 @@ def compile_jobs(plan, sources: dict, calls: list) -> list:
     from ...kernels.codegen.elementwise import helper_modules
     from . import compile_jobs as cj
 
-    jobs = []
+    jobs, seen = [], set()
     for step in plan.steps:
-        if isinstance(step, FusedGroup):
+        if isinstance(step, FusedGroup) and sources[step.index] not in seen:
+            seen.add(sources[step.index])
             low = plan.lowered[step.index]
             deps = helper_modules(low.spec)
             if not is_compiled(sources[step.index], "serial", deps):
