@@ -561,7 +561,7 @@ def _numba_classes():
 
         def load_overload(self, sig, target_context):
             try:
-                return super().load_overload(sig, target_context)
+                return _load_without_refresh(self, sig, target_context)
             except Exception as exc:  # noqa: BLE001 - e.g. a cache from another Numba
                 _log(f"graphc: ignoring Numba cache entry of {self._name}: {exc!r}")
                 return None
@@ -593,6 +593,26 @@ def _numba_classes():
             return self._inner.get_disambiguator()
 
     return VerifiedCacheFile, RobustFunctionCache, FolderLocator
+
+
+def _load_without_refresh(cache, sig, target_context):
+    """Numba's FunctionCache.load_overload without its `target_context.refresh()`.
+
+    The refresh imports and registers every implementation Numba has (~0.3 s of a warm
+    start: numba.cpython.*, numba.np.*, numba.typed.*, their typing templates), which only
+    typing and lowering need, that is a compile; and a compile refreshes the context itself
+    (numba.core.compiler.CompilerBase). Rebuilding cached machine code needs the code
+    generator and the NRT's symbols, which are set up here."""
+    guard = getattr(cache, "_guard_against_spurious_io_errors", None)
+    load = getattr(cache, "_load_overload", None)
+    if guard is None or load is None:  # another Numba: its own path, refresh included
+        return type(cache).__mro__[1].load_overload(cache, sig, target_context)
+    from numba.core.runtime import rtsys
+
+    rtsys.initialize(target_context)  # (once per process; what the refresh did first)
+    with guard():
+        return load(sig, target_context)
+    return None  # (the guard swallowed a spurious I/O error: a miss)
 
 
 def _point_cache(disp, folder: str | None) -> None:

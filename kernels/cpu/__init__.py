@@ -27,10 +27,24 @@ def _import_without(modules: tuple, target: str) -> None:
 
 
 def _load_numba_target_without_scipy() -> None:
+    """Import Numba without SciPy now, and Numba's array math without SciPy's BLAS when
+    Numba first loads its implementations (the context refresh before a compile): a warm
+    start that only loads cached kernels never imports it (graphc.kernels.cache)."""
     if "numba" not in sys.modules:
         _import_without(("scipy",), "numba")
-    if "numba.np.arraymath" not in sys.modules:
-        _import_without(("scipy.linalg.cython_blas",), "numba.np.arraymath")
+    from numba.core import cpu
+
+    original = cpu.CPUContext.load_additional_registries
+    if getattr(original, "graphc_without_scipy", False):
+        return
+
+    def load_additional_registries(self):
+        if "numba.np.arraymath" not in sys.modules:
+            _import_without(("scipy.linalg.cython_blas",), "numba.np.arraymath")
+        return original(self)
+
+    load_additional_registries.graphc_without_scipy = True
+    cpu.CPUContext.load_additional_registries = load_additional_registries
 
 
 _load_numba_target_without_scipy()
