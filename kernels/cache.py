@@ -784,6 +784,12 @@ def load_kernel(
 
 
 def _cache_counts(fn) -> tuple[int, int, int] | None:
+    inner = getattr(fn, "kernels", None)  # a Python function over Numba kernels
+    if inner is not None and not hasattr(fn, "stats"):
+        counts = [_cache_counts(k) for k in inner]
+        if any(c is None for c in counts):
+            return None
+        return tuple(sum(c[i] for c in counts) for i in range(3))
     stats = getattr(fn, "stats", None)
     overloads = getattr(fn, "overloads", None)
     if stats is None or overloads is None:

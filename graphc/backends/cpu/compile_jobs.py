@@ -1,13 +1,15 @@
-"""A first compile on two cores: half of the Numba compiles in a helper process.
+"""A first compile on two cores: the Numba compiles shared with a helper process.
 
 Numba compiles one kernel at a time and holds the GIL, so a plan with a dozen uncached
 kernels (a first `graphc demo`: ~0.4 s per fused kernel, ~1.5 s for softmax cross entropy)
 keeps one core busy for seconds while the others idle. When a plan has at least
-`MIN_JOBS` kernels to compile and the machine more than one core, `start_helper` hands
-about half of them (whole kernels, never two signatures of one function: they share one
-Numba index file) to `python -m graphc.backends.cpu.compile_jobs`, which compiles them into
-the same on-disk cache; the compile then does its own half, waits for the helper, and loads
-the helper's kernels from the cache. The helper also compiles the plan's product kernels,
+`MIN_JOBS` kernels to compile and the machine more than one core, `start_helper` starts
+`python -m graphc.backends.cpu.compile_jobs` with the whole list (whole kernels: two
+signatures of one function share one Numba index file), the costliest first, and both
+processes take the next unclaimed kernel whenever they are free (a `Queue` of claim files),
+compiling into the same on-disk cache. A fixed split by guessed costs left one process
+idle for a second or more of a ~6 s first demo. The compile then waits for the helper and
+loads the helper's kernels from the cache. The list also holds the plan's product kernels,
 which would otherwise compile during the first call. Anything the helper did not finish
 (killed, crashed, timed out) the compile does itself: the helper only ever saves time.
 
@@ -21,8 +23,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -31,7 +35,10 @@ from ... import dtypes as dt
 MIN_JOBS = 4            # below this the helper's start (~0.6 s: Python, NumPy, Numba) costs more
 HELPER_TIMEOUT_S = 600  # then the compile carries on alone
 MODULES = ("graphc.kernels.cpu.nn", "graphc.kernels.cpu.conv", "graphc.kernels.cpu.gemm_call")
-COST_S = {"fused": 0.4, "hand": 0.8, "matmul": 0.3}  # rough compile seconds, for the split
+# rough compile seconds (measured on a first `graphc demo`), to start the longest first
+COST_S = {"fused": 0.4, "hand": 0.8, "matmul": 0.3, "softmax_cross_entropy": 1.5,
+          "softmax_cross_entropy_grad": 1.5, "softmax_cross_entropy_fused": 1.5,
+          "gemm": 0.9, "acc_nn": 1.0, "acc_nt": 1.0, "acc_tn": 1.0, "acc_tt": 1.0}
 
 
 def _arg_spec(a) -> list:
@@ -61,6 +68,12 @@ def _arg(spec):
     raise ValueError(f"bad example argument {spec!r}")
 
 
+def _is_kernel(fn) -> bool:
+    """A Numba dispatcher, or a Python function over some (its `kernels`: nn's wrappers of
+    the fused softmax cross entropy), which a call with example arguments compiles."""
+    return hasattr(fn, "py_func") or hasattr(fn, "kernels")
+
+
 def fused_job(source: str, deps: tuple, args: list) -> dict:
     return {"kind": "fused", "source": source, "deps": list(deps),
             "args": [_arg_spec(a) for a in args]}
@@ -68,8 +81,8 @@ def fused_job(source: str, deps: tuple, args: list) -> dict:
 
 def hand_job(fn, args: list) -> dict | None:
     module = getattr(fn, "__module__", "")
-    if module not in MODULES or not hasattr(fn, "py_func"):
-        return None  # not a Numba kernel of graphc's (a Python wrapper compiles its own)
+    if module not in MODULES or not _is_kernel(fn):
+        return None  # not a Numba kernel of graphc's
     return {"kind": "hand", "module": module, "name": fn.__name__,
             "args": [_arg_spec(a) for a in args]}
 
@@ -111,6 +124,8 @@ def pending(job: dict, fn=None) -> bool:
 
     if fn is None:
         fn = getattr(importlib.import_module(job["module"]), job["name"])
+    if not hasattr(fn, "signatures") and hasattr(fn, "kernels"):
+        return any(pending(job, k) for k in fn.kernels)
     if not hasattr(fn, "signatures"):
         return False
     use_graphc_cache()
@@ -119,23 +134,52 @@ def pending(job: dict, fn=None) -> bool:
     return not fn.signatures and not (index and os.path.exists(index))
 
 
-def split(jobs: list) -> tuple[list, list]:
-    """(mine, helper's): whole functions to one side, by rough cost, the helper's share
-    smaller by its start-up time."""
-    groups: dict = {}
+def _cost(group: list) -> float:
+    return sum(COST_S.get(j.get("name"), COST_S[j["kind"]]) for j in group)
+
+
+def groups(jobs: list) -> list:
+    """The jobs as whole functions (two signatures of one function share one Numba index
+    file, so one process compiles both), the costliest first."""
+    by_key: dict = {}
     for job in jobs:
         key = job.get("source") or (job.get("module"), job.get("name"))
-        groups.setdefault(key, []).append(job)
-    mine, theirs, load_mine, load_theirs = [], [], 0.0, 0.6
-    for group in sorted(groups.values(), key=lambda g: -sum(COST_S[j["kind"]] for j in g)):
-        cost = sum(COST_S[j["kind"]] for j in group)
-        if load_mine <= load_theirs:
-            mine += group
-            load_mine += cost
-        else:
-            theirs += group
-            load_theirs += cost
-    return mine, theirs
+        by_key.setdefault(key, []).append(job)
+    return sorted(by_key.values(), key=lambda g: -_cost(g))
+
+
+class Queue:
+    """The groups both processes take from, the costliest first: a group is claimed by
+    creating its file in `folder` (O_EXCL, so exactly one process gets it). Whoever is
+    free takes the next one, so neither waits on a bad guess of the other's share.
+    Without a folder (no helper) every group is this process's."""
+
+    def __init__(self, job_groups: list, folder: str | None = None):
+        self.groups = job_groups
+        self.folder = folder
+        self.mine: list = []
+
+    def claim(self, i: int) -> bool:
+        if self.folder is None:
+            return True
+        try:
+            os.close(os.open(os.path.join(self.folder, str(i)),
+                             os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            return True
+        except FileExistsError:
+            return False
+        except OSError:
+            return True  # the folder is gone: do it here (the other process may too)
+
+    def __iter__(self):
+        for i, group in enumerate(self.groups):
+            if self.claim(i):
+                self.mine.append(i)
+                yield from group
+
+    def others(self) -> list:
+        """The jobs the other process claimed."""
+        return [j for i, g in enumerate(self.groups) if i not in self.mine for j in g]
 
 
 def wanted() -> bool:
@@ -143,16 +187,17 @@ def wanted() -> bool:
 
 
 class Helper:
-    """The helper process, started with its jobs; `wait()` returns once it has finished."""
+    """The helper process, started with the queue; `wait()` returns once it has finished."""
 
-    def __init__(self, jobs: list):
-        self.jobs = jobs
+    def __init__(self, queue: Queue):
+        self.queue = queue
         env = dict(os.environ, GRAPHC_COMPILE_JOBS="1", GRAPHC_LOG="quiet")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "graphc.backends.cpu.compile_jobs"], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         try:
-            self.proc.stdin.write(json.dumps(jobs).encode())
+            self.proc.stdin.write(json.dumps({"groups": queue.groups,
+                                              "claims": queue.folder}).encode())
             self.proc.stdin.close()
         except OSError:
             pass  # it died at start: wait() returns at once, the compile does the work
@@ -163,19 +208,19 @@ class Helper:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        shutil.rmtree(self.queue.folder, ignore_errors=True)
 
 
 def start_helper(jobs: list):
-    """(the jobs this process does itself, the Helper or None)."""
-    if len(jobs) < MIN_JOBS or not wanted():
-        return jobs, None
-    mine, theirs = split(jobs)
-    if not theirs:
-        return jobs, None
+    """(the Queue this process takes its jobs from, the Helper or None)."""
+    job_groups = groups(jobs)
+    if len(jobs) < MIN_JOBS or len(job_groups) < 2 or not wanted():
+        return Queue(job_groups), None
     try:
-        return mine, Helper(theirs)
+        queue = Queue(job_groups, tempfile.mkdtemp(prefix="graphc-claims-"))
+        return queue, Helper(queue)
     except OSError:
-        return jobs, None
+        return Queue(job_groups), None
 
 
 def run_job(job: dict) -> dict:
@@ -193,7 +238,7 @@ def run_job(job: dict) -> dict:
             raise ValueError(f"not a graphc kernel module: {job['module']!r}")
         module = importlib.import_module(job["module"])
         fn = getattr(module, job["name"])
-        if not hasattr(fn, "py_func"):  # a Numba dispatcher of that module, nothing else
+        if not _is_kernel(fn):  # a Numba kernel of that module, nothing else
             raise ValueError(f"not a kernel: {job['module']}.{job['name']}")
         use_graphc_cache()
     return warm(fn, *args)
@@ -202,9 +247,12 @@ def run_job(job: dict) -> dict:
 def main() -> int:
     import graphc.kernels.cpu  # noqa: F401  (Numba without SciPy, as in the caller)
 
-    jobs = json.loads(sys.stdin.read() or "[]")
+    work = json.loads(sys.stdin.read() or "{}")
+    claims = work.get("claims")
+    if claims is not None and not isinstance(claims, str):
+        return 1
     failed = 0
-    for job in jobs:
+    for job in Queue(work.get("groups", []), claims):
         try:
             run_job(job)
         except Exception:  # noqa: BLE001 - the caller compiles whatever is missing itself

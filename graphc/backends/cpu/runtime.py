@@ -47,16 +47,16 @@ class CpuExecutable:
         jobs = compile_jobs(self.plan, sources, calls)
         counted = [j for j in jobs if j["kind"] != "matmul"]  # the first call's are extra
         with CompileProgress(len(counted)) as progress:  # says so when a first run waits
-            mine, helper = start_helper(jobs)  # on two cores or more, half in a helper
+            queue, helper = start_helper(jobs)  # on two cores or more, shared with a helper
             early = {}
-            for job in mine:
+            for job in queue:
                 info = run_job(job)
                 early[info.get("key") or info.get("module")] = info
                 if job["kind"] != "matmul":
                     progress.advance(job.get("name") or "fused kernel")
             if helper is not None:
                 helper.wait()
-                for job in helper.jobs:
+                for job in queue.others():
                     if job["kind"] != "matmul":
                         progress.advance(job.get("name") or "fused kernel")
             # everything is compiled or cached now; these load it (and compile anything a
