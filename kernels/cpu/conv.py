@@ -20,6 +20,7 @@ Loop orders, and why:
 """
 from __future__ import annotations
 
+import types
 from contextlib import contextmanager, nullcontext
 
 import numba
@@ -51,8 +52,20 @@ PARALLEL_MIN = 1 << 17  # elements from which the prange variant pays (as the fu
 
 
 def _variants(loops):
-    """(serial, parallel) compilations of one kernel's loops (prange is range in the first)."""
-    return numba.njit(**_OPTS)(loops), numba.njit(**_PAR)(loops)
+    """(serial, parallel) compilations of one kernel's loops (prange is range in the first).
+
+    The parallel one compiles a renamed copy of the function: Numba's disk cache names its
+    files after the function's qualified name and keys entries by signature, not by the
+    `parallel` flag, so two dispatchers of one function share cache entries, and whichever
+    compiled first was loaded for both (the "parallel" pool gradient ran serially)."""
+    name = loops.__name__ + "_parallel"
+    code = loops.__code__.replace(co_name=name, co_qualname=name)
+    twin = types.FunctionType(code, loops.__globals__, name, loops.__defaults__,
+                              loops.__closure__)
+    twin.__qualname__ = name
+    twin.__module__ = loops.__module__
+    twin.__doc__ = loops.__doc__
+    return numba.njit(**_OPTS)(loops), numba.njit(**_PAR)(twin)
 
 
 def _run(variants, work: int, *args) -> None:
@@ -77,18 +90,23 @@ def _im2col_loops(x, col, kh, kw, sh, sw, ph, pw):
             for j in range(kw):
                 w_lo, w_hi = _span(j - pw, sw, ow_n, width)
                 dst = col[n, (c * kh + i) * kw + j]
-                dst[:h_lo * ow_n] = 0  # rows of outputs whose input row is padding
+                dst[:h_lo * ow_n] = 0
                 dst[h_hi * ow_n:] = 0
                 for oh in range(h_lo, h_hi):
                     src = x[n, c, oh * sh + i - ph]
-                    row = dst[oh * ow_n:(oh + 1) * ow_n]
-                    row[:w_lo] = 0
-                    if sw == 1:  # a contiguous copy
-                        row[w_lo:w_hi] = src[w_lo + j - pw:w_hi + j - pw]
+                    base = np.uint64(oh * ow_n)
+                    for ow in range(np.uint64(w_lo)):
+                        dst[base + ow] = 0
+                    if sw == 1:
+                        off = np.uint64(j - pw + w_lo)
+                        b2 = base + np.uint64(w_lo)
+                        for ow in range(np.uint64(w_hi - w_lo)):
+                            dst[b2 + ow] = src[off + ow]
                     else:
                         for ow in range(w_lo, w_hi):
-                            row[ow] = src[ow * sw + j - pw]
-                    row[w_hi:] = 0
+                            dst[base + ow] = src[ow * sw + j - pw]
+                    for ow in range(np.uint64(w_hi), np.uint64(ow_n)):
+                        dst[base + ow] = 0
 
 
 _IM2COL = _variants(_im2col_loops)
@@ -115,12 +133,14 @@ def _col2im_loops(col, x, kh, kw, sh, sw, ph, pw):
                 src = col[n, (c * kh + i) * kw + j]
                 for oh in range(h_lo, h_hi):
                     dst = plane[oh * sh + i - ph]
-                    row = src[oh * ow_n:(oh + 1) * ow_n]
+                    base = np.uint64(oh * ow_n + w_lo)
                     if sw == 1:
-                        dst[w_lo + j - pw:w_hi + j - pw] += row[w_lo:w_hi]
+                        off = np.uint64(w_lo + j - pw)
+                        for ow in range(np.uint64(w_hi - w_lo)):
+                            dst[off + ow] += src[base + ow]
                     else:
                         for ow in range(w_lo, w_hi):
-                            dst[ow * sw + j - pw] += row[ow]
+                            dst[ow * sw + j - pw] += src[oh * ow_n + ow]
 
 
 _COL2IM = _variants(_col2im_loops)
@@ -268,9 +288,10 @@ def _argmax(plane, h0, w0, kh, kw):
 
 @numba.njit(**_INLINE)
 def _pick_2x2(plane, h, w):
-    """(best value, which: 0..3 in row-major order) of the 2x2 window at (h, w), unrolled
-    into selects: the common pool (2x2, stride 2, no padding). Its loops below read `which`
-    as an offset, never as a branch."""
+    """(best value, which: 0..3 in row-major order) of the 2x2 window at (h, w), unrolled:
+    the common pool (2x2, stride 2, no padding). The forward pass reads only the value,
+    and its loop vectorizes (selects become blends); the gradient and select passes use
+    _chosen_2x2 instead."""
     best, which = plane[h, w], 0
     v = plane[h, w + 1]
     t = _taken(v, best)
@@ -282,6 +303,22 @@ def _pick_2x2(plane, h, w):
     t = _taken(v, best)
     best, which = (v, 3) if t else (best, which)
     return best, which
+
+
+@numba.njit(**_INLINE)
+def _chosen_2x2(a, b, c, d):
+    """Which of a 2x2 window's elements (a, b / c, d in row-major order) max pooling
+    selects, as four booleans: the first maximum, or the last NaN (_taken's rule applied in
+    order). Comparisons and `&`/`|` only: a running maximum needs float selects, which x86
+    has no conditional move for, so LLVM made them branches, and on real data those
+    mispredict (the pool gradient ran 3-5x slower on random values than on zeros)."""
+    na, nb, nc, nd = a != a, b != b, c != c, d != d  # noqa: PLR0124 - NaN tests
+    clean = (na | nb | nc | nd) ^ True
+    sel_d = nd | (clean & (d > a) & (d > b) & (d > c))
+    sel_c = (nd ^ True) & (nc | (clean & (c > a) & (c > b) & (c >= d)))
+    sel_b = ((nd | nc) ^ True) & (nb | (clean & (b > a) & (b >= c) & (b >= d)))
+    sel_a = (sel_b | sel_c | sel_d) ^ True
+    return sel_a, sel_b, sel_c, sel_d
 
 
 @numba.njit(**_INLINE)
@@ -310,7 +347,8 @@ def _max_pool_loops(x, out, kh, kw, sh, sw, ph, pw):
                     dst[oh, ow] = plane[bh, bw]
 
 
-def _max_pool_grad_loops(x, gy, gx, kh, kw, sh, sw, ph, pw):
+def _max_pool_grad_loops(x, gy, gx, gyi, gxi, kh, kw, sh, sw, ph, pw):
+    """(gyi, gxi: gy and gx viewed as same-width integers, for the 2x2 pass's masks)"""
     n_img, chans, oh_n, ow_n = gy.shape
     fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
     for nc in numba.prange(n_img * chans):
@@ -320,15 +358,20 @@ def _max_pool_grad_loops(x, gy, gx, kh, kw, sh, sw, ph, pw):
         g = gy[n, c]
         dst = gx[n, c]
         dst[:, :] = 0
-        if fast:  # disjoint windows: each of the four elements gets g or 0, by a select
+        if fast:  # disjoint windows: each element gets g's bits or zero bits, by a mask
+            gii, dsti = gyi[n, c], gxi[n, c]
             for oh in range(oh_n):
-                for ow in range(ow_n):
-                    which = _pick_2x2(plane, 2 * oh, 2 * ow)[1]
-                    v = g[oh, ow]
-                    dst[2 * oh, 2 * ow] = v if which == 0 else 0
-                    dst[2 * oh, 2 * ow + 1] = v if which == 1 else 0
-                    dst[2 * oh + 1, 2 * ow] = v if which == 2 else 0
-                    dst[2 * oh + 1, 2 * ow + 1] = v if which == 3 else 0
+                r0, r1, gr = plane[2 * oh], plane[2 * oh + 1], gii[oh]
+                d0, d1 = dsti[2 * oh], dsti[2 * oh + 1]
+                for ow in range(np.uint64(ow_n)):
+                    w = ow + ow
+                    w1 = w + np.uint64(1)
+                    s_a, s_b, s_c, s_d = _chosen_2x2(r0[w], r0[w1], r1[w], r1[w1])
+                    v = gr[ow]
+                    d0[w] = v & -np.int64(s_a)
+                    d0[w1] = v & -np.int64(s_b)
+                    d1[w] = v & -np.int64(s_c)
+                    d1[w1] = v & -np.int64(s_d)
         else:
             for oh in range(oh_n):
                 for ow in range(ow_n):
@@ -336,7 +379,8 @@ def _max_pool_grad_loops(x, gy, gx, kh, kw, sh, sw, ph, pw):
                     dst[bh, bw] += g[oh, ow]
 
 
-def _max_pool_select_loops(x, v, out, kh, kw, sh, sw, ph, pw):
+def _max_pool_select_loops(x, v, out, vi, outi, kh, kw, sh, sw, ph, pw):
+    """(vi, outi: v and out viewed as same-width integers, for the 2x2 pass's masks)"""
     n_img, chans, oh_n, ow_n = out.shape
     fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
     for nc in numba.prange(n_img * chans):
@@ -346,10 +390,16 @@ def _max_pool_select_loops(x, v, out, kh, kw, sh, sw, ph, pw):
         src = v[n, c]
         dst = out[n, c]
         if fast:
+            srci, dsti = vi[n, c], outi[n, c]
             for oh in range(oh_n):
-                for ow in range(ow_n):
-                    which = _pick_2x2(plane, 2 * oh, 2 * ow)[1]
-                    dst[oh, ow] = src[2 * oh + which // 2, 2 * ow + which % 2]
+                r0, r1, d = plane[2 * oh], plane[2 * oh + 1], dsti[oh]
+                s0, s1 = srci[2 * oh], srci[2 * oh + 1]
+                for ow in range(np.uint64(ow_n)):
+                    w = ow + ow
+                    w1 = w + np.uint64(1)
+                    s_a, s_b, s_c, s_d = _chosen_2x2(r0[w], r0[w1], r1[w], r1[w1])
+                    d[ow] = ((s0[w] & -np.int64(s_a)) | (s0[w1] & -np.int64(s_b)) |
+                             (s1[w] & -np.int64(s_c)) | (s1[w1] & -np.int64(s_d)))
         else:
             for oh in range(oh_n):
                 for ow in range(ow_n):
@@ -407,14 +457,22 @@ def max_pool2d(x, out, kh, kw, sh, sw, ph, pw):
     _run(_MAX_POOL, x.size, x, out, kh, kw, sh, sw, ph, pw)
 
 
+def _bits(a):
+    """a viewed as integers of its width (float32 -> int32), for masked copies."""
+    return a.view(_BITS[a.dtype.itemsize])
+
+
+_BITS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
+
+
 def max_pool2d_grad(x, gy, gx, kh, kw, sh, sw, ph, pw):
     """gx = 0, then gy[n, c, oh, ow] added at the selected element of each window of x."""
-    _run(_MAX_POOL_GRAD, x.size, x, gy, gx, kh, kw, sh, sw, ph, pw)
+    _run(_MAX_POOL_GRAD, x.size, x, gy, gx, _bits(gy), _bits(gx), kh, kw, sh, sw, ph, pw)
 
 
 def max_pool2d_select(x, v, out, kh, kw, sh, sw, ph, pw):
     """out[n, c, oh, ow] = v[n, c] at the selected element of window (oh, ow) of x[n, c]."""
-    _run(_MAX_POOL_SELECT, x.size, x, v, out, kh, kw, sh, sw, ph, pw)
+    _run(_MAX_POOL_SELECT, x.size, x, v, out, _bits(v), _bits(out), kh, kw, sh, sw, ph, pw)
 
 
 def avg_pool2d(x, out, kh, kw, sh, sw, ph, pw):
