@@ -82,31 +82,34 @@ def _run(variants, work: int, *args) -> None:
 def _im2col_loops(x, col, kh, kw, sh, sw, ph, pw):
     n_img, chans, height, width = x.shape
     oh_n, ow_n = _out_size(height, kh, sh, ph), _out_size(width, kw, sw, pw)
+    xf, cf = x.ravel(), col.ravel()  # (views: flat unsigned offsets, no per-row views)
+    plane, rows = np.uint64(height * width), np.uint64(oh_n * ow_n)
     for nc in numba.prange(n_img * chans):
-        n = nc // chans
-        c = nc - n * chans
+        src0 = np.uint64(nc) * plane
         for i in range(kh):
             h_lo, h_hi = _span(i - ph, sh, oh_n, height)
             for j in range(kw):
                 w_lo, w_hi = _span(j - pw, sw, ow_n, width)
-                dst = col[n, (c * kh + i) * kw + j]
-                dst[:h_lo * ow_n] = 0
-                dst[h_hi * ow_n:] = 0
+                d0 = (np.uint64(nc) * np.uint64(kh * kw) + np.uint64(i * kw + j)) * rows
+                for k in range(np.uint64(h_lo * ow_n)):  # output rows reading padding
+                    cf[d0 + k] = 0
+                for k in range(np.uint64(h_hi * ow_n), rows):
+                    cf[d0 + k] = 0
                 for oh in range(h_lo, h_hi):
-                    src = x[n, c, oh * sh + i - ph]
-                    base = np.uint64(oh * ow_n)
+                    s = src0 + np.uint64((oh * sh + i - ph) * width)
+                    d = d0 + np.uint64(oh * ow_n)
                     for ow in range(np.uint64(w_lo)):
-                        dst[base + ow] = 0
-                    if sw == 1:
-                        off = np.uint64(j - pw + w_lo)
-                        b2 = base + np.uint64(w_lo)
+                        cf[d + ow] = 0
+                    if sw == 1:  # a contiguous copy
+                        s1 = s + np.uint64(w_lo + j - pw)
+                        d1 = d + np.uint64(w_lo)
                         for ow in range(np.uint64(w_hi - w_lo)):
-                            dst[b2 + ow] = src[off + ow]
+                            cf[d1 + ow] = xf[s1 + ow]
                     else:
                         for ow in range(w_lo, w_hi):
-                            dst[base + ow] = src[ow * sw + j - pw]
+                            cf[d + np.uint64(ow)] = xf[s + np.uint64(ow * sw + j - pw)]
                     for ow in range(np.uint64(w_hi), np.uint64(ow_n)):
-                        dst[base + ow] = 0
+                        cf[d + ow] = 0
 
 
 _IM2COL = _variants(_im2col_loops)
@@ -121,26 +124,28 @@ def im2col(x, col, kh, kw, sh, sw, ph, pw):
 def _col2im_loops(col, x, kh, kw, sh, sw, ph, pw):
     n_img, chans, height, width = x.shape
     oh_n, ow_n = _out_size(height, kh, sh, ph), _out_size(width, kw, sw, pw)
+    xf, cf = x.ravel(), col.ravel()  # (views, as in _im2col_loops)
+    plane, rows = np.uint64(height * width), np.uint64(oh_n * ow_n)
     for nc in numba.prange(n_img * chans):
-        n = nc // chans
-        c = nc - n * chans
-        plane = x[n, c]
-        plane[:, :] = 0
+        dst0 = np.uint64(nc) * plane
+        for k in range(plane):
+            xf[dst0 + k] = 0
         for i in range(kh):
             h_lo, h_hi = _span(i - ph, sh, oh_n, height)
             for j in range(kw):
                 w_lo, w_hi = _span(j - pw, sw, ow_n, width)
-                src = col[n, (c * kh + i) * kw + j]
+                s0 = (np.uint64(nc) * np.uint64(kh * kw) + np.uint64(i * kw + j)) * rows
                 for oh in range(h_lo, h_hi):
-                    dst = plane[oh * sh + i - ph]
-                    base = np.uint64(oh * ow_n + w_lo)
+                    d = dst0 + np.uint64((oh * sh + i - ph) * width)
+                    s = s0 + np.uint64(oh * ow_n)
                     if sw == 1:
-                        off = np.uint64(w_lo + j - pw)
+                        d1 = d + np.uint64(w_lo + j - pw)
+                        s1 = s + np.uint64(w_lo)
                         for ow in range(np.uint64(w_hi - w_lo)):
-                            dst[off + ow] += src[base + ow]
+                            xf[d1 + ow] += cf[s1 + ow]
                     else:
                         for ow in range(w_lo, w_hi):
-                            dst[ow * sw + j - pw] += src[oh * ow_n + ow]
+                            xf[d + np.uint64(ow * sw + j - pw)] += cf[s + np.uint64(ow)]
 
 
 _COL2IM = _variants(_col2im_loops)
