@@ -66,6 +66,8 @@ class Target:
     functions: neutral name -> {operand dtype or ANY: Template}; a dtype with no entry is an
         error (exp of an int64 in Numba CPU, say).
     helpers: helper name -> the module it is imported from.
+    select: how `a if c else b` is written, as a Template over (c, a, b); None: the
+        target's own conditional expression.
     """
 
     name: str
@@ -74,6 +76,7 @@ class Target:
     nan: str
     functions: Mapping[str, Mapping[str, Template]]
     helpers: Mapping[str, str] = field(default_factory=dict)
+    select: Template | None = None
 
     def literal(self, value, dtype: str) -> str:
         """`value` as a typed literal of this target: np.float32(1.5), np.float32(-np.inf)."""
@@ -161,6 +164,9 @@ def _write(node, types, target: Target, helpers: set) -> tuple[str, str]:
             raise ScalarFormError(f"a condition of dtype {test_dtype}, expected bool")
         (body, orelse), dtype = _operands(node, [node.body, node.orelse], types, target,
                                           helpers)
+        if target.select is not None:
+            helpers.update(target.select.helpers)
+            return target.select.source.format(test, body, orelse), dtype
         return f"({body} if {test} else {orelse})", dtype
     raise ScalarFormError(f"{ast.unparse(node)!r} is outside the scalar vocabulary "
                           f"(variables, + - * / **, comparisons, `a if c else b`, "
