@@ -102,7 +102,9 @@ def _scalar_namespace() -> dict:
     """What a generated kernel sees: numpy as np and the float32 helpers of graphc.kernels.mathlib."""
     from graphc.kernels import mathlib
 
-    return {"np": np, **{name: getattr(mathlib, name) for name in mathlib.__all__}}
+    namespace = {"np": np, **{name: getattr(mathlib, name) for name in mathlib.__all__}}
+    namespace["select"] = lambda c, a, b: a if c else b  # (an intrinsic: compiled code only)
+    return namespace
 
 
 def _elementwise_nodes(name, dtype):

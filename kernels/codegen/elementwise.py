@@ -28,6 +28,12 @@ LANES = 64    # partial results a reduction keeps side by side: 4-8 vector regis
 #               adds overlap; fewer (16, 32) made LLVM unroll the lane loop instead of
 #               vectorizing it (measured: 2-4x slower sums)
 CHUNKS = 256  # a reducing nest runs its outer loop in at most this many chunks of rows
+# A nest that reduces its outer dim but keeps another (a bias gradient: the batch summed
+# away) keeps a partial result per chunk of rows, so threads never write one location:
+# at most MAX_PARTS chunks of at least PART_WORK elements each. The chunks depend on the
+# sizes alone, so the serial and parallel variants give the same bits.
+MAX_PARTS = 16
+PART_WORK = 16384
 # IEEE by default: every element as NumPy computes it (reductions vectorize through their
 # explicit lanes, not through reassociation); compile(fastmath=True) relaxes everything
 # but NaN/Inf semantics (no nnan/ninf).
@@ -66,11 +72,9 @@ class KernelSpec:
     @property
     def parallel_ok(self) -> bool:
         """Whether the outer loop can be split across threads: no two iterations write one
-        location (a total reduction keeps a partial per outer index)."""
-        if self.reduce is None:
-            return True
-        pattern = self.reduce[3]
-        return not pattern[0] or all(pattern)
+        location (a total reduction keeps a partial per outer index, one that reduces the
+        outer dim but keeps another a partial result per chunk of rows)."""
+        return True
 
 
 def _index(pattern, idx) -> str:
@@ -398,8 +402,9 @@ def _render_nest(spec: KernelSpec, parallel: bool, comments: bool) -> list:
     Innermost dim reduced: each row is reduced into a register with `_lane_loop`; the outer
     loop runs in chunks of rows, so the lanes are allocated once a chunk. Every dim reduced:
     each outer index gets a partial of its own (no two threads write one location), added
-    in order after the loop. Otherwise the outer dim is kept, so threads write disjoint rows
-    of `red`."""
+    in order after the loop. Outer dim reduced and another kept: a partial result per chunk
+    of rows (MAX_PARTS), added in order after the loop. Otherwise the outer dim is kept, so
+    threads write disjoint rows of `red`."""
     k = spec.rank
     idx = [f"i{d}" for d in range(k)]
     red = spec.reduce
@@ -414,14 +419,24 @@ def _render_nest(spec: KernelSpec, parallel: bool, comments: bool) -> list:
     kind, var, acc_dtype, rpattern = red
     kept = [not r for r in rpattern]
     total = all(rpattern)
+    split = rpattern[0] and not total  # the outer dim reduced, another kept
     inner_reduced = rpattern[-1]
     wide = _wide(acc_dtype)
     out = [f"{ind}red[...] = {_init(kind, acc_dtype)}"]
     if total:
         out.append(f"{ind}part = np.empty(n0, np.{wide})")
     loop = "numba.prange" if parallel else "range"
-    out += [f"{ind}rows = (n0 + {CHUNKS - 1}) // {CHUNKS}",
-            f"{ind}for c in {loop}((n0 + rows - 1) // max(rows, 1)):"]
+    if split:  # a partial result per chunk of rows, in `wide`, combined in order below
+        work = " * ".join(f"n{d}" for d in range(k))
+        out += [f"{ind}nparts = max(1, min({MAX_PARTS}, n0, ({work}) // {PART_WORK}))",
+                f"{ind}parts = np.empty((nparts,) + red.shape, np.{wide})",
+                f"{ind}rows = (n0 + nparts - 1) // nparts",
+                f"{ind}for c in {loop}(nparts):",
+                f"{ind * 2}p = parts[c]",
+                f"{ind * 2}p[...] = {_init(kind, wide)}"]
+    else:
+        out += [f"{ind}rows = (n0 + {CHUNKS - 1}) // {CHUNKS}",
+                f"{ind}for c in {loop}((n0 + rows - 1) // max(rows, 1)):"]
     if inner_reduced:
         out.append(f"{ind * 2}lanes = np.empty({LANES}, np.{acc_dtype})")
     out.append(f"{ind * 2}for i0 in range(c * rows, min(c * rows + rows, n0)):")
@@ -431,7 +446,7 @@ def _render_nest(spec: KernelSpec, parallel: bool, comments: bool) -> list:
     for d in range(1, k - 1 if inner_reduced else k):
         out.append(f"{pad}for i{d} in range(np.uint64(n{d})):")
         pad += ind
-    target = "racc" if total else f"red{_index(kept, idx)}"
+    target = "racc" if total else f"{'p' if split else 'red'}{_index(kept, idx)}"
     if inner_reduced:  # (k > 1: a rank-1 total reduction renders flat)
         out.append(f"{pad}acc = {_init(kind, acc_dtype)}")
         lines, access = _views(spec, idx[:-1], ":", pad, idx[-1])
@@ -447,4 +462,12 @@ def _render_nest(spec: KernelSpec, parallel: bool, comments: bool) -> list:
         out.append(f"{ind}for i0 in range(n0):")
         out.append(f"{ind * 2}total = {_combine(kind, 'total', 'part[i0]')}")
         out.append(f"{ind}red{_index([False] * k, idx)} = total")
+    if split:
+        out += [f"{ind}rf = red.reshape(red.size)",
+                f"{ind}pf = parts.reshape((nparts, red.size))",
+                f"{ind}for e in range(red.size):",
+                f"{ind * 2}t = pf[0, e]",
+                f"{ind * 2}for c in range(1, nparts):",
+                f"{ind * 3}t = {_combine(kind, 't', 'pf[c, e]')}",
+                f"{ind * 2}rf[e] = t"]
     return out
