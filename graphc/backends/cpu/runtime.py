@@ -45,20 +45,17 @@ class CpuExecutable:
         self.kernel_log: list = []
         sources, calls = fused_sources(self.plan), hand_written_calls(self.plan)
         jobs = compile_jobs(self.plan, sources, calls)
-        counted = [j for j in jobs if j["kind"] != "matmul"]  # the first call's are extra
-        with CompileProgress(len(counted)) as progress:  # says so when a first run waits
+        with CompileProgress(len(jobs)) as progress:  # says so when a first run waits
             queue, helper = start_helper(jobs)  # on two cores or more, shared with a helper
             early = {}
             for job in queue:
                 info = run_job(job)
                 early[info.get("key") or info.get("module")] = info
-                if job["kind"] != "matmul":
-                    progress.advance(job.get("name") or "fused kernel")
+                progress.advance(job.get("name") or "fused kernel")
             if helper is not None:
                 helper.wait()
                 for job in queue.others():
-                    if job["kind"] != "matmul":
-                        progress.advance(job.get("name") or "fused kernel")
+                    progress.advance(job.get("name") or "fused kernel")
             # everything is compiled or cached now; these load it (and compile anything a
             # killed helper left undone)
             self.kernels = load_kernels(self.plan, self.kernel_log, None, sources)
