@@ -112,7 +112,13 @@ def helper_modules(spec: KernelSpec) -> tuple:
 
 @functools.lru_cache(maxsize=1024)
 def _translate_body(spec: KernelSpec) -> tuple:
-    """The body in Numba CPU source, and the helper names it calls. Each line's dtype is
+    """translate_body for the Numba CPU target, memoized (a chain cut into groups of one
+    structure translates once)."""
+    return translate_body(spec, NUMBA_CPU)
+
+
+def translate_body(spec: KernelSpec, target) -> tuple:
+    """The body in the target's source, and the helper names it calls. Each line's dtype is
     inferred from its expression; a stored one must be its output's dtype."""
     dtypes = {f"x{i}": dtype for i, (dtype, _) in enumerate(spec.inputs)}
     body, helpers = [], set()
@@ -120,7 +126,7 @@ def _translate_body(spec: KernelSpec) -> tuple:
         if not is_variable(var):
             raise ScalarFormError(f"kernel {spec.name}: body variable {var!r} is not a letter "
                                   f"and digits")
-        written = translate(expr, dtypes, NUMBA_CPU)
+        written = translate(expr, dtypes, target)
         dtypes[var] = written.dtype
         helpers |= written.helpers
         body.append((var, written.source, _one_line(comment)))
@@ -133,6 +139,7 @@ def _translate_body(spec: KernelSpec) -> tuple:
 
 def _one_line(text: str) -> str:
     """Text for a `#` comment: a line break would end the comment and start code."""
+    text = str(text)
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else " " for ch in text)
