@@ -7,10 +7,11 @@ Images are NCHW and C-contiguous; a column matrix is (N, C*KH*KW, OH*OW), rows i
 pad ph, pw) are ints from the node's attributes.
 
 Loop orders, and why:
-- Every pass over images runs `prange` over the N*C planes, not over N alone: each plane's
-  work (one input plane, the KH*KW column rows or the output plane it owns) is independent
-  of the others, and a batch of 1 or 2 with many channels still fills both cores. Writes
-  never cross planes, so no two threads touch one element.
+- Every pass over images splits the N*C planes across threads (`_run`: the GIL-free serial
+  loops over a range of planes, one range per thread), not N alone: each plane's work (one
+  input plane, the KH*KW column rows or the output plane it owns) is independent of the
+  others, and a batch of 1 or 2 with many channels still fills both cores. Writes never
+  cross planes, so no two threads touch one element.
 - Inside a plane the innermost loop runs along a row (ow), the contiguous axis of the rows
   written: a copy (stride 1) or a strided gather that LLVM can vectorize, with the padded
   borders cut out of the range beforehand rather than tested per element.
@@ -20,7 +21,6 @@ Loop orders, and why:
 """
 from __future__ import annotations
 
-import types
 from contextlib import contextmanager, nullcontext
 
 import numba
@@ -52,39 +52,57 @@ PARALLEL_MIN = 1 << 17  # elements from which the prange variant pays (as the fu
 
 
 def _variants(loops):
-    """(serial, parallel) compilations of one kernel's loops (prange is range in the first).
-
-    The parallel one compiles a renamed copy of the function: Numba's disk cache names its
-    files after the function's qualified name and keys entries by signature, not by the
-    `parallel` flag, so two dispatchers of one function share cache entries, and whichever
-    compiled first was loaded for both (the "parallel" pool gradient ran serially)."""
-    name = loops.__name__ + "_parallel"
-    code = loops.__code__.replace(co_name=name, co_qualname=name)
-    twin = types.FunctionType(code, loops.__globals__, name, loops.__defaults__,
-                              loops.__closure__)
-    twin.__qualname__ = name
-    twin.__module__ = loops.__module__
-    twin.__doc__ = loops.__doc__
-    return numba.njit(**_OPTS)(loops), numba.njit(**_PAR)(twin)
+    """One compilation of a kernel's loops over a range of planes, GIL released: `_run`
+    splits the planes across threads itself. (Numba's prange variants took 3.7-4 s each to
+    compile, against ~1 s for the serial loops, which doubled a first LeNet compile; and
+    Numba's disk cache keys entries by signature, not by the `parallel` flag, so a serial
+    and a prange dispatcher of one function had been loading each other's code.)"""
+    return numba.njit(nogil=True, **_OPTS)(loops)
 
 
-def _run(variants, work: int, *args) -> None:
-    """The parallel variant from PARALLEL_MIN elements of work, else the serial one (a
-    parallel region costs microseconds, far more than a small pool or column copy). An
-    empty call (the backend's warm-up) compiles both, so neither compiles mid-run."""
-    serial, parallel = variants
-    if work == 0:
-        serial(*args)
-    (parallel if work >= PARALLEL_MIN or work == 0 else serial)(*args)
+_THREADS: list = []  # [ThreadPoolExecutor], made on the first parallel call
+
+
+def _pool(workers: int):
+    if not _THREADS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _THREADS.append(ThreadPoolExecutor(max_workers=workers,
+                                           thread_name_prefix="graphc-conv"))
+    return _THREADS[0]
+
+
+def _run(kernel, work: int, planes: int, *args) -> None:
+    """kernel(*args, lo, hi) over planes [0, planes): in one call below PARALLEL_MIN
+    elements of work (a thread hand-off costs ~10-30 µs, more than a small pool or column
+    copy), else split into equal ranges, one per thread (Numba's thread count), the caller
+    doing the first. Planes are independent, so the result does not depend on the split."""
+    threads = max(1, int(numba.config.NUMBA_NUM_THREADS))
+    parts = min(threads, planes) if work >= PARALLEL_MIN else 1
+    if parts <= 1:
+        kernel(*args, 0, planes)
+        return
+    bounds = [planes * t // parts for t in range(parts + 1)]
+    pool = _pool(threads - 1)
+    futures = [pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, parts)]
+    try:
+        kernel(*args, bounds[0], bounds[1])
+    finally:
+        for f in futures:
+            f.result()
+
+
+def _planes(a) -> int:
+    return a.shape[0] * a.shape[1]
 
 
 # --- im2col / col2im ---------------------------------------------------------------------------
-def _im2col_loops(x, col, kh, kw, sh, sw, ph, pw):
-    n_img, chans, height, width = x.shape
+def _im2col_loops(x, col, kh, kw, sh, sw, ph, pw, lo, hi):
+    height, width = x.shape[2], x.shape[3]
     oh_n, ow_n = _out_size(height, kh, sh, ph), _out_size(width, kw, sw, pw)
     xf, cf = x.ravel(), col.ravel()  # (views: flat unsigned offsets, no per-row views)
     plane, rows = np.uint64(height * width), np.uint64(oh_n * ow_n)
-    for nc in numba.prange(n_img * chans):
+    for nc in range(lo, hi):
         src0 = np.uint64(nc) * plane
         for i in range(kh):
             h_lo, h_hi = _span(i - ph, sh, oh_n, height)
@@ -118,15 +136,15 @@ _IM2COL = _variants(_im2col_loops)
 def im2col(x, col, kh, kw, sh, sw, ph, pw):
     """col[n, (c*kh + i)*kw + j, oh*OW + ow] = x[n, c, oh*sh + i - ph, ow*sw + j - pw], zero
     where that falls in the padding."""
-    _run(_IM2COL, col.size, x, col, kh, kw, sh, sw, ph, pw)
+    _run(_IM2COL, col.size, _planes(x), x, col, kh, kw, sh, sw, ph, pw)
 
 
-def _col2im_loops(col, x, kh, kw, sh, sw, ph, pw):
-    n_img, chans, height, width = x.shape
+def _col2im_loops(col, x, kh, kw, sh, sw, ph, pw, lo, hi):
+    height, width = x.shape[2], x.shape[3]
     oh_n, ow_n = _out_size(height, kh, sh, ph), _out_size(width, kw, sw, pw)
     xf, cf = x.ravel(), col.ravel()  # (views, as in _im2col_loops)
     plane, rows = np.uint64(height * width), np.uint64(oh_n * ow_n)
-    for nc in numba.prange(n_img * chans):
+    for nc in range(lo, hi):
         dst0 = np.uint64(nc) * plane
         for k in range(plane):
             xf[dst0 + k] = 0
@@ -154,7 +172,7 @@ _COL2IM = _variants(_col2im_loops)
 def col2im(col, x, kh, kw, sh, sw, ph, pw):
     """im2col's adjoint: x[n, c] = 0, then every column entry added back where im2col took
     it from (overlapping windows add up; padding entries are dropped)."""
-    _run(_COL2IM, col.size, col, x, kh, kw, sh, sw, ph, pw)
+    _run(_COL2IM, col.size, _planes(x), col, x, kh, kw, sh, sw, ph, pw)
 
 
 # --- the products: one GEMM per image through graphc's OpenBLAS --------------------------------
@@ -333,10 +351,10 @@ def _pool_2x2(kh, kw, sh, sw, ph, pw):
     return kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
 
 
-def _max_pool_loops(x, out, kh, kw, sh, sw, ph, pw):
-    n_img, chans, oh_n, ow_n = out.shape
+def _max_pool_loops(x, out, kh, kw, sh, sw, ph, pw, lo, hi):
+    _, chans, oh_n, ow_n = out.shape
     fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
-    for nc in numba.prange(n_img * chans):
+    for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
         plane = x[n, c]
@@ -352,11 +370,11 @@ def _max_pool_loops(x, out, kh, kw, sh, sw, ph, pw):
                     dst[oh, ow] = plane[bh, bw]
 
 
-def _max_pool_grad_loops(x, gy, gx, gyi, gxi, kh, kw, sh, sw, ph, pw):
+def _max_pool_grad_loops(x, gy, gx, gyi, gxi, kh, kw, sh, sw, ph, pw, lo, hi):
     """(gyi, gxi: gy and gx viewed as same-width integers, for the 2x2 pass's masks)"""
-    n_img, chans, oh_n, ow_n = gy.shape
+    _, chans, oh_n, ow_n = gy.shape
     fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
-    for nc in numba.prange(n_img * chans):
+    for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
         plane = x[n, c]
@@ -384,11 +402,11 @@ def _max_pool_grad_loops(x, gy, gx, gyi, gxi, kh, kw, sh, sw, ph, pw):
                     dst[bh, bw] += g[oh, ow]
 
 
-def _max_pool_select_loops(x, v, out, vi, outi, kh, kw, sh, sw, ph, pw):
+def _max_pool_select_loops(x, v, out, vi, outi, kh, kw, sh, sw, ph, pw, lo, hi):
     """(vi, outi: v and out viewed as same-width integers, for the 2x2 pass's masks)"""
-    n_img, chans, oh_n, ow_n = out.shape
+    _, chans, oh_n, ow_n = out.shape
     fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
-    for nc in numba.prange(n_img * chans):
+    for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
         plane = x[n, c]
@@ -412,11 +430,11 @@ def _max_pool_select_loops(x, v, out, vi, outi, kh, kw, sh, sw, ph, pw):
                     dst[oh, ow] = src[bh, bw]
 
 
-def _avg_pool_loops(x, out, kh, kw, sh, sw, ph, pw):
-    n_img, chans, oh_n, ow_n = out.shape
+def _avg_pool_loops(x, out, kh, kw, sh, sw, ph, pw, lo, hi):
+    _, chans, oh_n, ow_n = out.shape
     height, width = x.shape[2], x.shape[3]
     area = kh * kw
-    for nc in numba.prange(n_img * chans):
+    for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
         plane = x[n, c]
@@ -431,11 +449,11 @@ def _avg_pool_loops(x, out, kh, kw, sh, sw, ph, pw):
                 out[n, c, oh, ow] = total / area
 
 
-def _avg_pool_grad_loops(gy, gx, kh, kw, sh, sw, ph, pw):
-    n_img, chans, oh_n, ow_n = gy.shape
+def _avg_pool_grad_loops(gy, gx, kh, kw, sh, sw, ph, pw, lo, hi):
+    _, chans, oh_n, ow_n = gy.shape
     height, width = gx.shape[2], gx.shape[3]
     area = kh * kw
-    for nc in numba.prange(n_img * chans):
+    for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
         dst = gx[n, c]
@@ -459,7 +477,7 @@ _AVG_POOL_GRAD = _variants(_avg_pool_grad_loops)
 
 def max_pool2d(x, out, kh, kw, sh, sw, ph, pw):
     """out[n, c, oh, ow] = the selected element of window (oh, ow) of x[n, c]."""
-    _run(_MAX_POOL, x.size, x, out, kh, kw, sh, sw, ph, pw)
+    _run(_MAX_POOL, x.size, _planes(out), x, out, kh, kw, sh, sw, ph, pw)
 
 
 def _bits(a):
@@ -472,21 +490,21 @@ _BITS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 
 def max_pool2d_grad(x, gy, gx, kh, kw, sh, sw, ph, pw):
     """gx = 0, then gy[n, c, oh, ow] added at the selected element of each window of x."""
-    _run(_MAX_POOL_GRAD, x.size, x, gy, gx, _bits(gy), _bits(gx), kh, kw, sh, sw, ph, pw)
+    _run(_MAX_POOL_GRAD, x.size, _planes(gy), x, gy, gx, _bits(gy), _bits(gx), kh, kw, sh, sw, ph, pw)
 
 
 def max_pool2d_select(x, v, out, kh, kw, sh, sw, ph, pw):
     """out[n, c, oh, ow] = v[n, c] at the selected element of window (oh, ow) of x[n, c]."""
-    _run(_MAX_POOL_SELECT, x.size, x, v, out, _bits(v), _bits(out), kh, kw, sh, sw, ph, pw)
+    _run(_MAX_POOL_SELECT, x.size, _planes(out), x, v, out, _bits(v), _bits(out), kh, kw, sh, sw, ph, pw)
 
 
 def avg_pool2d(x, out, kh, kw, sh, sw, ph, pw):
     """out[n, c, oh, ow] = (sum of the window's input elements) / (kh*kw): padding counts
     as zeros. The sum is taken in float64, in row-major window order."""
-    _run(_AVG_POOL, x.size, x, out, kh, kw, sh, sw, ph, pw)
+    _run(_AVG_POOL, x.size, _planes(out), x, out, kh, kw, sh, sw, ph, pw)
 
 
 def avg_pool2d_grad(gy, gx, kh, kw, sh, sw, ph, pw):
     """avg_pool2d's adjoint: gx = 0, then gy[n, c, oh, ow] / (kh*kw) added over each
     window's input elements."""
-    _run(_AVG_POOL_GRAD, gx.size, gy, gx, kh, kw, sh, sw, ph, pw)
+    _run(_AVG_POOL_GRAD, gx.size, _planes(gy), gy, gx, kh, kw, sh, sw, ph, pw)
