@@ -201,20 +201,22 @@ def _prepare(root: Path) -> None:
     passed and whose folders still stat the same (inode, mode, owner) is not checked
     again: a plan of thousands of kernels asks for the root once per kernel."""
     folders = _cache_folders(root)
-    try:
-        stamp = tuple((st.st_ino, st.st_mode, st.st_uid)
-                      for st in (os.stat(f) for f in folders))
-    except OSError:
-        stamp = None
     me = os.getuid() if hasattr(os, "getuid") else None
+    stamp = _stamp(folders)
     if stamp is not None and _checked.get((str(root), me)) == stamp:
         return
     root.parent.mkdir(parents=True, exist_ok=True)
     for folder in folders:
         _private_dir(folder)
-    with contextlib.suppress(OSError):
-        _checked[(str(root), me)] = tuple((st.st_ino, st.st_mode, st.st_uid)
-                                    for st in (os.stat(f) for f in folders))
+    _checked[(str(root), me)] = _stamp(folders)
+
+
+def _stamp(folders) -> tuple | None:
+    """(inode, mode, owner) of each folder; None when one is missing."""
+    try:
+        return tuple((st.st_ino, st.st_mode, st.st_uid) for st in map(os.stat, folders))
+    except OSError:
+        return None
 
 
 def _active_root() -> Path:

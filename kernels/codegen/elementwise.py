@@ -69,13 +69,6 @@ class KernelSpec:
     post: tuple | None = None  # (alpha, beta, dtype): after the reduction,
     #                            post = beta * post + alpha * red
 
-    @property
-    def parallel_ok(self) -> bool:
-        """Whether the outer loop can be split across threads: no two iterations write one
-        location (a total reduction keeps a partial per outer index, one that reduces the
-        outer dim but keeps another a partial result per chunk of rows)."""
-        return True
-
 
 def _index(pattern, idx) -> str:
     parts = [idx[d] if full else "0" for d, full in enumerate(pattern)]
@@ -96,10 +89,9 @@ def render(spec: KernelSpec, comments: bool = True) -> str:
     spec = replace(spec, body=body)
     lines += _render_variant(spec, "serial", comments)
     lines.append("")
-    if spec.parallel_ok:
-        lines += _render_variant(spec, "parallel", comments)
-    else:  # no second, identical function to compile: the loop cannot be split
-        lines.append("parallel = serial  # the outer loop cannot be split across threads")
+    # every nest splits its outer loop safely: no two iterations write one location (a
+    # reduction keeps a partial per outer index or per chunk of rows, see _render_nest)
+    lines += _render_variant(spec, "parallel", comments)
     lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -172,7 +164,7 @@ def _arg_names(spec: KernelSpec) -> list:
 def _render_variant(spec: KernelSpec, variant: str, comments: bool) -> list:
     k = spec.rank
     args = _arg_names(spec)
-    parallel = variant == "parallel" and spec.parallel_ok
+    parallel = variant == "parallel"
     deco = (f"@numba.njit(cache=True, error_model='numpy', fastmath={spec.fastmath}"
             + (", parallel=True" if parallel else "") + ")")
     out = [deco, f"def {variant}({', '.join(args)}):"]
@@ -429,7 +421,7 @@ def _render_nest(spec: KernelSpec, parallel: bool, comments: bool) -> list:
     split = rpattern[0] and not total  # the outer dim reduced, another kept
     inner_reduced = rpattern[-1]
     wide = _wide(acc_dtype)
-    out = [f"{ind}red[...] = {_init(kind, acc_dtype)}"]
+    out = [] if split else [f"{ind}red[...] = {_init(kind, acc_dtype)}"]
     if total:
         out.append(f"{ind}part = np.empty(n0, np.{wide})")
     loop = "numba.prange" if parallel else "range"

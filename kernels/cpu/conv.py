@@ -310,22 +310,17 @@ def _argmax(plane, h0, w0, kh, kw):
 
 
 @numba.njit(**_INLINE)
-def _pick_2x2(plane, h, w):
-    """(best value, which: 0..3 in row-major order) of the 2x2 window at (h, w), unrolled:
-    the common pool (2x2, stride 2, no padding). The forward pass reads only the value,
-    and its loop vectorizes (selects become blends); the gradient and select passes use
-    _chosen_2x2 instead."""
-    best, which = plane[h, w], 0
+def _max_2x2(plane, h, w):
+    """The selected value of the 2x2 window at (h, w) (_taken's rule, in row-major order),
+    unrolled: the common pool (2x2, stride 2, no padding). Its loop vectorizes (the selects
+    become blends); the gradient and select passes use _chosen_2x2 instead."""
+    best = plane[h, w]
     v = plane[h, w + 1]
-    t = _taken(v, best)
-    best, which = (v, 1) if t else (best, which)
+    best = v if _taken(v, best) else best
     v = plane[h + 1, w]
-    t = _taken(v, best)
-    best, which = (v, 2) if t else (best, which)
+    best = v if _taken(v, best) else best
     v = plane[h + 1, w + 1]
-    t = _taken(v, best)
-    best, which = (v, 3) if t else (best, which)
-    return best, which
+    return v if _taken(v, best) else best
 
 
 @numba.njit(**_INLINE)
@@ -362,7 +357,7 @@ def _max_pool_loops(x, out, kh, kw, sh, sw, ph, pw, lo, hi):
         if fast:
             for oh in range(oh_n):
                 for ow in range(ow_n):
-                    dst[oh, ow] = _pick_2x2(plane, 2 * oh, 2 * ow)[0]
+                    dst[oh, ow] = _max_2x2(plane, 2 * oh, 2 * ow)
         else:
             for oh in range(oh_n):
                 for ow in range(ow_n):

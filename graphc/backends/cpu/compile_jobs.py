@@ -218,8 +218,12 @@ def start_helper(jobs: list):
         return Queue(job_groups), None
     try:
         queue = Queue(job_groups, tempfile.mkdtemp(prefix="graphc-claims-"))
-        return queue, Helper(queue)
     except OSError:
+        return Queue(job_groups), None
+    try:
+        return queue, Helper(queue)
+    except OSError:  # no helper: nothing else claims, the folder is not needed
+        shutil.rmtree(queue.folder, ignore_errors=True)
         return Queue(job_groups), None
 
 

@@ -16,9 +16,8 @@ def _head(ex, step) -> str:
     if not isinstance(step, FusedGroup):
         return step_head(step)
     low = ex.plan.lowered[step.index]
-    variants = "serial" + (" + parallel" if low.spec.parallel_ok else "")
     return (f"fused kernel {ex.kernels[step.index].module}:{low.spec.name} rank "
-            f"{low.spec.rank} ({variants}): {step_head(step).split(': ', 1)[1]}")
+            f"{low.spec.rank} (serial + parallel): {step_head(step).split(': ', 1)[1]}")
 
 
 def describe(ex, n=None, kernels: bool = False) -> str:

@@ -38,6 +38,11 @@ def dummy_args(low) -> list:
     return args
 
 
+def arg_types(args) -> tuple:
+    """(dtype, rank) of each argument: what a kernel's compiled signature depends on."""
+    return tuple((np.asarray(a).dtype.name, np.ndim(a)) for a in args)
+
+
 def warm_variant(kernel: LoadedKernel, low, variant: str, kernel_log: list) -> None:
     """Compile one variant of a fused kernel ahead of its first real call."""
     if variant in kernel.warmed:
@@ -77,7 +82,7 @@ def load_kernels(plan, kernel_log: list, progress=None, sources=None) -> dict:
         low = plan.lowered[step.index]
         source = sources[step.index]
         args = dummy_args(low)
-        key = (source, tuple((np.asarray(a).dtype.name, np.ndim(a)) for a in args))
+        key = (source, arg_types(args))
         kernel = same.get(key)
         if kernel is None:
             fns, info = {}, {}
@@ -120,7 +125,7 @@ def hand_written_calls(plan) -> list:
         if isinstance(step, KernelStep):
             binding = BINDINGS[step.kernel]
             fn, args = binding.function, binding_dummy_args(binding, step)
-            key = (fn,) + tuple((np.asarray(a).dtype.name, np.ndim(a)) for a in args)
+            key = (fn, arg_types(args))
             if key not in done:
                 done.add(key)
                 calls.append((fn, args))

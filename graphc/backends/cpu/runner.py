@@ -233,7 +233,7 @@ def emit_fused(b: RunnerBuilder, step) -> None:
             b.names[step.post.value] = b.param(step.post.param)
             args.append(b.view(b.names[step.post.value], red_shape))
     total = int(np.prod(sizes, dtype=np.int64))
-    variant = "parallel" if total >= PARALLEL_MIN and low.spec.parallel_ok else "serial"
+    variant = "parallel" if total >= PARALLEL_MIN else "serial"
     kernel = b.ex.kernels[step.index]
     warm_variant(kernel, low, variant, b.ex.kernel_log)
     fn = b.glob(kernel.fns[variant], f"{low.spec.name}_{variant}")
