@@ -71,6 +71,34 @@ def describe_plan(outputs, kernels: bool = False, n=None, backend: str = DEFAULT
     return get_backend(backend)(Program.of(outputs)).describe(n, kernels)
 
 
+class RunnerCache:
+    """What the cpu and cuda executables share: `bind(n)`, the runner for batch size n,
+    made by the backend's `new_runner(n)` on first use (after check_batch) and kept in
+    `self.runners` (graphc.function bounds how many)."""
+
+    def bind(self, n):
+        runner = self.runners.get(n)
+        if runner is None:
+            check_batch(self.plan, n)
+            runner = self.runners[n] = self.new_runner(n)
+        return runner
+
+    def run(self, feeds, n):
+        return self.bind(n)(*feeds)
+
+
+DESCRIBE_N = 32  # the batch size `describe` binds when none is given and none is bound yet
+
+
+def described_runner(ex, n) -> tuple:
+    """(n, the runner for it, a batch-size suffix for the header) for a backend's describe:
+    n as given, else a batch size already bound, else DESCRIBE_N."""
+    has_batch = any(None in t.shape for t in ex.plan.program.inputs)
+    if n is None:
+        n = next(iter(ex.runners), DESCRIBE_N if has_batch else None)
+    return n, ex.bind(n), f" (shapes bound at N={n})" if has_batch else ""
+
+
 def check_batch(plan, n) -> None:
     """Before a runner for batch size n exists: a max, min or argmax over an axis that is
     N, with N == 0, has no value (NumPy raises too): a RuntimeCheckError naming the node."""

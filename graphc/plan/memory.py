@@ -117,3 +117,22 @@ class _FreeSpace:
         bisect.insort(self.starts, offset)
         self.length[offset] = size
         heapq.heappush(self.sizes, (-size, offset))
+
+
+def layout(plan, shape_of) -> tuple:
+    """(buffers in definition order, bytes of each, the memory plan) of a plan's buffers,
+    shapes bound by shape_of(t) (a backend's runner for one N); a buffer computed in place
+    of another (plan.inplace_pairs) shares its bytes."""
+    import numpy as np
+
+    defined, last = plan.graph.liveness()
+    keys = sorted(defined, key=defined.__getitem__)
+    size = {t: int(np.prod(shape_of(t), dtype=np.int64)) * np.dtype(t.dtype).itemsize
+            for t in keys}
+    cands = {t: [x] for t, x in plan.inplace_pairs.items()}
+    memory = plan_memory(keys, defined, last, size, cands, reuse=plan.options.memory_reuse)
+    for t, x in plan.inplace_pairs.items():  # kernels write t into x's array: same bytes
+        if memory.offsets.get(t) != memory.offsets.get(x):
+            raise AssertionError(f"graphc internal error: {t!r} was planned in place of "
+                                 f"{x!r} but the memory plan separated them")
+    return keys, size, memory

@@ -7,8 +7,7 @@ from ...plan import FusedGroup
 from ...plan.describe import comment_safe as comment
 from ...plan.describe import step_head, update_lines
 from ...printing import node_line
-
-DEFAULT_N = 32
+from .. import described_runner
 
 
 def _head(ex, step) -> str:
@@ -22,14 +21,10 @@ def _head(ex, step) -> str:
 
 def describe(ex, n=None, kernels: bool = False) -> str:
     plan = ex.plan
-    has_batch = any(None in t.shape for t in plan.program.inputs)
-    if n is None:
-        n = next(iter(ex.runners), DEFAULT_N if has_batch else None)
-    run = ex.bind(n)
+    n, run, bound = described_runner(ex, n)
     names = plan.names
     mem = run.memory
-    lines = [f"plan: {len(plan.steps)} steps, {len(plan.lowered)} generated kernels"
-             + (f" (shapes bound at N={n})" if has_batch else ""),
+    lines = [f"plan: {len(plan.steps)} steps, {len(plan.lowered)} generated kernels{bound}",
              f"plan passes: {', '.join(plan.passes)}",
              (f"memory: arena peak {mem.peak} bytes ({mem.naive} without reuse), "
               f"{len(mem.inplace)} buffers written in place")]

@@ -22,7 +22,7 @@ from ...kernels.cpu.bindings import BINDINGS
 from ...plan import FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep
 from ...plan.describe import comment_safe as comment
 from ...plan.lower import loop_sizes, view_shape
-from ...plan.memory import plan_memory
+from ...plan.memory import layout
 from ...printing import node_line
 from ...shapes import bind
 from .kernels import matmul_function, warm_variant
@@ -155,18 +155,8 @@ class RunnerBuilder:
     def _layout(self) -> None:
         """The arena for this N (liveness from the plan, sizes bound now) and a name for
         every buffer: arena views, parameters, constants, in-place updates."""
-        plan, graph = self.plan, self.plan.graph
-        defined, last = graph.liveness()
-        keys = sorted(defined, key=lambda t: defined[t])
-        size = {t: int(np.prod(self.shape(t), dtype=np.int64)) * np.dtype(t.dtype).itemsize
-                for t in keys}
-        cands = {t: [x] for t, x in plan.inplace_pairs.items()}
-        self.memory = plan_memory(keys, defined, last, size, cands,
-                                  reuse=plan.options.memory_reuse)
-        for t, x in plan.inplace_pairs.items():  # kernels write t into x's array: same bytes
-            if self.memory.offsets.get(t) != self.memory.offsets.get(x):
-                raise AssertionError(f"graphc internal error: {t!r} was planned in place of "
-                                     f"{x!r} but the memory plan separated them")
+        plan = self.plan
+        keys, size, self.memory = layout(plan, self.shape)
         self.arena = arena = np.empty(max(self.memory.peak, 64), dtype=np.uint8)
         for t in keys:
             off = self.memory.offsets[t]

@@ -15,7 +15,7 @@ import numpy as np
 from ...kernels.cpu.bindings import BINDINGS, binding_for
 from ...plan import PlanOptions, make_plan
 from ...progress import CompileProgress
-from .. import check_batch
+from .. import RunnerCache
 from .compile_jobs import run_job, start_helper
 from .kernels import (
     compile_jobs,
@@ -31,7 +31,7 @@ def has_kernel(what) -> bool:
     return what in BINDINGS if isinstance(what, str) else binding_for(what) is not None
 
 
-class CpuExecutable:
+class CpuExecutable(RunnerCache):
     """A compiled plan on the cpu backend (see graphc.backends for the protocol)."""
 
     def __init__(self, program, optimize: bool = True, fastmath: bool = False,
@@ -70,20 +70,11 @@ class CpuExecutable:
         self.runners: dict = {}
         self.compile_seconds = time.perf_counter() - start
 
-    def bind(self, n):
-        """The runner for batch size n (generated on first use)."""
-        runner = self.runners.get(n)
-        if runner is not None:
-            return runner
+    def new_runner(self, n):
+        """The runner for batch size n, generated (bind() keeps it)."""
         from .runner import RunnerBuilder
 
-        check_batch(self.plan, n)
-        runner = RunnerBuilder(self, n).build()
-        self.runners[n] = runner
-        return runner
-
-    def run(self, feeds, n):
-        return self.bind(n)(*feeds)
+        return RunnerBuilder(self, n).build()
 
     def describe(self, n=None, kernels: bool = False) -> str:
         from .describe import describe

@@ -8,20 +8,15 @@ from ...plan import FusedGroup
 from ...plan.describe import comment_safe as comment
 from ...plan.describe import step_head, update_lines
 from ...printing import node_line
+from .. import described_runner
 from .runner import HOST_FALLBACK
-
-DEFAULT_N = 32
 
 
 def describe(ex, n=None, kernels: bool = False) -> str:
     plan = ex.plan
-    has_batch = any(None in t.shape for t in plan.program.inputs)
-    if n is None:
-        n = next(iter(ex.runners), DEFAULT_N if has_batch else None)
-    run = ex.bind(n)
+    n, run, bound = described_runner(ex, n)
     mem = run.memory
     fallbacks = sum(1 for launch in run.launches if launch.how == HOST_FALLBACK)
-    bound = f" (shapes bound at N={n})" if has_batch else ""
     engine = "cuBLAS through nvmath-python" if ex.matmul == "cublas" else \
         "graphc's shared-memory kernel"
     lines = [(f"cuda plan on {ex.device}: {len(plan.steps)} steps, "

@@ -25,7 +25,7 @@ from ...kernels.cuda.launch import MAX_BLOCKS, THREADS, blocks
 from ...plan import FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep
 from ...plan.describe import comment_safe as comment
 from ...plan.lower import loop_sizes, view_shape
-from ...plan.memory import plan_memory
+from ...plan.memory import layout
 from ...plan.updates import CHECKED_KERNELS
 from ...printing import node_line
 from ...shapes import bind
@@ -68,14 +68,8 @@ class DeviceRunner:
         return bind(t.shape, self.n)
 
     def _layout(self) -> None:
-        plan, graph = self.plan, self.plan.graph
-        defined, last = graph.liveness()
-        keys = sorted(defined, key=lambda t: defined[t])
-        size = {t: int(np.prod(self.shape(t), dtype=np.int64)) * np.dtype(t.dtype).itemsize
-                for t in keys}
-        cands = {t: [x] for t, x in plan.inplace_pairs.items()}
-        self.memory = plan_memory(keys, defined, last, size, cands,
-                                  reuse=plan.options.memory_reuse)
+        plan = self.plan
+        keys, size, self.memory = layout(plan, self.shape)
         self.arena = cuda.device_array(max(self.memory.peak, 64), np.uint8)
         for t in keys:
             off = self.memory.offsets[t]

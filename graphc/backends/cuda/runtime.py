@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from ...plan import FusedGroup, PlanOptions, make_plan
-from .. import check_batch
+from .. import RunnerCache
 from .device import device_key, mirror_of, require_device, simulated
 
 RANDOM_OPS = ("random_uniform",)  # drawn by the device RNG (kernels/cuda/rng.py)
@@ -65,7 +65,7 @@ def matmul_engine() -> tuple:
     return ("cublas", Cublas(cublas)) if cublas is not None else ("tiled", None)
 
 
-class CudaExecutable:
+class CudaExecutable(RunnerCache):
     """A compiled plan on the cuda backend (see graphc.backends for the protocol)."""
 
     def __init__(self, program, optimize: bool = True, fastmath: bool = False,
@@ -87,19 +87,11 @@ class CudaExecutable:
         self.runners: dict = {}
         self.compile_seconds = time.perf_counter() - start
 
-    def bind(self, n):
-        """The runner for batch size n (laid out on first use)."""
-        runner = self.runners.get(n)
-        if runner is not None:
-            return runner
+    def new_runner(self, n):
+        """The runner for batch size n, laid out (bind() keeps it)."""
         from .runner import DeviceRunner
 
-        check_batch(self.plan, n)
-        runner = self.runners[n] = DeviceRunner(self, n)
-        return runner
-
-    def run(self, feeds, n):
-        return self.bind(n)(*feeds)
+        return DeviceRunner(self, n)
 
     def describe(self, n=None, kernels: bool = False) -> str:
         from .describe import describe
