@@ -38,15 +38,23 @@ def _im2col(x, col, kh, kw, sh, sw, ph, pw):
         col[n, row, p] = x[n, c, h, w] if inside else 0
 
 
+@cuda.jit(device=True, inline=True)
+def _nchw(flat, a):
+    """(n, c, h, w) of element `flat` of the C-contiguous 4-D array a: the grid-stride
+    loops below run over one array's elements."""
+    chans, height, width = a.shape[1], a.shape[2], a.shape[3]
+    w = flat % width
+    h = (flat // width) % height
+    c = (flat // (width * height)) % chans
+    return flat // (width * height * chans), c, h, w
+
+
 @cuda.jit
 def _col2im(col, x, kh, kw, sh, sw, ph, pw):
-    chans, height, width = x.shape[1], x.shape[2], x.shape[3]
+    height, width = x.shape[2], x.shape[3]
     oh_n, ow_n = _out_size(height, kh, sh, ph), _out_size(width, kw, sw, pw)
     for flat in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        w = flat % width
-        h = (flat // width) % height
-        c = (flat // (width * height)) % chans
-        n = flat // (width * height * chans)
+        n, c, h, w = _nchw(flat, x)
         acc = 0.0
         for i in range(kh):
             oh_s = h + ph - i
@@ -79,24 +87,16 @@ def _window_argmax(x, n, c, h0, w0, kh, kw):
 
 @cuda.jit
 def _max_pool(x, out, kh, kw, sh, sw, ph, pw):
-    chans, oh_n, ow_n = out.shape[1], out.shape[2], out.shape[3]
     for flat in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        ow = flat % ow_n
-        oh = (flat // ow_n) % oh_n
-        c = (flat // (ow_n * oh_n)) % chans
-        n = flat // (ow_n * oh_n * chans)
+        n, c, oh, ow = _nchw(flat, out)
         bh, bw = _window_argmax(x, n, c, oh * sh - ph, ow * sw - pw, kh, kw)
         out[n, c, oh, ow] = x[n, c, bh, bw]
 
 
 @cuda.jit
 def _max_pool_select(x, v, out, kh, kw, sh, sw, ph, pw):
-    chans, oh_n, ow_n = out.shape[1], out.shape[2], out.shape[3]
     for flat in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        ow = flat % ow_n
-        oh = (flat // ow_n) % oh_n
-        c = (flat // (ow_n * oh_n)) % chans
-        n = flat // (ow_n * oh_n * chans)
+        n, c, oh, ow = _nchw(flat, out)
         bh, bw = _window_argmax(x, n, c, oh * sh - ph, ow * sw - pw, kh, kw)
         out[n, c, oh, ow] = v[n, c, bh, bw]
 
@@ -111,13 +111,10 @@ def _windows(size, kernel, stride, pad, count, at):
 
 @cuda.jit
 def _max_pool_grad(x, gy, gx, kh, kw, sh, sw, ph, pw):
-    chans, height, width = gx.shape[1], gx.shape[2], gx.shape[3]
+    height, width = gx.shape[2], gx.shape[3]
     oh_n, ow_n = gy.shape[2], gy.shape[3]
     for flat in range(cuda.grid(1), gx.size, cuda.gridsize(1)):
-        w = flat % width
-        h = (flat // width) % height
-        c = (flat // (width * height)) % chans
-        n = flat // (width * height * chans)
+        n, c, h, w = _nchw(flat, gx)
         acc = 0.0
         oh_lo, oh_hi = _windows(height, kh, sh, ph, oh_n, h)
         ow_lo, ow_hi = _windows(width, kw, sw, pw, ow_n, w)
@@ -131,13 +128,9 @@ def _max_pool_grad(x, gy, gx, kh, kw, sh, sw, ph, pw):
 
 @cuda.jit
 def _avg_pool(x, out, kh, kw, sh, sw, ph, pw):
-    chans, oh_n, ow_n = out.shape[1], out.shape[2], out.shape[3]
     height, width = x.shape[2], x.shape[3]
     for flat in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        ow = flat % ow_n
-        oh = (flat // ow_n) % oh_n
-        c = (flat // (ow_n * oh_n)) % chans
-        n = flat // (ow_n * oh_n * chans)
+        n, c, oh, ow = _nchw(flat, out)
         h0, w0 = oh * sh - ph, ow * sw - pw
         total = 0.0
         for h in range(max(h0, 0), min(h0 + kh, height)):
@@ -148,13 +141,10 @@ def _avg_pool(x, out, kh, kw, sh, sw, ph, pw):
 
 @cuda.jit
 def _avg_pool_grad(gy, gx, kh, kw, sh, sw, ph, pw):
-    chans, height, width = gx.shape[1], gx.shape[2], gx.shape[3]
+    height, width = gx.shape[2], gx.shape[3]
     oh_n, ow_n = gy.shape[2], gy.shape[3]
     for flat in range(cuda.grid(1), gx.size, cuda.gridsize(1)):
-        w = flat % width
-        h = (flat // width) % height
-        c = (flat // (width * height)) % chans
-        n = flat // (width * height * chans)
+        n, c, h, w = _nchw(flat, gx)
         acc = 0.0
         oh_lo, oh_hi = _windows(height, kh, sh, ph, oh_n, h)
         ow_lo, ow_hi = _windows(width, kw, sw, pw, ow_n, w)
