@@ -95,6 +95,31 @@ def matmul_2d(a, b, c, ta: bool, tb: bool, alpha: float = 1.0, beta: float = 0.0
            ta, tb, alpha, beta)
 
 
+def matrices(a, b, c) -> list:
+    """(a, b, c) 2-D device views, one triple per product of an n-D matmul with NumPy's rules:
+    a 1-D a is a row, a 1-D b a column, batch dims broadcast. When b is one matrix the batch
+    folds into a's rows: one product."""
+    a = a.reshape((1, a.size)) if a.ndim == 1 else a
+    b = b.reshape((b.size, 1)) if b.ndim == 1 else b
+    sa, sb = tuple(a.shape), tuple(b.shape)  # (the simulator's shapes take no negatives)
+    batch = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
+    m, k, n = sa[-2], sa[-1], sb[-1]
+    if b.ndim == 2 and sa[:-2] == batch:
+        rows = int(np.prod(batch + (m,), dtype=np.int64))
+        return [(a.reshape((rows, k)), b, c.reshape((rows, n)))]
+    c = c.reshape(batch + (m, n))
+    triples = []
+    for z in np.ndindex(*batch):
+        triples.append((a[_batch_index(z, sa[:-2])], b[_batch_index(z, sb[:-2])], c[z]))
+    return triples
+
+
+def _batch_index(z, dims) -> tuple:
+    """The index of operand matrix z in an operand with batch dims `dims` (broadcast)."""
+    z = z[len(z) - len(dims):]
+    return tuple(0 if d == 1 else i for i, d in zip(z, dims)) + (slice(None), slice(None))
+
+
 # --- cuBLAS through nvmath-python ------------------------------------------------------------------
 def cublas_module():
     """nvmath's cuBLAS bindings on a real GPU, else None (the simulator, no nvmath)."""

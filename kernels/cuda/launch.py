@@ -8,6 +8,9 @@ the block reductions, the shared-memory tiles and the cross-block second pass.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numba
 
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
@@ -41,3 +44,16 @@ def scratch(size: int, dtype):
     if arr is None:
         arr = _SCRATCH[key] = cuda.device_array(max(int(size), 1), dtype)
     return arr
+
+
+@dataclass(frozen=True)
+class Launches:
+    """What a planned op does at one batch size: `run()` makes its launches; `how` says which
+    (for `graphc dump`); `report(status values)` turns its status slots into an error
+    message (or None); `error` is a failure known before running (a static index out of
+    range at this N)."""
+
+    run: Callable
+    how: str
+    report: Callable | None = None
+    error: str | None = None

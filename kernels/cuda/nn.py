@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from .launch import THREADS, blocks, scratch
+from .launch import THREADS, Launches, blocks, scratch
 
 
 @cuda.jit(device=True, inline=True)
@@ -27,31 +27,37 @@ def _row_max(x, r):
     return m
 
 
-@cuda.jit
-def _softmax_rows(x, out):
-    rows, cols = x.shape
-    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
-        m = _row_max(x, r)
-        s = 0.0
-        for c in range(cols):
-            e = math.exp(x[r, c] - m)
-            out[r, c] = e
-            s += out[r, c]
-        for c in range(cols):
-            out[r, c] = out[r, c] / s
+@cuda.jit(device=True, inline=True)
+def _lane_max(x, a, i):
+    """The max of the lane x[a, :, i] of an (outer, axis, inner) array."""
+    m = x[a, 0, i]
+    for c in range(1, x.shape[1]):
+        v = x[a, c, i]
+        m = max(m, v)
+    return m
 
 
 @cuda.jit
-def _log_softmax_rows(x, out):
-    rows, cols = x.shape
-    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
-        m = _row_max(x, r)
+def _softmax_axis(x, out, log):
+    """softmax (or with `log`, log_softmax) of every lane x[a, :, i], one thread a lane."""
+    outer, n, inner = x.shape
+    for flat in range(cuda.grid(1), outer * inner, cuda.gridsize(1)):
+        a, i = flat // inner, flat % inner
+        m = _lane_max(x, a, i)
         s = 0.0
-        for c in range(cols):
-            s += math.exp(x[r, c] - m)
-        lse = math.log(s)
-        for c in range(cols):
-            out[r, c] = (x[r, c] - m) - lse
+        if log:
+            for c in range(n):
+                s += math.exp(x[a, c, i] - m)
+            lse = math.log(s)
+            for c in range(n):
+                out[a, c, i] = (x[a, c, i] - m) - lse
+        else:
+            for c in range(n):
+                e = math.exp(x[a, c, i] - m)
+                out[a, c, i] = e
+                s += out[a, c, i]
+            for c in range(n):
+                out[a, c, i] = out[a, c, i] / s
 
 
 @cuda.jit
@@ -111,19 +117,22 @@ def _one_hot(labels, out, status):
 
 
 @cuda.jit
-def _argmax_rows(x, out):
-    rows, cols = x.shape
-    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+def _argmax_axis(x, out):
+    """out[a, i] = the index of the largest of x[a, :, i] (the first of ties, or the first
+    NaN, as np.argmax)."""
+    outer, n, inner = x.shape
+    for flat in range(cuda.grid(1), outer * inner, cuda.gridsize(1)):
+        a, i = flat // inner, flat % inner
         best = 0
-        m = x[r, 0]
-        for c in range(1, cols):
+        m = x[a, 0, i]
+        for c in range(1, n):
             if m != m:  # noqa: PLR0124 - NaN: the first one wins (as np.argmax)
                 break
-            v = x[r, c]
+            v = x[a, c, i]
             if v > m or v != v:  # noqa: PLR0124
                 m = v
                 best = c
-        out[r] = best
+        out[a, i] = best
 
 
 def _rows(x) -> int:
@@ -131,14 +140,44 @@ def _rows(x) -> int:
 
 
 # --- launchers (what bindings.py names) ---------------------------------------------------------
-def softmax_rows(x, out):
-    if x.shape[1]:
-        _softmax_rows[_rows(x), THREADS](x, out)
+def lanes(x, axis: int):
+    """x (C-contiguous) viewed as (outer, x.shape[axis], inner)."""
+    shape = tuple(x.shape)
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    return x.reshape((outer, shape[axis], inner))
 
 
-def log_softmax_rows(x, out):
-    if x.shape[1]:
-        _log_softmax_rows[_rows(x), THREADS](x, out)
+def _plan_softmax(ins, outs, attrs, log: bool) -> Launches:
+    axis = attrs["axis"]
+    x, out = lanes(ins[0], axis), lanes(outs[0], axis)
+    outer, n, inner = x.shape
+    if n == 0 or outer * inner == 0:
+        return Launches(lambda: None, "nothing (empty)")
+    grid = blocks(outer * inner)
+    return Launches(lambda: _softmax_axis[grid, THREADS](x, out, log),
+                    f"nn._softmax_axis[{grid}, {THREADS}]")
+
+
+def plan_softmax(ins, outs, attrs, status) -> Launches:
+    """softmax along attrs["axis"]: one thread per lane (outer, inner)."""
+    return _plan_softmax(ins, outs, attrs, False)
+
+
+def plan_log_softmax(ins, outs, attrs, status) -> Launches:
+    return _plan_softmax(ins, outs, attrs, True)
+
+
+def plan_argmax(ins, outs, attrs, status) -> Launches:
+    """argmax along attrs["axis"] (an empty axis is refused before this is asked)."""
+    x = lanes(ins[0], attrs["axis"])
+    outer, _, inner = x.shape
+    out = outs[0].reshape((outer, inner))
+    if outer * inner == 0:
+        return Launches(lambda: None, "nothing (empty)")
+    grid = blocks(outer * inner)
+    return Launches(lambda: _argmax_axis[grid, THREADS](x, out),
+                    f"nn._argmax_axis[{grid}, {THREADS}]")
 
 
 def _cross_entropy(x, labels, g, loss, dx, status, backward):
@@ -163,8 +202,5 @@ def softmax_cross_entropy_fused(x, labels, g, loss, dx, status):
 
 
 def one_hot(labels, out, status):
-    _one_hot[blocks(out.shape[0]), THREADS](labels, out, status)
-
-
-def argmax_rows(x, out):
-    _argmax_rows[_rows(x), THREADS](x, out)
+    """out: the (labels.size, classes) rows view of the output; labels of any shape."""
+    _one_hot[blocks(out.shape[0]), THREADS](labels.reshape(labels.size), out, status)

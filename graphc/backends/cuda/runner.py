@@ -20,13 +20,13 @@ from numba import cuda
 from ...errors import RuntimeCheckError
 from ...kernels.codegen.numba_cuda import arg_names
 from ...kernels.cuda import gemm, rng
-from ...kernels.cuda.bindings import BINDINGS
+from ...kernels.cuda.bindings import BINDINGS, Planned
 from ...kernels.cuda.launch import MAX_BLOCKS, THREADS, blocks
+from ...ops.reduce import NO_IDENTITY, empty_reduction
 from ...plan import FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep
 from ...plan.describe import comment_safe as comment
 from ...plan.lower import loop_sizes, view_shape
 from ...plan.memory import layout
-from ...plan.updates import CHECKED_KERNELS
 from ...printing import node_line
 from ...shapes import bind
 
@@ -48,17 +48,19 @@ class DeviceRunner:
         self.ex, self.plan, self.n = ex, ex.plan, n
         self.names: dict = {}      # tensor -> device array
         self.launches: list = []
-        self.checked: list = []    # (status slot, step) of every step that checks labels
+        self.checked: list = []    # (first status slot, slots, node, report) of checking steps
         self._layout()
-        checked = [s for s in self.plan.steps if isinstance(s, KernelStep)
-                   and s.kernel in CHECKED_KERNELS]
-        self.status = cuda.to_device(np.zeros(max(len(checked), 1), np.int64))
-        self.status_host = np.zeros(max(len(checked), 1), np.int64)
-        last = checked[-1].index if checked else -1
+        slots = {s.index: status_slots(s) for s in self.plan.steps}
+        self.slot_of, total = {}, 0
+        for index, count in slots.items():
+            self.slot_of[index], total = total, total + count
+        self.status = cuda.to_device(np.zeros(max(total, 1), np.int64))
+        self.status_host = np.zeros(max(total, 1), np.int64)
+        last = max((i for i, count in slots.items() if count), default=-1)
         for step in self.plan.steps:
             EMIT[type(step)](self, step)
             if step.index == last:
-                self.launches.append(Launch(last, "check the labels", "status read",
+                self.launches.append(Launch(last, "check labels and indices", "status read",
                                             self._check_status))
         self.outputs = [self.names[t] for t in self.plan.out_tensors]
         self.updates = self._updates()
@@ -141,18 +143,25 @@ class DeviceRunner:
         return outs
 
     def _check_status(self) -> None:
-        """Raise for the first checking step whose kernel found a label out of range."""
+        """Raise for the first checking step whose kernel found a label or index out of
+        range."""
         self.status.copy_to_host(self.status_host)
-        for slot, step, labels in self.checked:
-            row = int(self.status_host[slot]) - 1
-            if row < 0:
-                continue
-            node = step.nodes[0]
-            classes = node.outputs[0].shape[-1] if node.op == "one_hot" else \
-                node.inputs[0].shape[-1]
-            value = int(labels.copy_to_host().reshape(-1)[row])
-            raise RuntimeCheckError(f"{node.op}: label {value} is outside [0, {classes}) "
-                                    f"(node created at {node.loc})")
+        for start, count, node, report in self.checked:
+            values = self.status_host[start:start + count]
+            message = report(values) if values.any() else None
+            if message is not None:
+                raise RuntimeCheckError(f"{node.op}: {message} (node created at {node.loc})")
+
+
+def status_slots(step) -> int:
+    """The status entries a step's kernel may set: one for a label check, one per index array
+    of a gather or scatter-add."""
+    if not isinstance(step, KernelStep) or step.kernel not in BINDINGS:
+        return 0
+    binding = BINDINGS[step.kernel]
+    if isinstance(binding, Planned):
+        return binding.slots(step.nodes[0])
+    return 1 if binding.checked else 0
 
 
 # --- emission, one function per step kind ------------------------------------------------------
@@ -211,11 +220,15 @@ def emit_matmul(r: DeviceRunner, step) -> None:
         what += comment(f"; update {param.name} in place")
     else:
         c = r.out(node.outputs[0])
-    if r.ex.cublas is not None and c.dtype in (np.float32, np.float64):
-        fn, how = r.ex.cublas.gemm, "cuBLAS gemm"
-    else:
-        fn, how = gemm.matmul_2d, f"tiled gemm (tile {gemm.TILE})"
+    fn, how = _gemm_engine(r, c.dtype)
     r.launches.append(Launch(step.index, what, how, lambda: fn(a, b, c, ta, tb, alpha, beta)))
+
+
+def _gemm_engine(r: DeviceRunner, dtype) -> tuple:
+    """(2-D gemm function, its name): cuBLAS for floats where the backend has it."""
+    if r.ex.cublas is not None and dtype in (np.float32, np.float64):
+        return r.ex.cublas.gemm, "cuBLAS gemm"
+    return gemm.matmul_2d, f"tiled gemm (tile {gemm.TILE})"
 
 
 def _binding_arg(r: DeviceRunner, step, arg):
@@ -245,14 +258,74 @@ def emit_kernel(r: DeviceRunner, step) -> None:
 
         r.launches.append(Launch(step.index, what, "device RNG (counter-based)", draw))
         return
+    if step.kernel == "matmul":
+        emit_matmul_nd(r, step)
+        return
     binding = BINDINGS[step.kernel]
+    if isinstance(binding, Planned):
+        emit_planned(r, step, binding)
+        return
     args = [_binding_arg(r, step, arg) for arg in binding.args]
     if binding.checked:
-        slot = len(r.checked)
+        slot = r.slot_of[step.index]
         args.append(r.status[slot:slot + 1])
-        r.checked.append((slot, step, r.names[node.inputs[binding.labels.index]]))
+        r.checked.append((slot, 1, node, _label_report(node, r.names[node.inputs[
+            binding.labels.index]])))
     fn = binding.function
     r.launches.append(Launch(step.index, what, f"{fn.__module__}.{fn.__name__}", lambda: fn(*args)))
+
+
+def _label_report(node, labels) -> Callable:
+    """status value (1 + the row of a bad label) -> the error message."""
+    classes = node.outputs[0].shape[-1] if node.op == "one_hot" else node.inputs[0].shape[-1]
+
+    def report(values):
+        value = int(labels.copy_to_host().reshape(-1)[int(values[0]) - 1])
+        return f"label {value} is outside [0, {classes})"
+
+    return report
+
+
+def emit_planned(r: DeviceRunner, step, binding) -> None:
+    """An op planned at this N (kernels/cuda/bindings.py `Planned`): its launches, its status
+    slots and their report; a failure known now (a static index out of range, a reduction
+    over an empty axis) raises when the step runs, as the NumPy reference would."""
+    node = step.nodes[0]
+    ins = [r.names[t] for t in node.inputs]
+    outs = [r.out(t) for t in node.outputs]
+    error = None
+    if node.op in NO_IDENTITY:
+        error = empty_reduction(node.op, node.attrs, ins[0].shape)
+    if error is None:
+        start, count = r.slot_of[step.index], binding.slots(node)
+        planned = binding.plan(ins, outs, node.attrs, r.status[start:start + count])
+        if planned.report is not None:
+            r.checked.append((start, count, node, planned.report))
+        run, how, error = planned.run, planned.how, planned.error
+    if error is not None:
+        message = f"{node.op}: {error} (node created at {node.loc})"
+
+        def run():
+            raise RuntimeCheckError(message)
+
+        how = "raises: " + comment(error)
+    r.launches.append(Launch(step.index, r.what(step.nodes), how, run))
+
+
+def emit_matmul_nd(r: DeviceRunner, step) -> None:
+    """A matmul with a 1-D or batched operand: a 2-D product per matrix, over views
+    (one, when the right operand is a single matrix: the batch folds into the rows)."""
+    node = step.nodes[0]
+    a, b = (r.names[t] for t in node.inputs)
+    c = r.out(node.outputs[0])
+    triples = gemm.matrices(a, b, c) if c.size else []
+    fn, how = _gemm_engine(r, c.dtype)
+
+    def run():
+        for a2, b2, c2 in triples:
+            fn(a2, b2, c2, False, False, 1.0, 0.0)
+
+    r.launches.append(Launch(step.index, r.what(step.nodes), f"{how} x{len(triples)}", run))
 
 
 def emit_view(r: DeviceRunner, step) -> None:

@@ -16,6 +16,9 @@ from .. import RunnerCache
 from .device import device_key, mirror_of, require_device, simulated
 
 RANDOM_OPS = ("random_uniform",)  # drawn by the device RNG (kernels/cuda/rng.py)
+# emitted by the runner itself: the random draws, and a matmul with a 1-D or batched operand
+# (a 2-D one is a MatmulStep) as 2-D products over views
+RUNNER_OPS = RANDOM_OPS + ("matmul",)
 
 
 def has_kernel(what) -> bool:
@@ -24,7 +27,7 @@ def has_kernel(what) -> bool:
 
     if isinstance(what, str):
         return what in BINDINGS
-    return what.op in RANDOM_OPS or binding_for(what) is not None
+    return what.op in RUNNER_OPS or binding_for(what) is not None
 
 
 @dataclass(frozen=True)
