@@ -183,3 +183,81 @@ def test_hand_written_numpy_step_matches_the_float64_reference():
     step = NumpyMlpStep(w, data)
     got = [float(step.step()) for _ in range(3)]
     np.testing.assert_allclose(got, mlp_losses(w, data, steps=3), rtol=1e-12)
+
+
+# --- the GPU rows (benchmarks/gpu.py) ------------------------------------------------------------
+def _gpu_reasons() -> tuple:
+    from benchmarks import gpu, gpu_peers
+
+    return (gpu.why_not_measured(), gpu_peers.torch_gpu_unavailable(),
+            gpu_peers.jax_gpu_unavailable())
+
+
+def test_gpu_rows_say_n_a_without_a_gpu(capsys):
+    from benchmarks import gpu
+
+    if None in _gpu_reasons():
+        pytest.skip("a framework has a GPU here: its rows would be timed")
+    assert gpu.main(["--steps", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("device limits:") and "n/a" in line for line in lines)
+    for framework in ("graphc cuda", "torch eager", "jax jit"):
+        rows = [line for line in lines if f" {framework} " in line]
+        assert len(rows) == (4 if framework == "graphc cuda" else 3), (framework, lines)
+        assert all("n/a: " in row for row in rows), rows
+    for title in ("W2 mnist-mlp (batch 1024)", "W3 lenet (batch 256)",
+                  "W5 vgg-block (batch 64, forward)", "W4 elementwise (16M float32)"):
+        assert any(line.startswith(title) for line in lines), (title, lines)
+
+
+# small sizes: the simulator only allocates, but the arrays are real
+ESTIMATE_SIZES = {"W2": 8, "W3": 4, "W5": 2, "W4": 4096}
+
+
+def test_gpu_estimate_counts_what_the_cuda_runner_does():
+    import graphc as gc
+    from benchmarks.gpu_estimate import estimate, render
+    from benchmarks.gpu_peers import gpu_case, graphc_runner, host_feeds
+    from benchmarks.peers_graphc import build_program, compile_program
+
+    rows = estimate(ESTIMATE_SIZES)
+    assert [r["key"] for r in rows] == list(ESTIMATE_SIZES)
+    for row in rows:
+        w, data = gpu_case(row["key"], ESTIMATE_SIZES[row["key"]])
+        fn = compile_program(gc, w, *build_program(gc, w, data), backend="cuda")
+        runner = fn.executable.bind(data.inputs["x"].shape[0])
+        assert row["launches"] == len(runner.launches) > 0, row["key"]
+        assert row["h2d_bytes"] == sum(a.nbytes for a in host_feeds(w, data)), row["key"]
+        # what a call returns, on the reference backend: the loss, or the forward output
+        out = graphc_runner(w, data, "numpy").step()
+        assert row["d2h_bytes"] == np.asarray(out).nbytes, row["key"]
+        assert row["traffic_bytes"] > row["h2d_bytes"], row["key"]
+        for name in ("launch_ms", "transfer_ms", "compute_ms"):
+            assert row[name] > 0, (row["key"], name)
+        assert row["serial_ms"] == pytest.approx(
+            row["launch_ms"] + row["transfer_ms"] + row["compute_ms"])
+        assert (row["flops"] > 0) == (row["key"] != "W4"), row  # W4 has no products
+    # W2's products: 3 forward, 3 weight gradients, 2 input gradients (x needs none)
+    n, mlp = ESTIMATE_SIZES["W2"], 784 * 1000 + 1000 * 1000 + 1000 * 10
+    assert rows[0]["flops"] == 2 * n * (3 * mlp - 784 * 1000)
+    text = render(rows)
+    assert text.startswith("ESTIMATE, not a measurement")
+    assert "W3 lenet (batch 4)" in text and "overlapped ms" in text
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+@pytest.mark.parametrize("key,batch", [("W2", 4), ("W3", 4), ("W5", 1), ("W4", 1000)])
+def test_gpu_peers_on_the_cpu_compute_graphc_cpu_results(framework, key, batch):
+    pytest.importorskip(framework)
+    from benchmarks.gpu_peers import gpu_case, graphc_runner, jax_runner, torch_runner
+
+    w, data = gpu_case(key, batch)
+    make = torch_runner if framework == "torch" else jax_runner
+
+    def two_steps(runner):  # the second step's loss checks the first step's SGD update
+        return [runner.fetch(runner.step()) for _ in range(2)]
+
+    want = two_steps(graphc_runner(w, data, "cpu"))
+    got = two_steps(make(w, data, "cpu"))
+    for step, (a, b) in enumerate(zip(got, want)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5, err_msg=f"step {step}")
