@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import CUDA_MODE
+from graphc.kernels.cuda.shape import contiguous_strides, index_layout
 
 import graphc as gc
-from graphc.kernels.cuda.shape import contiguous_strides, index_layout
 from graphc.ops.shape import encode_index
 
 MODE = f"cuda-{CUDA_MODE}"
