@@ -261,3 +261,31 @@ def test_gpu_peers_on_the_cpu_compute_graphc_cpu_results(framework, key, batch):
     got = two_steps(make(w, data, "cpu"))
     for step, (a, b) in enumerate(zip(got, want)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5, err_msg=f"step {step}")
+
+
+def test_gpu_only_code_runs_in_the_simulator(monkeypatch):
+    """What only a GPU run reaches (the limits through graphc, W4's two rows, a workload's
+    rows and ratio), run in the simulator at toy sizes with the CPU standing in for peers:
+    the numbers mean nothing, the code paths are exercised."""
+    from conftest import CUDA_MODE
+
+    from benchmarks import gpu
+    from benchmarks.gpu_peers import gpu_case, graphc_runner
+
+    if CUDA_MODE != "simulator":
+        pytest.skip("on a GPU, python -m benchmarks.gpu runs these for real")
+    monkeypatch.setattr(gpu, "SGEMM_N", 8)
+    monkeypatch.setattr(gpu, "COPY_ELEMENTS", 1024)
+    limits = gpu.device_limits(None, "no torch GPU")
+    assert limits["sgemm_gflops"] > 0 and limits["copy_gbps"] > 0, limits
+    w, data = gpu_case("W4", 4096)
+    rows = gpu.w4_rows(w, data, None, 100.0, steps=1)
+    assert [name for name, _, _ in rows] == ["graphc cuda, x fed", "graphc cuda, kernels only"]
+    assert all(ms > 0 and "of the copy's" in text for _, ms, text in rows)
+    peers = [("graphc cpu", None, lambda w, d: graphc_runner(w, d, "cpu")),
+             ("numpy", None, lambda w, d: graphc_runner(w, d, "numpy")),
+             ("absent", "not here", None)]
+    w, data = gpu_case("W2", 8)
+    (_, ms, text), (_, peer_ms, _), absent = gpu.workload_rows(w, data, peers, steps=2)
+    assert f"{ms / peer_ms:.2f}x the best peer's time" in text
+    assert absent == ("absent", None, "n/a: not here")
