@@ -142,9 +142,12 @@ def _sigmoid_vjp(node, grads):
 
 
 def _relu_vjp(node, grads):
+    """g where relu(x) > 0: the same mask as x > 0 for every x (NaN, -0.0 and -inf
+    included), read from the output, so the input need not be kept for the backward (a
+    bias added before the ReLU can then stay in the kernel that computes both)."""
     (g,) = grads
-    x = node.inputs[0]
-    return [where(greater(x, 0), g, as_tensor(0, like=g))]
+    y = node.outputs[0]
+    return [where(greater(y, 0), g, as_tensor(0, like=g))]
 
 
 def _where_vjp(node, grads):

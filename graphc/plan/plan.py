@@ -136,6 +136,8 @@ class PlanGraph:
         if isinstance(step, FusedGroup) and step.index in self.plan.lowered:
             low = self.plan.lowered[step.index]
             return list(low.outputs) + ([low.reduce_out] if low.reduce_out is not None else [])
+        if isinstance(step, KernelStep) and step.stores:
+            return list(step.stores)
         return list(step.outputs)
 
     def needed_outside(self, group):

@@ -8,7 +8,8 @@ so no module ever sets an attribute on a step after it is built.
 - `MatmulStep`: a 2-D matrix product (BLAS or a small-matrix kernel); transposes of its
   operands absorbed as transpose flags.
 - `KernelStep`: a hand-written kernel (softmax, log_softmax, softmax cross entropy, one_hot,
-  argmax), named by its binding (graphc.kernels.cpu.bindings).
+  argmax, convolution and pooling), named by its binding (graphc.kernels.cpu.bindings);
+  a convolution's product may carry its bias and ReLU as an epilogue (graphc.plan.epilogues).
 - `ViewStep`: a reshape of a contiguous buffer (no work).
 - `FallbackStep`: any other op, run by its NumPy reference.
 """
@@ -72,6 +73,8 @@ class MatmulStep(Step):
 @dataclass(frozen=True)
 class KernelStep(Step):
     kernel: str = ""
+    stores: tuple = ()  # when not every node's output: the tensors the kernel stores (a
+                        # product's epilogue keeps its intermediate values in registers)
 
 
 @dataclass(frozen=True)

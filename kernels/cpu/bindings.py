@@ -92,6 +92,12 @@ for _binding in [
     Binding("im2col", conv.im2col, (_IN, _OUT) + _WINDOW),
     Binding("col2im", conv.col2im, (_IN, _OUT) + _WINDOW),
     Binding("matmul_shared", conv.matmul_shared, (_IN, Arg("in", 1), _OUT)),
+    # a convolution's product with its bias (and ReLU) as an epilogue: nodes (matmul_shared,
+    # add, relu) of graphc.plan.epilogues; the bias is the add's second operand
+    Binding("matmul_shared_bias", conv.matmul_shared_bias,
+            (_IN, Arg("in", 1), Arg("out", 0, node=1), Arg("in", 1, node=1))),
+    Binding("matmul_shared_bias_relu", conv.matmul_shared_bias_relu,
+            (_IN, Arg("in", 1), Arg("out", 0, node=2), Arg("in", 1, node=1))),
     Binding("matmul_shared_t", conv.matmul_shared_t, (_IN, Arg("in", 1), _OUT)),
     Binding("matmul_batch_sum", conv.matmul_batch_sum, (_IN, Arg("in", 1), _OUT)),
     Binding("max_pool2d", conv.max_pool2d, (_IN, _OUT) + _WINDOW),

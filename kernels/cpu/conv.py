@@ -214,16 +214,38 @@ def _image_threads(images: int) -> int:
     return threads if images >= threads > 1 else 1
 
 
+@numba.njit(**_INLINE)
+def _epilogue(out, bias, act):
+    """out = act(out + bias[:, None]) over one image's product (OC, P), while it is still
+    in cache: bias empty for none; act 0 none, 1 ReLU (np.maximum: NaN stays NaN, as the
+    generated kernels' relu). The same float32 operations as the separate add and relu
+    kernels, element by element, so the result is the same bits."""
+    if bias.size == 0 and act == 0:
+        return
+    zero = out.dtype.type(0)
+    for m in range(out.shape[0]):
+        b = bias[m] if bias.size else zero
+        row = out[m]
+        if act == 1:
+            for p in range(row.shape[0]):
+                row[p] = np.maximum(row[p] + b, zero)
+        else:
+            for p in range(row.shape[0]):
+                row[p] = row[p] + b
+
+
 @numba.njit(**_OPTS)
-def _shared_products(addr, k_chunk, w, x, out, trans_w):
+def _shared_products(addr, k_chunk, w, x, out, trans_w, bias, act):
     for n in range(x.shape[0]):
         gemm(addr, w, x[n], out[n], trans_w, False, 1.0, 0.0, k_chunk)
+        _epilogue(out[n], bias, act)
 
 
 @numba.njit(**_PAR)
-def _shared_products_by_image(addr, k_chunk, w, x, out, trans_w):
+def _shared_products_by_image(addr, k_chunk, w, x, out, trans_w, bias, act):
     for n in numba.prange(x.shape[0]):
         gemm(addr, w, x[n], out[n], trans_w, False, 1.0, 0.0, k_chunk)
+        _epilogue(out[n], bias, act)
 
 
 @numba.njit(**_PAR)
@@ -239,22 +261,40 @@ def _summed_products(addr, k_chunk, g, x, parts):
                  k_chunk)
 
 
-def _shared(w, x, out, trans_w: bool) -> None:
+def _shared(w, x, out, trans_w: bool, bias=None, act: int = 0) -> None:
+    bias = np.empty(0, out.dtype) if bias is None else bias.reshape(-1)
     addr, k_chunk = _blas(out.dtype)
     if not addr:
         np.matmul(w.T if trans_w else w, x, out=out)
+        if bias.size:
+            out += bias[:, None]
+        if act == 1:
+            np.maximum(out, 0, out=out)
         return
     threads = _image_threads(x.shape[0])
     if threads == 1:
-        _shared_products(addr, k_chunk, w, x, out, trans_w)
+        _shared_products(addr, k_chunk, w, x, out, trans_w, bias, act)
         return
     with _blas_threads(1):
-        _shared_products_by_image(addr, k_chunk, w, x, out, trans_w)
+        _shared_products_by_image(addr, k_chunk, w, x, out, trans_w, bias, act)
 
 
 def matmul_shared(w, x, out):
     """out[n] = w @ x[n]: a convolution's product, W (OC, C*KH*KW) @ col[n]."""
     _shared(w, x, out, False)
+
+
+def matmul_shared_bias(w, x, out, bias):
+    """out[n] = w @ x[n] + bias[:, None]: a convolution's product with its bias added to
+    each image's product while it is in cache (one pass over the output instead of two).
+    `out` is the (N, OC, OH, OW) sum; bias has OC elements."""
+    _shared(w, x, out.reshape((x.shape[0], w.shape[0], x.shape[2])), False, bias, 0)
+
+
+def matmul_shared_bias_relu(w, x, out, bias):
+    """out[n] = relu(w @ x[n] + bias[:, None]): as matmul_shared_bias, then ReLU in the
+    same pass (conv2d followed by relu)."""
+    _shared(w, x, out.reshape((x.shape[0], w.shape[0], x.shape[2])), False, bias, 1)
 
 
 def matmul_shared_t(w, g, out):
