@@ -164,6 +164,10 @@ def estimate(sizes: dict | None = None, gpu: str = "H200") -> list:
     return rows
 
 
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 1e6:.3g}" if nbytes >= 1000 else f"{nbytes} bytes"
+
+
 def render(rows: list, gpu: str = "H200") -> str:
     """The estimate as a Markdown table, its assumptions written above it."""
     spec = GPUS[gpu]
@@ -182,8 +186,8 @@ def render(rows: list, gpu: str = "H200") -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['label']} | {r['launches']} | {r['copies']} | {r['h2d_bytes'] / 1e6:.3g} "
-            f"| {r['d2h_bytes'] / 1e6:.3g} | {r['flops'] / 1e9:.3g} "
+            f"| {r['label']} | {r['launches']} | {r['copies']} | {_mb(r['h2d_bytes'])} "
+            f"| {_mb(r['d2h_bytes'])} | {r['flops'] / 1e9:.3g} "
             f"| {r['traffic_bytes'] / 1e6:.1f} | {r['launch_ms']:.3f} "
             f"| {r['transfer_ms']:.3f} | {r['compute_ms']:.3f} | {r['serial_ms']:.3f} "
             f"| {r['overlapped_ms']:.3f} |")
