@@ -1,9 +1,12 @@
 """Hand-written numba.cuda kernels of the row-wise ops: softmax, log_softmax, softmax cross
 entropy (forward, backward, and both in one pass), one_hot and argmax, each behind a launcher
-(a Python function over device arrays) that bindings.py names.
+(a Python function over device arrays) or a planner (`plan_*`, per batch size) that
+bindings.py names.
 
 One thread a row (grid-stride): the rows of a classifier's logits are short (10 to 1000
-classes), and a row's sums run in float64 in a fixed order, as the CPU kernels. A loss's
+classes), and a row's sums run in float64 in a fixed order, as the CPU kernels. softmax,
+log_softmax and argmax take any axis: x is viewed as (outer, axis, inner) and a thread
+walks one lane x[a, :, i] (the last axis: inner = 1, a row). A loss's
 mean over rows is a second launch: one block, each thread's strided share in float64, then
 a fixed tree through shared memory. Kernels that check labels write 1 + the row of a bad
 label into `status` (the runtime reads it before any parameter is updated).

@@ -298,7 +298,8 @@ def emit_planned(r: DeviceRunner, step, binding) -> None:
         error = empty_reduction(node.op, node.attrs, ins[0].shape)
     if error is None:
         start, count = r.slot_of[step.index], binding.slots(node)
-        planned = binding.plan(ins, outs, node.attrs, r.status[start:start + count])
+        status = r.status[start:start + count] if count else None
+        planned = binding.plan(ins, outs, node.attrs, status)
         if planned.report is not None:
             r.checked.append((start, count, node, planned.report))
         run, how, error = planned.run, planned.how, planned.error
