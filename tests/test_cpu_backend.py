@@ -470,3 +470,57 @@ def test_a_long_first_compile_says_what_it_is_doing(tmp_path, monkeypatch, capfd
     monkeypatch.setenv("GRAPHC_LOG", "quiet")
     _compile_five_kernels(tag + 1)
     assert "graphc: compiling" not in capfd.readouterr().err
+
+
+# --- the runner's first call binds its kernels' compiled code (runner._FirstCall) -----------
+def _kernel_globals(f, n):
+    from numba.core.dispatcher import Dispatcher
+
+    g = f.executable.runners[n].__globals__
+    return {k: v for k, v in g.items() if isinstance(v, Dispatcher) or
+            type(v).__name__ == "builtin_function_or_method" and k not in ("FIRST",)}
+
+
+def test_after_its_first_call_a_runner_calls_compiled_entry_points():
+    from numba.core.dispatcher import Dispatcher
+
+    x = gc.placeholder((None, 4), name="x")
+    w = gc.Parameter(np.ones((4, 3), np.float32), name="w")
+    f = gc.compile([x], gc.relu(x @ w) * 2.0, backend="cpu")
+    xv = np.arange(8, dtype=np.float32).reshape(2, 4)
+    first = f(xv)
+    kernels = _kernel_globals(f, 2)
+    assert kernels and not any(isinstance(v, Dispatcher) for v in kernels.values())
+    ro = xv.copy()
+    ro.flags.writeable = False  # another Numba type than the first feed's: the same code
+    np.testing.assert_array_equal(f(ro), first)
+    np.testing.assert_array_equal(first, np.maximum(xv @ np.ones((4, 3)), 0) * 2)
+
+
+def test_a_kernel_called_with_two_signatures_keeps_its_dispatcher():
+    from numba.core.dispatcher import Dispatcher
+
+    x = gc.placeholder((None, 3), name="x")
+    y = gc.placeholder((None, 3), "float64", name="y")
+    a = gc.constant(np.ones((3, 2), np.float32))
+    b = gc.constant(np.ones((3, 2), np.float64))
+    f = gc.compile([x, y], [x @ a, y @ b], backend="cpu")
+    out = f(np.ones((2, 3), np.float32), np.ones((2, 3)))
+    np.testing.assert_array_equal(out[0], np.full((2, 2), 3.0))
+    np.testing.assert_array_equal(out[1], np.full((2, 2), 3.0))
+    products = [v for k, v in _kernel_globals(f, 2).items() if k.startswith("mm_")]
+    assert products and all(isinstance(v, Dispatcher) for v in products)
+
+
+def test_a_failed_first_call_leaves_the_runner_to_record_again():
+    from numba.core.dispatcher import Dispatcher
+
+    x = gc.placeholder((None, 3), name="x")
+    t = gc.placeholder((None,), "int64", name="t")
+    f = gc.compile([x, t], gc.softmax_cross_entropy(x * 2.0, t), backend="cpu")
+    xv = np.zeros((2, 3), np.float32)
+    with pytest.raises(gc.RuntimeCheckError):
+        f(xv, np.array([0, 5]))
+    assert any(isinstance(v, Dispatcher) for v in _kernel_globals(f, 2).values())
+    assert np.isclose(f(xv, np.array([0, 2])), np.log(3))
+    assert not any(isinstance(v, Dispatcher) for v in _kernel_globals(f, 2).values())
