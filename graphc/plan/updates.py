@@ -14,9 +14,11 @@ from dataclasses import replace
 from .. import dtypes as dt
 from .steps import FusedGroup, MatmulStep, Update
 
-# kernels that may fail a run-time check: nothing may be overwritten before they ran
+# kernels that may fail a run-time check: nothing may be overwritten before they ran (a
+# backend that runs getitem as a kernel checks its index arrays on the device; as a
+# fallback step every op counts as checked anyway)
 CHECKED_KERNELS = {"softmax_cross_entropy", "softmax_cross_entropy_grad",
-                   "softmax_cross_entropy_fused", "one_hot"}
+                   "softmax_cross_entropy_fused", "one_hot", "getitem", "getitem_grad"}
 
 
 def _scaled(t, group, users, step_of):
