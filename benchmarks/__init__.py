@@ -14,6 +14,11 @@ Layout:
   compile_probe.py graphc compile time in a fresh process (cold / warm kernel cache)
   harness.py       runs everything, times it, checks it
   report.py        the printed table and the JSON file
+  sweep.py         MLP steps over a grid of sizes (`--sweep`); crossover.py: product loops
+                   against BLAS per transpose case
+  gpu.py           the GPU rows (`python -m benchmarks.gpu [--estimate]`): gpu_peers.py runs
+                   graphc cuda, torch and JAX on one GPU, gpu_estimate.py the launch /
+                   transfer / compute estimate from a compiled cuda plan
 
 Importing this package imports nothing heavy, so `__main__` can set thread limits first.
 """
