@@ -155,13 +155,7 @@ def jax_runner(w, data, device: str = "gpu") -> Runner:
         forward = jax.jit(peers_jax._forward_fn(jax, jnp, lax, w))
         return Runner(lambda: np.asarray(forward(params, *upload())), _to_float64)
 
-    loss_fn, lr = peers_jax._loss_fn(jax, jnp, lax, w), w.lr
-
-    def sgd_step(params, x, t):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, t)
-        return loss, [p - lr * g for p, g in zip(params, grads)]
-
-    train = jax.jit(sgd_step, donate_argnums=0)
+    train = peers_jax.sgd_step(jax, peers_jax._loss_fn(jax, jnp, lax, w), w.lr)
     state = {"params": params}
 
     def train_step():

@@ -105,14 +105,7 @@ class JaxPeer(Peer):
             return Runner(forward_step, fetch)
 
         t = jax.device_put(data.inputs["t"])
-        loss_fn = _loss_fn(jax, jnp, lax, w)
-        lr = w.lr
-
-        def train_step(params, x, t):
-            loss, grads = jax.value_and_grad(loss_fn)(params, x, t)
-            return loss, [p - lr * g for p, g in zip(params, grads)]
-
-        train = jax.jit(train_step, donate_argnums=0)
+        train = sgd_step(jax, _loss_fn(jax, jnp, lax, w), w.lr)
         state = {"params": params}
 
         def step():
@@ -121,6 +114,17 @@ class JaxPeer(Peer):
             return loss
 
         return Runner(step, fetch)
+
+
+def sgd_step(jax, loss_fn, lr):
+    """jax.jit of (params, x, t) -> (loss, params - lr * grads), the parameters donated
+    (updated in place): the training step of every JAX row, CPU and GPU."""
+
+    def train_step(params, x, t):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, t)
+        return loss, [p - lr * g for p, g in zip(params, grads)]
+
+    return jax.jit(train_step, donate_argnums=0)
 
 
 PEERS = [JaxPeer()]
