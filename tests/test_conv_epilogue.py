@@ -79,7 +79,8 @@ def test_a_pre_activation_read_elsewhere_is_not_fused_away():
 
 def test_a_training_step_fuses_the_forward_and_trains_as_the_numpy_backend():
     """The ReLU's gradient reads its output, so the pre-activation is never stored and the
-    forward bias + ReLU stay in the product kernel in training too."""
+    forward bias + ReLU stay in the product kernel in training too; the gradient's mask is
+    computed in the backward kernel that uses it."""
     x, w, b = _inputs(3)
     rng = np.random.default_rng(4)
     t = rng.integers(0, 3, 3)
@@ -97,6 +98,8 @@ def test_a_training_step_fuses_the_forward_and_trains_as_the_numpy_backend():
                           backend=backend)
         if backend == "cpu":
             assert "matmul_shared_bias_relu" in _kernels(step)
+            # the ReLU's mask moved into the backward's kernel that reads it
+            assert ":greater_where" in step.dump() and ":greater " not in step.dump()
         losses[backend] = ([float(step(x, t)) for _ in range(3)], [p.value for p in params])
     np.testing.assert_allclose(losses["cpu"][0], losses["numpy"][0], rtol=1e-5)
     for a, r in zip(losses["cpu"][1], losses["numpy"][1]):

@@ -96,6 +96,12 @@ def fuse_product_epilogues(plan):
             f"{taken} applied by the product kernel, image by image while in cache",),
             kernel=KERNELS[len(nodes)], stores=(nodes[-1].outputs[0],))
         rest = group.nodes[len(nodes):]
+        reader = _only_reader(g, group, rest)
+        if reader is not None and reader.index not in replaced:  # (the ReLU's mask)
+            moved = tuple(f"not fused with {n.op} (step" for n in rest)
+            notes = tuple(x for x in reader.notes if not x.startswith(moved))
+            replaced[reader.index] = [replace(reader, nodes=rest + reader.nodes, notes=notes)]
+            rest = ()
         keep = [replace(group, nodes=rest, notes=())] if rest or group.epilogue is not None else []
         replaced[group.index] = [fused] + keep
         replaced[step.index] = replaced[view.index] = []
@@ -103,3 +109,28 @@ def fuse_product_epilogues(plan):
         return plan
     steps = [new for s in plan.steps for new in replaced.get(s.index, [s])]
     return replace(plan, steps=_renumber(steps))
+
+
+def _only_reader(g, group, rest):
+    """The later fused group that alone reads the nodes left in `group` (in training the
+    ReLU's gradient mask, read by the backward's where), when they can move into it: the
+    mask is then computed where it is used, from the stored ReLU output, instead of in a
+    pass of its own that writes it and a later one that reads it back."""
+    if not rest or group.epilogue is not None or group.post is not None:
+        return None
+    readers = set()
+    for n in rest:
+        t = n.outputs[0]
+        if id(t) in g.root_ids or id(t) in g.update_ids:
+            return None
+        for u in g.users.get(t, []):
+            if u not in rest:
+                readers.add(g.step_of.get(u.outputs[0]))
+    if len(readers) != 1:
+        return None
+    (reader,) = readers
+    if not isinstance(reader, FusedGroup) or reader.shape != group.shape or \
+            reader.index <= group.index or any(u is reader.epilogue for n in rest
+                                               for u in g.users.get(n.outputs[0], [])):
+        return None
+    return reader
