@@ -136,3 +136,31 @@ def test_a_64_64_10_sgd_step_takes_vectorized_products_for_its_weight_gradients(
     mm_tn(a, a, np.zeros((64, 64), np.float32))
     (llvm,) = mm_tn.inspect_llvm().values()
     assert re.search(r"fadd[^\n]*<(8|16) x float>|fmul[^\n]*<(8|16) x float>", llvm)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_batch_of_one_or_two_takes_the_loops_and_matches_numpy(dtype):
+    """One or two rows (a GEMV) take graphc's loops whatever m*n*k (OpenBLAS's packing is
+    never reused there: loops 0.3-0.7x its time up to 1024 x 1024); three rows take the
+    size crossover again; an outer product (inner size 1) takes the loops in nn/tn."""
+    rng = np.random.default_rng(1)
+    x = gc.placeholder((None, 512), dtype, name="x")
+    W = gc.Parameter(rng.standard_normal((512, 1024)).astype(dtype) * 0.05, name="W")
+    y = gc.sum(gc.relu(x @ W))
+    (gw,) = gc.grad(y, [W])
+    f = gc.compile([x], [y, gw], backend="cpu")
+
+    def products(batch):
+        src = f.executable.bind(batch).source
+        return [ln.split("(")[0].strip() for ln in src.splitlines() if "= matmul" in ln]
+
+    assert products(1) == ["mm_nn", "mm_tn"]         # the GEMV and the outer product
+    assert products(2)[0] == "mm_nn"
+    assert products(3)[0] == "gemm" and products(8) == ["gemm", "gemm"]
+    for batch in (1, 2, 3):
+        xv = rng.standard_normal((batch, 512)).astype(dtype)
+        h = xv @ W.value
+        got = f(xv)
+        np.testing.assert_allclose(got[0], np.maximum(h, 0).sum(), rtol=1e-4)
+        np.testing.assert_allclose(got[1], xv.T @ (h > 0).astype(dtype), rtol=1e-4,
+                                   atol=1e-4)

@@ -53,6 +53,26 @@ def crossover(table: dict, dtype, case: str) -> int:
     return row[case] if row is not None else -1
 
 
+def skinny_takes_loops(case: str, m: int, n: int, k: int, dtype, acc: bool) -> bool:
+    """Whether a product of one or two output rows, or of inner size 1 (an outer product),
+    takes graphc's loops whatever m*n*k says: OpenBLAS's GEMM packs its operands for a
+    blocked kernel, which such shapes never reuse. Measured 2026-12-01 (Zen 3, 2 threads,
+    min of 200 calls, loops time over BLAS time, float32 and float64, every transpose case):
+    one output row (a batch of 1) 0.27-0.71 up to 1024 x 1024 (0.56-1.23 at 2048 x 2048:
+    both then stream the matrix); two rows 0.43-0.93 up to 1024 x 1024, except the tt
+    case (2.7-7.6); inner size 1, the plain product 0.27-0.64 for nn and tn (1.3-6.4 for nt
+    and tt), the update into a parameter 0.46-0.58 in float64 nn and tn up to 256 x 1024
+    (1.0-2.2 in float32 and above). (`python -m benchmarks.crossover` measures the rest.)"""
+    if m == 1:
+        return k * n <= 1 << 21
+    if m == 2:
+        return case != "tt" and k * n <= 1 << 20
+    if k == 1 and case in ("nn", "tn"):
+        return m * n <= (1 << 18 if acc else 1 << 20) and (
+            not acc or np.dtype(dtype) == np.float64)
+    return False
+
+
 def _identifier(name: str) -> str:
     """`name` with every character outside [A-Za-z0-9_] replaced by _ (no leading digit,
     no keyword)."""
@@ -320,7 +340,8 @@ def emit_matmul(b: RunnerBuilder, step) -> None:
         b.names[step.update.value] = w = b.param(param)
         m, ncols = param.shape
         what += f"; update {comment(param.name)} in place"
-        small = m * ncols * k <= crossover(ACC_CROSSOVER, param.dtype, case)
+        small = m * ncols * k <= crossover(ACC_CROSSOVER, param.dtype, case) or \
+            skinny_takes_loops(case, m, ncols, k, param.dtype, acc=True)
         gemm = None if small else blas_gemm(b, param.dtype)
         if gemm is None:
             fn = b.glob(nn.ACC_KERNELS[case], f"acc_{case}")
@@ -333,7 +354,8 @@ def emit_matmul(b: RunnerBuilder, step) -> None:
     m, ncols = b.shape(out)
     c = b.out_ref(out)
     if m * ncols * k <= crossover(MATMUL_CROSSOVER, out.dtype, case) or \
-            not dt.is_float(out.dtype):
+            not dt.is_float(out.dtype) or \
+            skinny_takes_loops(case, m, ncols, k, out.dtype, acc=False):
         name = matmul_function(step)
         fn = b.glob(getattr(nn, name), name)
         b.line(f"{fn}({a}, {bb}, {c})", what)
