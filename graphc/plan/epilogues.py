@@ -91,6 +91,8 @@ def fuse_product_epilogues(plan):
         if found is None or not has_kernel(KERNELS[len(found[2])]):
             continue
         view, group, nodes = found
+        if group.index in replaced:  # it took a mask already: its nodes are not g's now
+            continue
         taken = "its bias and ReLU" if len(nodes) == 2 else "its bias"
         fused = KernelStep(group.index, step.nodes + tuple(nodes), step.notes + (
             f"{taken} applied by the product kernel, image by image while in cache",),

@@ -68,8 +68,9 @@ def skinny_takes_loops(case: str, m: int, n: int, k: int, dtype, acc: bool) -> b
     if m == 2:
         return case != "tt" and k * n <= 1 << 20
     if k == 1 and case in ("nn", "tn"):
-        return m * n <= (1 << 18 if acc else 1 << 20) and (
-            not acc or np.dtype(dtype) == np.float64)
+        if acc:
+            return np.dtype(dtype) == np.float64 and m * n <= 1 << 18
+        return m * n <= 1 << 20
     return False
 
 
@@ -158,10 +159,9 @@ class RunnerBuilder:
         carry source into the runner."""
         name = _identifier(name)
         held = self.globals.get(name, self)
-        if held is value and not isinstance(value, np.ndarray) or (
-                type(held) is int and type(value) is int and held == value):
-            pass  # the same function or number again (arrays keep their own names)
-        else:
+        again = held is value and not isinstance(value, np.ndarray) or (
+            type(held) is int and type(value) is int and held == value)
+        if not again:  # (the same function or number again keeps its name; arrays never)
             if name in self.globals:
                 name = f"{name}_{self.counter}"
                 self.counter += 1
