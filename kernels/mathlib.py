@@ -45,17 +45,18 @@ __all__ = [
 
 _F32 = np.float32
 
-# exp(x) for x > _EXP_HI rounds to +inf in float32 (ln(FLT_MAX) = 88.7228391...;
-# this is the largest float32 below the overflow threshold).
-_EXP_HI = _F32(88.72283172607422)
-# exp(x) < 2**-150 rounds to +0.0 (ln(2**-150) = -103.972077...).
-_EXP_LO = _F32(-103.97208)
+# the clamp of fexp32's argument: _EXP_MAX is the float32 just above ln(FLT_MAX) =
+# 88.7228391..., so exp(_EXP_MAX) scales to +inf, and exp(_EXP_MIN) < 2**-150 (ln(2**-150) =
+# -103.972077...) scales to +0.0
+_EXP_MAX = _F32(88.72284)
+_EXP_MIN = _F32(-104.0)
+# x*log2e + 1.5*2**23 rounds x*log2e to an integer n held in the low mantissa bits
+_ROUNDER = _F32(12582912.0)
+_ROUNDER_BITS = np.int32(0x4B400000)
 _LOG2E = _F32(1.44269504088896341)
-_HALF = _F32(0.5)
 _ONE = _F32(1.0)
 _TWO = _F32(2.0)
 _ZERO = _F32(0.0)
-_INF = _F32(np.inf)
 # Cody-Waite split of ln 2: C1 holds only 9 significant bits, so n*C1 is
 # exact for |n| < 2**15. The rounding error sits in the small C2 term.
 _NEG_LN2_HI = _F32(-0.693359375)
@@ -96,6 +97,18 @@ def _i32_as_f32(typingctx, bits):
 
 
 @intrinsic
+def _f32_as_i32(typingctx, x):
+    """Reinterpret the bits of a float32 as an int32 (an LLVM ``bitcast``)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(x), codegen
+
+
+@intrinsic
 def _fmadd_strict(typingctx, a, b, c):
     """``a*b + c`` in float32 that fast-math flags cannot reassociate.
 
@@ -114,18 +127,29 @@ def _fmadd_strict(typingctx, a, b, c):
     return types.float32(a, b, c), codegen
 
 
-@intrinsic
-def _fmul_strict(typingctx, a, b):
-    """``a*b`` in float32 that fast-math flags cannot reassociate."""
-    if not (a == types.float32 and b == types.float32):
-        return None
+def _strict_binary(op: str, doc: str):
+    """An intrinsic ``a <op> b`` in float32 whose instruction carries only the ``contract``
+    flag, so a caller's fast-math flags cannot reassociate it."""
 
-    def codegen(context, builder, signature, args):
-        res = builder.fmul(args[0], args[1])
-        res.flags.extend(_STRICT_FLAGS)
-        return res
+    def typer(typingctx, a, b):
+        if not (a == types.float32 and b == types.float32):
+            return None
 
-    return types.float32(a, b), codegen
+        def codegen(context, builder, signature, args):
+            res = getattr(builder, op)(args[0], args[1])
+            res.flags.extend(_STRICT_FLAGS)
+            return res
+
+        return types.float32(a, b), codegen
+
+    typer.__name__ = typer.__qualname__ = f"_{op}_strict"
+    typer.__doc__ = doc
+    return intrinsic(typer)
+
+
+# ``(a + c) - c`` must not fold to ``a`` (fexp32's rounding to an integer)
+_fsub_strict = _strict_binary("fsub", "``a - b`` that fast-math flags cannot reassociate.")
+_fmul_strict = _strict_binary("fmul", "``a*b`` that fast-math flags cannot reassociate.")
 
 
 @intrinsic
@@ -173,20 +197,24 @@ def _pow2i(n):
 
 @numba.njit(**_HELPER_OPTS)
 def fexp32(x):
-    """Float32 ``exp(x)`` in the style of Cephes ``expf``, written to vectorize.
+    """Float32 ``exp(x)`` in the style of Cephes ``expf``, written to vectorize with a short
+    chain of dependent instructions.
 
-    The argument is reduced as ``x = n*ln2 + r`` with ``|r| <= ln2/2``, using
-    a two-constant Cody-Waite split of ln 2. ``exp(r)`` is approximated by
-    ``1 + r + r^2*P(r)``, where ``P`` is the degree-5 Cephes minimax
-    polynomial. The result is scaled by ``2^n``, built from its exponent bits.
-    The scaling is split into two factors ``2^(n//2) * 2^(n - n//2)``, so
-    ``n = 128`` (just below overflow) and ``n < -126`` (results in the
-    subnormal range, rounded once) both come out right.
+    The argument is reduced as ``x = n*ln2 + r`` with ``|r| <= ln2/2``: ``n`` is
+    ``x*log2(e)`` rounded to the nearest integer by one multiply-add with ``1.5*2**23``
+    (whose low mantissa bits then hold ``n``), and ``r`` comes from a two-constant
+    Cody-Waite split of ln 2. ``exp(r)`` is approximated by ``1 + r + r^2*P(r)``, where
+    ``P`` is the degree-5 Cephes minimax polynomial, evaluated in Estrin's scheme (three
+    dependent multiply-adds instead of Horner's five: the helper sits on the critical path
+    of every kernel that calls it). The result is scaled by ``2^n``, built from its
+    exponent bits, in two factors ``2^(n//2) * 2^(n - n//2)``: ``n = 128`` and
+    ``n < -126`` (results in the subnormal range, rounded once) both come out right.
 
-    Limits: ``x > 88.7228317`` gives ``+inf``, ``x < -103.97208`` gives
-    ``+0.0``, ``exp(-inf) = 0``, ``exp(inf) = inf``, and NaN propagates.
-    The measured maximum error is about 1 ulp on [-87, 88] (see
-    ``tests/test_mathlib.py``).
+    Limits: ``x`` is first clamped to [-104, 88.72284], outside which the result is 0 or
+    infinity anyway; the clamped ends scale to ``+0.0`` and ``+inf`` by themselves
+    (``exp(88.72284) > FLT_MAX``), so ``x > 88.7228317`` gives ``+inf``, ``x < -103.97208``
+    gives ``+0.0``, ``exp(-inf) = 0``, ``exp(inf) = inf``, and NaN propagates. The
+    measured maximum error is about 1 ulp on [-87, 88] (see ``tests/test_mathlib.py``).
 
     Args:
         x: float32 scalar. Other float types are converted to float32.
@@ -195,29 +223,26 @@ def fexp32(x):
         float32.
     """
     xf = np.float32(x)
-    # Clamp so that n stays in [-150, 128]. Written as selects (not min/max)
-    # so that NaN deterministically becomes _EXP_LO; it is patched back below.
-    xc = xf if xf > _EXP_LO else _EXP_LO  # noqa: FURB136
-    xc = xc if xc < _EXP_HI else _EXP_HI  # noqa: FURB136
-    z = np.floor(xc * _LOG2E + _HALF)
+    # Clamp (NaN becomes _EXP_MIN here and is patched back at the end); x86's max/min
+    # semantics, so each is one instruction
+    xc = xf if xf > _EXP_MIN else _EXP_MIN  # noqa: FURB136
+    xc = xc if xc < _EXP_MAX else _EXP_MAX  # noqa: FURB136
+    zs = _fmadd_strict(xc, _LOG2E, _ROUNDER)  # n + 1.5*2**23, rounded to nearest even
+    z = _fsub_strict(zs, _ROUNDER)
     r = _fmadd_strict(z, _NEG_LN2_HI, xc)
     r = _fmadd_strict(z, _NEG_LN2_LO, r)
     r2 = r * r
-    # Horner steps as explicit multiply-adds (one FMA each), whatever the caller's flags
-    p = _fmadd_strict(_P0, r, _P1)
-    p = _fmadd_strict(p, r, _P2)
-    p = _fmadd_strict(p, r, _P3)
-    p = _fmadd_strict(p, r, _P4)
-    p = _fmadd_strict(p, r, _P5)
+    # Estrin: P(r) = (P0 r + P1) r^4 + (P2 r + P3) r^2 + (P4 r + P5)
+    a = _fmadd_strict(_P0, r, _P1)
+    b = _fmadd_strict(_P2, r, _P3)
+    c = _fmadd_strict(_P4, r, _P5)
+    p = _fmadd_strict(_fmadd_strict(a, r2, b), r2, c)
     p = _fmadd_strict(p, r2, r) + _ONE
-    n = np.int32(z)
+    n = _f32_as_i32(zs) - _ROUNDER_BITS
     n1 = n >> 1
     n2 = n - n1
     res = _fmul_strict(_fmul_strict(p, _pow2i(n1)), _pow2i(n2))
-    res = _INF if xf > _EXP_HI else res
-    res = _ZERO if xf < _EXP_LO else res
-    res = xf if np.isnan(xf) else res
-    return res
+    return select(xf != xf, xf, res)  # noqa: PLR0124 - NaN test
 
 
 @numba.njit(**_HELPER_OPTS)

@@ -31,3 +31,53 @@ def test_plain_sum_and_mean_at_16m_elements():
     want = np.sum(xv, dtype=np.float64)
     assert abs(float(s) - want) <= 1e-6 * want
     assert abs(float(m) - want / N) <= 1e-6 * want / N
+
+
+def _compiled_sums(x, shape):
+    """W4's sum over a flat array and an exp-sum over the rows of a matrix (the two places
+    a reduction's lane loop is rendered)."""
+    m = gc.placeholder(shape, name="m")
+    rows = gc.sum(gc.exp(-gc.relu(m)) * m, axis=1)
+    return gc.compile([x, m], [_w4(x), rows])
+
+
+def test_a_long_latency_sum_interleaves_chains_and_keeps_the_bits(monkeypatch, tmp_path):
+    """A lane loop whose body calls the exp/sigmoid helpers computes CHAINS lane groups side
+    by side; each element lands in the lane it had with one chain, so the results are the
+    same bits, tails (sizes not a multiple of 64) included."""
+    from graphc.kernels.codegen import elementwise as ew
+
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(3)
+    n, shape = 4096 * 3 + 1000 + 37, (5, 64 * 7 + 29)
+    xv = rng.standard_normal(n).astype(np.float32)
+    mv = rng.standard_normal(shape).astype(np.float32)
+    x = gc.placeholder((None,), name="x")
+    results, sources, chains_used = [], [], ew.CHAINS
+    for chains in (chains_used, 1):
+        monkeypatch.setattr(ew, "CHAINS", chains)
+        ew.render.cache_clear()
+        fn = _compiled_sums(x, shape)
+        results.append([np.asarray(r) for r in fn(xv, mv)])
+        sources.append(fn.executable.describe(kernels=True))
+    ew.render.cache_clear()
+    assert chains_used > 1
+    assert f"_c{chains_used - 1} = " in sources[0] and "_c1 = " not in sources[1]
+    for many, one in zip(*results):
+        assert many.tobytes() == one.tobytes()
+    xd = xv.astype(np.float64)
+    td = np.maximum(1.5 * xd + 0.3, 0)
+    td = td / (1 + np.exp(-td))
+    assert abs(float(results[0][0]) - np.sum(np.exp(-td) * xd)) <= 1e-5 * np.abs(xd).sum()
+    md = mv.astype(np.float64)
+    np.testing.assert_allclose(results[0][1], np.sum(np.exp(-np.maximum(md, 0)) * md, axis=1),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_a_plain_sum_keeps_one_chain():
+    from graphc.kernels.codegen import elementwise as ew
+
+    spec = ew.KernelSpec("s", 1, (("float32", (True,)),), (("v0", "x0 * x0", ""),), (),
+                         reduce=("sum", "v0", "float32", (True,)))
+    assert ew._chains(spec) == 1
+    assert "_c1" not in ew.render(spec)

@@ -302,21 +302,62 @@ def _wide(dtype: str) -> str:
     return "float64" if dtype.startswith("float") else "int64"
 
 
+# A body whose vector code is one long chain of dependent instructions (the float32 exp and
+# sigmoid helpers: ~60 and ~80 cycles of latency in ~40 instructions) keeps few elements in
+# flight: the out-of-order window holds about two iterations of W4's body (sigmoid, exp:
+# ~125 instructions, ~150 cycles deep), so the loop ran at half its instruction throughput.
+# Such a lane loop computes CHAINS lane groups per iteration, as independent copies of the
+# body, which the core overlaps. Each element still lands in the same lane, so the bits do
+# not change. Measured (2026-12-01, Zen 3, W4's body over 1M float32): 2.9 ns an element
+# with one chain, 2.5 with two, 2.0 with four; eight did not vectorize. Only short bodies
+# get copies: Numba's compile time grows faster than the source.
+CHAINS = 4
+CHAIN_HELPERS = ("fexp32(", "fsigmoid32(")
+CHAIN_MAX_LINES = 24
+
+
+def _chains(spec: KernelSpec) -> int:
+    """How many copies of the body a lane loop interleaves (1: the plain loop)."""
+    if len(spec.body) > CHAIN_MAX_LINES:
+        return 1
+    latency = any(h in expr for _, expr, _ in spec.body for h in CHAIN_HELPERS)
+    return CHAINS if latency else 1
+
+
+def _reindex(access, old: str, new: str) -> tuple:
+    """access (loads, stores) with the index `old` replaced by the expression `new`."""
+    pat = re.compile(rf"\[{re.escape(old)}\]")
+    loads, stores = access
+    return ([pat.sub(f"[{new}]", x) for x in loads], [pat.sub(f"[{new}]", x) for x in stores])
+
+
 def _lane_loop(spec: KernelSpec, access, i: str, hi: str, ind: str, comments: bool) -> list:
     """Reduce index `i` from 0 to hi into `acc`, without reassociation: LANES partial results
     side by side in `lanes` (an inner loop of fixed length, which LLVM vectorizes), combined
     in a fixed tree, then the tail in order. The order of operations depends on the sizes
     alone: every call and thread count gives the same bits. access: (loads, stores) in i,
-    on views that start at 0 (LLVM vectorizes a loop from 0 over a view best)."""
+    on views that start at 0 (LLVM vectorizes a loop from 0 over a view best). A body of
+    long latency runs as `_chains` interleaved copies, lane l + c*LANES/chains in copy c."""
     kind, var, acc_dtype, _ = spec.reduce
+    chains = _chains(spec)
+    width = LANES // chains
     # (no `if q > 0:` around the lanes: that branch keeps LLVM from vectorizing them)
     out = [f"{ind}q = {hi} // {LANES} * {LANES}",
            f"{ind}lanes[:] = {_init(kind, acc_dtype)}",
            f"{ind}for j in range(np.uint64(0), q, {LANES}):",
-           f"{ind}    for l in range(np.uint64({LANES})):",
+           f"{ind}    for l in range(np.uint64({width})):",
            f"{ind}        {i} = j + l"]
-    out += _body(spec, access, ind + "        ", comments)
+    bodies = [_body(spec, access, ind + "        ", comments)]
+    for c in range(1, chains):
+        out.append(f"{ind}        {i}_c{c} = {i} + np.uint64({c * width})")
+        bodies.append(_body(spec, _reindex(access, i, f"{i}_c{c}"), ind + "        ",
+                            comments, suffix=f"_c{c}"))
+    # statement by statement, so the chains sit side by side in the instruction stream
+    out += [line for lines in zip(*bodies) for line in lines]
     out.append(f"{ind}        lanes[l] = {_combine(kind, 'lanes[l]', var)}")
+    for c in range(1, chains):
+        lane = f"lanes[l + np.uint64({c * width})]"
+        out.append(f"{ind}        {lane} = {_combine(kind, lane, var + f'_c{c}')}")
     width = LANES // 2
     while width > 1:
         out += [f"{ind}for l in range({width}):",
