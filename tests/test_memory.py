@@ -253,3 +253,26 @@ def test_inplace_off_gives_no_inplace_buffers_and_the_same_results():
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     for p, q in zip(plain_params, inplace_params):
         np.testing.assert_allclose(p.value, q.value, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("inplace", [True, False], ids=["inplace", "inplace-off"])
+def test_a_kernel_updating_the_parameter_it_reads_gets_it_once(inplace):
+    """An update written straight into its parameter by a kernel that also reads it: the
+    kernel writes into that operand (one argument). The parameter passed twice had sent
+    LLVM's vector loop to its scalar fallback (two arrays overlapping exactly)."""
+    init = np.random.default_rng(5).standard_normal(3000).astype(np.float32)
+    p = gc.Parameter(init.copy(), name="p")
+    step = gc.compile([], [], updates=[(p, p - 0.1 * gc.tanh(p) * gc.exp(-p * p))],
+                      inplace=inplace)
+    plan = step.executable.plan
+    writer = next(low for low in plan.lowered.values()
+                  if plan.kinds.get(low.outputs[0]) == "inplace")
+    assert writer.spec.aliases == ((0, writer.inputs.index(p)),)
+    runner = step.executable.bind(None).source
+    call = next(line for line in runner.splitlines() if writer.spec.name + "_serial(" in line)
+    assert call.split("#")[0].count("p0") == 1
+    q = init.astype(np.float64)
+    for _ in range(2):
+        step()
+        q = q - 0.1 * np.tanh(q) * np.exp(-q * q)
+    np.testing.assert_allclose(p.value, q, rtol=1e-6, atol=1e-6)

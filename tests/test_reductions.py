@@ -44,7 +44,8 @@ def _compiled_sums(x, shape):
 def test_a_long_latency_sum_interleaves_chains_and_keeps_the_bits(monkeypatch, tmp_path):
     """A lane loop whose body calls the exp/sigmoid helpers computes CHAINS lane groups side
     by side; each element lands in the lane it had with one chain, so the results are the
-    same bits, tails (sizes not a multiple of 64) included."""
+    same bits, tails (sizes not a multiple of 64) included. A map calling two helpers runs
+    the same copies."""
     from graphc.kernels.codegen import elementwise as ew
 
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
@@ -58,11 +59,15 @@ def test_a_long_latency_sum_interleaves_chains_and_keeps_the_bits(monkeypatch, t
         monkeypatch.setattr(ew, "CHAINS", chains)
         ew.render.cache_clear()
         fn = _compiled_sums(x, shape)
-        results.append([np.asarray(r) for r in fn(xv, mv)])
-        sources.append(fn.executable.describe(kernels=True))
+        t = gc.relu(1.5 * x + 0.3)
+        mapped = gc.compile([x], gc.exp(-(t * gc.sigmoid(t))) * x)  # a map of two helpers
+        results.append([np.asarray(r) for r in fn(xv, mv)] + [mapped(xv)])
+        sources.append(fn.executable.describe(kernels=True)
+                       + mapped.executable.describe(kernels=True))
     ew.render.cache_clear()
     assert chains_used > 1
-    assert f"_c{chains_used - 1} = " in sources[0] and "_c1 = " not in sources[1]
+    assert sources[0].count(f"i0_c{chains_used - 1} = ") >= 2 * 2  # serial and parallel
+    assert "_c1 = " not in sources[1]
     for many, one in zip(*results):
         assert many.tobytes() == one.tobytes()
     xd = xv.astype(np.float64)

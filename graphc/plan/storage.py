@@ -79,13 +79,28 @@ def assign_storage(plan):
     return replace(plan, kinds=kinds, inplace_updates=inplace)
 
 
+def _param_pairs(plan, low) -> list:
+    """(output j, input i) for each output of a group that updates a parameter in place
+    ("inplace") and reads that same parameter at the same index: the kernel then writes
+    into its operand's array rather than getting the parameter twice (two arguments that
+    overlap exactly sent LLVM's vector loop to its scalar fallback: 7x slower)."""
+    pairs = []
+    for j, t in enumerate(low.outputs):
+        param = plan.inplace_updates.get(id(t)) if plan.kinds.get(t) == "inplace" else None
+        for i, (x, pattern) in enumerate(zip(low.inputs, low.in_patterns)):
+            if param is not None and x is param and all(pattern):
+                pairs.append((j, i))
+                break
+    return pairs
+
+
 def plan_inplace(plan):
     """Where a fused group's output can take the bytes of an operand that dies at that
     group (same shape and dtype, read at the same index), the kernel is generated to write
     into that operand itself: one array, so LLVM still vectorizes the loop (two arrays that
-    overlap exactly would send it to its scalar fallback)."""
-    if not plan.options.inplace or not plan.options.memory_reuse:
-        return plan
+    overlap exactly would send it to its scalar fallback). A parameter updated in place by
+    a group that reads it is written the same way (`_param_pairs`), whatever the options."""
+    reuse = plan.options.inplace and plan.options.memory_reuse
     _, last = plan.graph.liveness()
     kinds = plan.kinds
     aliases, pairs_of = {}, {}
@@ -93,13 +108,19 @@ def plan_inplace(plan):
         if not isinstance(step, FusedGroup):
             continue
         low = plan.lowered[step.index]
+        pairs = _param_pairs(plan, low)
+        if not reuse:
+            if pairs:
+                aliases[step.index] = tuple(pairs)
+            continue
+        taken = {i for _, i in pairs}
         # the operands dying here, by type, in argument order: each output takes the first
         # free one of its type (a dict of queues, not a scan: a group may have 10k of each)
         dying: dict = {}
         for i, (x, pattern) in enumerate(zip(low.inputs, low.in_patterns)):
-            if all(pattern) and kinds.get(x) == "arena" and last.get(x) == step.index:
+            if all(pattern) and kinds.get(x) == "arena" and last.get(x) == step.index \
+                    and i not in taken:
                 dying.setdefault((x.shape, x.dtype), deque()).append(i)
-        pairs = []
         for j, t in enumerate(low.outputs):
             free = dying.get((t.shape, t.dtype))
             if kinds.get(t) == "arena" and free:

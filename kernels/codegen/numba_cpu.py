@@ -1,7 +1,7 @@
 """The Numba CPU target: how the neutral scalar form (scalar.py) is written in an njit kernel.
 
-float32 exp and sigmoid call graphc.kernels.mathlib's vectorizable Cephes-style helpers (~1
-ulp; np.exp on float32 calls libm's expf, which does not vectorize), and `a if c else b` its
+float32 exp, sigmoid and tanh call graphc.kernels.mathlib's vectorizable Cephes-style helpers
+(~1-3 ulp; np.exp and np.tanh on float32 call libm, which does not vectorize), and `a if c else b` its
 `select` (one LLVM select instruction); everything else is the NumPy function Numba
 compiles, with NumPy's NaN and infinity behaviour.
 """
@@ -41,7 +41,8 @@ NUMBA_CPU = Target(
         "sqrt": _floats("np.sqrt({0})"),
         "sin": _floats("np.sin({0})"),
         "cos": _floats("np.cos({0})"),
-        "tanh": _floats("np.tanh({0})"),
+        "tanh": {"float32": Template("ftanh32({0})", helpers=("ftanh32",)),
+                 "float64": Template("np.tanh({0})")},
         "abs": {ANY: Template("abs({0})")},
         "sign": {ANY: Template("np.sign({0})")},
         # NaN from either side, as NumPy (the builtin max keeps its first operand)
@@ -49,7 +50,7 @@ NUMBA_CPU = Target(
         "minimum": {ANY: Template("np.minimum({0}, {1})")},
         **_casts(),
     },
-    helpers={"fexp32": MATHLIB, "fsigmoid32": MATHLIB, "select": MATHLIB},
+    helpers={"fexp32": MATHLIB, "fsigmoid32": MATHLIB, "ftanh32": MATHLIB, "select": MATHLIB},
     # one LLVM select: Numba lowers `a if c else b` to branches, which kept a masked
     # reduction's loop (a ReLU gradient summed for a bias) from vectorizing and mispredict
     # on a mask of real data (W3's bias gradient: 0.85 -> 0.48 ms)
