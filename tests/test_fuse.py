@@ -373,3 +373,33 @@ def test_dump_optimized_names_groups_kernels_and_peak():
     assert "def serial(" in listing and "def run(" in listing
     assert "shapes bound at N=7" in listing
 
+
+
+def test_the_parallel_variant_gives_the_bits_of_the_serial_one(monkeypatch):
+    """A fused kernel's parallel variant (a prange over the outer loop) against its serial
+    one, each run for the whole plan: maps, total sums (flat and nested), row and column
+    reductions, a NaN-keeping max, and an update fused into a reduction, bit for bit."""
+    from graphc.backends.cpu import runner
+
+    rng = np.random.default_rng(11)
+    xv = rng.standard_normal((301, 257)).astype(np.float32)
+    xv[5, 7] = np.nan
+    yv = rng.standard_normal((301, 257)).astype(np.float32)
+    bv = rng.standard_normal(257).astype(np.float32)
+    results = []
+    for parallel_min in (0, 1 << 40):
+        monkeypatch.setattr(runner, "PARALLEL_MIN", parallel_min)
+        x = gc.placeholder((None, 257), name="x")
+        y = gc.placeholder((None, 257), name="y")
+        b = gc.Parameter(bv.copy(), name="b")
+        flat = gc.placeholder((301 * 257,), name="flat")
+        outs = [gc.exp(-gc.abs(x)) * y + 1.0, gc.sum(flat * flat), gc.sum(x * b),
+                gc.sum(x * gc.exp(-gc.relu(y)), axis=1), gc.sum(x * y, axis=0),
+                gc.max(x * y, axis=1)]
+        step = gc.compile([x, y, flat], outs,
+                          updates=[(b, b - 0.01 * gc.sum(y * y, axis=0))])
+        got = step(xv, yv, xv.reshape(-1))
+        results.append([np.asarray(r).tobytes() for r in got] + [b.value.tobytes()])
+        source = step.executable.bind(301).source
+        assert ("_parallel(" in source) == (parallel_min == 0)
+    assert results[0] == results[1]
