@@ -101,6 +101,7 @@ __all__ = [
     "load_kernel",
     "module_name",
     "numba_dir",
+    "sibling",
     "use_graphc_cache",
     "warm",
 ]
@@ -783,6 +784,16 @@ def load_kernel(
         _loaded[(str(kdir), key)] = (fn, info)
         _info_by_fn[id(fn)] = info
     return fn, dict(info)
+
+
+def sibling(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """Another function of the generated module *fn* came from (:func:`load_kernel`), which
+    :func:`warm` reports as the same kernel: the entry points of one module share the
+    functions they call, compiled (or loaded) once."""
+    info = _info_by_fn[id(fn)]
+    other = getattr(sys.modules[info["module"]], name)
+    _info_by_fn[id(other)] = info
+    return other
 
 
 def _cache_counts(fn) -> tuple[int, int, int] | None:

@@ -403,3 +403,28 @@ def test_the_parallel_variant_gives_the_bits_of_the_serial_one(monkeypatch):
         source = step.executable.bind(301).source
         assert ("_parallel(" in source) == (parallel_min == 0)
     assert results[0] == results[1]
+
+
+def test_both_variants_of_a_fused_kernel_share_its_compiled_loop(monkeypatch, tmp_path):
+    """`serial` and `parallel` come from one module and call one compiled `blocks`, of one
+    signature (the parallel variant then compiles only its prange: W4's took 8.5 s with its
+    own copy of the body, ~1.2 s this way). An empty kernel cache, so that both compile."""
+    import sys
+
+    from graphc.backends.cpu.runner import PARALLEL_MIN
+
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    x = gc.placeholder((None,), name="x")
+    f = gc.compile([x], [gc.exp(-x) * x, gc.sum(x * x)])
+    small = np.linspace(-1, 1, 1000, dtype=np.float32)
+    large = np.linspace(-1, 1, PARALLEL_MIN + 17, dtype=np.float32)
+    for xv in (small, large):
+        got, total = f(xv)
+        np.testing.assert_allclose(got, np.exp(-xv) * xv, rtol=1e-6)
+        np.testing.assert_allclose(total, np.sum(xv.astype(np.float64) ** 2), rtol=1e-6)
+    kernels = list(f.executable.kernels.values())
+    assert kernels and all(k.warmed == {"serial", "parallel"} for k in kernels)
+    for kernel in kernels:
+        module = sys.modules[kernel.fns["serial"].__module__]
+        assert kernel.fns["parallel"] is module.parallel
+        assert len(module.blocks.signatures) == 1

@@ -66,7 +66,7 @@ def test_a_long_latency_sum_interleaves_chains_and_keeps_the_bits(monkeypatch, t
                        + mapped.executable.describe(kernels=True))
     ew.render.cache_clear()
     assert chains_used > 1
-    assert sources[0].count(f"i0_c{chains_used - 1} = ") >= 2 * 2  # serial and parallel
+    assert sources[0].count(f"i0_c{chains_used - 1} = ") >= 2  # the sum's and the map's
     assert "_c1 = " not in sources[1]
     for many, one in zip(*results):
         assert many.tobytes() == one.tobytes()

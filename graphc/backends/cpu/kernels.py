@@ -71,7 +71,7 @@ def fused_sources(plan) -> dict:
 def load_kernels(plan, kernel_log: list, progress=None, sources=None) -> dict:
     """step index -> LoadedKernel for every fused group; the serial variant compiled now.
     `progress` (graphc.progress.CompileProgress) advances per kernel compiled."""
-    from ...kernels.cache import load_kernel
+    from ...kernels.cache import load_kernel, sibling
     from ...kernels.codegen.elementwise import helper_modules
 
     sources = fused_sources(plan) if sources is None else sources
@@ -85,9 +85,10 @@ def load_kernels(plan, kernel_log: list, progress=None, sources=None) -> dict:
         key = (source, arg_types(args))
         kernel = same.get(key)
         if kernel is None:
-            fns, info = {}, {}
-            for entry in ("serial", "parallel"):
-                fns[entry], info = load_kernel(source, entry, deps=helper_modules(low.spec))
+            fns = {}
+            fns["serial"], info = load_kernel(source, "serial", deps=helper_modules(low.spec))
+            # one module for both: `parallel` calls the `blocks` that `serial` compiled
+            fns["parallel"] = sibling(fns["serial"], "parallel")
             kernel = same[key] = LoadedKernel(info.get("module", "?"), source, fns)
             warm_variant(kernel, low, "serial", kernel_log)
             if progress is not None and kernel_log and \
