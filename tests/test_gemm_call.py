@@ -356,3 +356,28 @@ def test_forced_avx2_core_subprocess():
     cpuinfo = Path("/proc/cpuinfo").read_text()
     if " avx512f" in cpuinfo and "AuthenticAMD" in cpuinfo:
         assert out["kc"] == 256
+
+
+@needs_openblas
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gemm_one_thread_gives_gemms_bits_and_restores_the_thread_count(threads):
+    from graphc.kernels.cpu.gemm_call import gemm_one_thread, threads_addresses
+
+    old = blas.get_num_threads()
+    blas.set_num_threads(threads)
+    try:
+        addr, kc = gemm_address(np.float32), gemm_k_chunk()
+        a, b = _operands(300, 200, 100, False, True, "float32")
+        want, got, plain = (np.empty((300, 100), np.float32) for _ in range(3))
+        blas.set_num_threads(1)  # (OpenBLAS's bits can depend on how it splits the product)
+        gemm(addr, a, b, want, False, True, 1.0, 0.0, kc)
+        blas.set_num_threads(threads)
+        addresses = threads_addresses()
+        assert all(addresses)
+        gemm_one_thread(addr, addresses, a, b, got, False, True, 1.0, 0.0, kc)
+        assert got.tobytes() == want.tobytes()
+        assert blas._load().lib.scipy_openblas_get_num_threads() == threads
+        gemm_one_thread(addr, (0, 0), a, b, plain, False, True, 1.0, 0.0, kc)  # plain gemm
+        _assert_close(plain, _ref(a, b, False, True), np.float32)
+    finally:
+        blas.set_num_threads(old)

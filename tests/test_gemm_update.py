@@ -124,11 +124,14 @@ def test_a_64_64_10_sgd_step_takes_vectorized_products_for_its_weight_gradients(
     plan = step.executable.plan
     weight_grads = [s for s in plan.steps if isinstance(s, MatmulStep) and s.update]
     assert {s.update.param.name for s in weight_grads} == {"W1", "W2"}
-    for batch in (1, 16, 64, 65, 256):
+    for batch in (1, 16, 64, 65, 128, 256):
         source = step.executable.bind(batch).source
         calls = [ln for ln in source.splitlines() if "in place" in ln and "matmul" in ln]
         assert len(calls) == 2, source
-        assert all(ln.lstrip().startswith(("gemm(", "acc_tn(")) for ln in calls), calls
+        assert all(ln.lstrip().startswith(("gemm_1t(", "acc_tn(")) for ln in calls), calls
+        # every product of this step is below ONE_THREAD_MAX_MNK: one OpenBLAS thread
+        # (from batch 128 OpenBLAS split them over two, and the step took twice as long)
+        assert " gemm(" not in source, source
     # acc_tn takes x.T @ g through mm_tn: its inner loop must be a vector loop
     mm_tn = numba.njit(cache=False, error_model="numpy",
                        fastmath={"reassoc", "contract", "nsz"})(nn.mm_tn.py_func)
@@ -156,7 +159,9 @@ def test_a_batch_of_one_or_two_takes_the_loops_and_matches_numpy(dtype):
 
     assert products(1) == ["mm_nn", "mm_tn"]         # the GEMV and the outer product
     assert products(2)[0] == "mm_nn"
-    assert products(3)[0] == "gemm" and products(8) == ["gemm", "gemm"]
+    # (3 and 4 x 512 x 1024 are below ONE_THREAD_MAX_MNK: one BLAS thread; 16 rows not)
+    assert products(3)[0] == "gemm_1t" and products(4) == ["gemm_1t", "gemm_1t"]
+    assert products(16) == ["gemm", "gemm"]
     for batch in (1, 2, 3):
         xv = rng.standard_normal((batch, 512)).astype(dtype)
         h = xv @ W.value
@@ -164,3 +169,15 @@ def test_a_batch_of_one_or_two_takes_the_loops_and_matches_numpy(dtype):
         np.testing.assert_allclose(got[0], np.maximum(h, 0).sum(), rtol=1e-4)
         np.testing.assert_allclose(got[1], xv.T @ (h > 0).astype(dtype), rtol=1e-4,
                                    atol=1e-4)
+
+
+def test_a_large_product_keeps_openblas_threads_and_a_small_one_runs_on_one():
+    from graphc.kernels.cpu.gemm_call import ONE_THREAD_MAX_MNK
+
+    x = gc.placeholder((None, 784), name="x")
+    W = gc.Parameter(np.zeros((784, 1000), np.float32), name="W")
+    V = gc.Parameter(np.zeros((1000, 10), np.float32), name="V")
+    f = gc.compile([x], gc.relu(x @ W) @ V)
+    assert 128 * 784 * 1000 >= ONE_THREAD_MAX_MNK > 128 * 1000 * 10
+    source = f.executable.bind(128).source
+    assert "    gemm(" in source and "    gemm_1t(" in source, source

@@ -21,6 +21,7 @@ argument for the same reason: it depends on the process (host CPU,
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import numpy as np
 from llvmlite import ir
@@ -28,7 +29,8 @@ from numba import njit, types
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-__all__ = ["gemm", "gemm_address", "gemm_k_chunk"]
+__all__ = ["ONE_THREAD_MAX_MNK", "gemm", "gemm_address", "gemm_k_chunk", "gemm_one_thread",
+           "threads_addresses"]
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
@@ -159,6 +161,76 @@ def gemm(addr, a, b, c, trans_a, trans_b, alpha, beta, k_chunk):
         else:
             sb = b[k0:k1, :]
         _cblas_gemm(addr, ta, tb, m, n, k1 - k0, alpha, sa, lda, sb, ldb, bk, c, n)
+
+
+@intrinsic
+def _set_threads(typingctx, addr, n):
+    """openblas_set_num_threads(n) at addr (``void f(int)``)."""
+    sig = types.void(addr, n)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i32])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        n_v = args[1]
+        builder.call(fn, [builder.trunc(n_v, i32) if n_v.type.width > 32 else n_v])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _get_threads(typingctx, addr):
+    """openblas_get_num_threads() at addr (``int f(void)``)."""
+    sig = types.int32(addr)
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(32), [])
+        return builder.call(builder.inttoptr(args[0], fnty.as_pointer()), [])
+
+    return sig, codegen
+
+
+# Products of fewer multiply-adds than this run on one OpenBLAS thread. OpenBLAS splits a
+# GEMM over its threads from 2**19 multiply-adds (2 * 65536 * GEMM_MULTITHREAD_THRESHOLD),
+# and waking the second thread costs more than it saves below ~2**22. Measured 2026-12-01
+# (Zen 3, 2 cores, median of 100 calls, 2-thread time over 1-thread time): 128x64x64 1.84,
+# 512x64x64 1.75, 256x256x64 1.21, 1024x64x64 0.94, 128x256x256 (2**23) 1.04,
+# 64x64x1024 0.84, 1024x10x1024 (10M) 0.70, 512x256x256 0.60. A 64-64-10 SGD step took
+# 2x as long at batch 128 as at 124, where OpenBLAS started splitting its products.
+ONE_THREAD_MAX_MNK = 1 << 22
+
+
+@njit(cache=True, nogil=True)
+def gemm_one_thread(addr, threads_addr, a, b, c, trans_a, trans_b, alpha, beta, k_chunk):
+    """:func:`gemm` on one OpenBLAS thread, the thread count restored after it.
+    ``threads_addr``: :func:`threads_addresses`, (set, get); (0, 0) calls gemm as it is."""
+    set_addr, get_addr = threads_addr
+    if set_addr == 0 or get_addr == 0:
+        gemm(addr, a, b, c, trans_a, trans_b, alpha, beta, k_chunk)
+        return
+    threads = _get_threads(get_addr)
+    if threads > 1:
+        _set_threads(set_addr, 1)
+    gemm(addr, a, b, c, trans_a, trans_b, alpha, beta, k_chunk)
+    if threads > 1:
+        _set_threads(set_addr, threads)
+
+
+@functools.cache
+def threads_addresses() -> tuple:
+    """(address of openblas_set_num_threads, of openblas_get_num_threads) of graphc's
+    OpenBLAS, (0, 0) when it is not in use (looked up once per process: one tuple, which
+    a runner binds under one name)."""
+    try:
+        blas = _openblas()
+        if blas is None:
+            return (0, 0)
+        lib = blas._load().lib
+        return tuple(ctypes.cast(getattr(lib, f"scipy_openblas_{what}_num_threads"),
+                                 ctypes.c_void_p).value or 0 for what in ("set", "get"))
+    except Exception:  # noqa: BLE001 - as gemm_address: no OpenBLAS, plain gemm
+        return (0, 0)
 
 
 def _openblas():

@@ -312,16 +312,22 @@ def matmul_case(step) -> str:
     return ("t" if step.trans_a else "n") + ("t" if step.trans_b else "n")
 
 
-def blas_gemm(b: RunnerBuilder, dtype):
+def blas_gemm(b: RunnerBuilder, dtype, mnk: int):
     """(gemm, address, k_chunk) names for graphc's OpenBLAS called from Numba, or None when
-    that BLAS is not loaded (GRAPHC_BLAS=numpy, no scipy-openblas32) or dtype is not a float."""
+    that BLAS is not loaded (GRAPHC_BLAS=numpy, no scipy-openblas32) or dtype is not a float.
+    A product of fewer than ONE_THREAD_MAX_MNK multiply-adds runs on one OpenBLAS thread:
+    `address` is then "address, threads_addresses" for gemm_one_thread."""
     from ...kernels.cpu import gemm_call
 
     addr = gemm_call.gemm_address(dtype) if dt.is_float(dtype) else 0
     if not addr:
         return None
-    return (b.glob(gemm_call.gemm, "gemm"), b.glob(addr, f"{np.dtype(dtype).name}_gemm_addr"),
-            b.glob(gemm_call.gemm_k_chunk(), "gemm_k_chunk"))
+    addr_name = b.glob(addr, f"{np.dtype(dtype).name}_gemm_addr")
+    k_chunk = b.glob(gemm_call.gemm_k_chunk(), "gemm_k_chunk")
+    if mnk < gemm_call.ONE_THREAD_MAX_MNK:
+        threads = b.glob(gemm_call.threads_addresses(), "blas_threads_addr")
+        return b.glob(gemm_call.gemm_one_thread, "gemm_1t"), f"{addr_name}, {threads}", k_chunk
+    return b.glob(gemm_call.gemm, "gemm"), addr_name, k_chunk
 
 
 def emit_matmul(b: RunnerBuilder, step) -> None:
@@ -342,7 +348,7 @@ def emit_matmul(b: RunnerBuilder, step) -> None:
         what += f"; update {comment(param.name)} in place"
         small = m * ncols * k <= crossover(ACC_CROSSOVER, param.dtype, case) or \
             skinny_takes_loops(case, m, ncols, k, param.dtype, acc=True)
-        gemm = None if small else blas_gemm(b, param.dtype)
+        gemm = None if small else blas_gemm(b, param.dtype, m * ncols * k)
         if gemm is None:
             fn = b.glob(nn.ACC_KERNELS[case], f"acc_{case}")
             b.line(f"{fn}({a}, {bb}, {w}, {alpha!r}, {beta!r})", what)
@@ -360,7 +366,7 @@ def emit_matmul(b: RunnerBuilder, step) -> None:
         fn = b.glob(getattr(nn, name), name)
         b.line(f"{fn}({a}, {bb}, {c})", what)
         return
-    gemm = blas_gemm(b, out.dtype)
+    gemm = blas_gemm(b, out.dtype, m * ncols * k)
     if gemm is None:  # no OpenBLAS: graphc.kernels.blas computes it with NumPy
         fn = b.glob(blas.gemm, "gemm_numpy")
         b.line(f"{fn}({a}, {bb}, out={c}, trans_a={ta}, trans_b={tb})", what)
