@@ -146,6 +146,8 @@ def test_a_batch_of_one_or_two_takes_the_loops_and_matches_numpy(dtype):
     """One or two rows (a GEMV) take graphc's loops whatever m*n*k (OpenBLAS's packing is
     never reused there: loops 0.3-0.7x its time up to 1024 x 1024); three rows take the
     size crossover again; an outer product (inner size 1) takes the loops in nn/tn."""
+    from graphc.kernels.cpu.gemm_call import ONE_THREAD_MAX_MNK
+
     rng = np.random.default_rng(1)
     x = gc.placeholder((None, 512), dtype, name="x")
     W = gc.Parameter(rng.standard_normal((512, 1024)).astype(dtype) * 0.05, name="W")
@@ -159,8 +161,11 @@ def test_a_batch_of_one_or_two_takes_the_loops_and_matches_numpy(dtype):
 
     assert products(1) == ["mm_nn", "mm_tn"]         # the GEMV and the outer product
     assert products(2)[0] == "mm_nn"
-    # (3 and 4 x 512 x 1024 are below ONE_THREAD_MAX_MNK: one BLAS thread; 16 rows not)
-    assert products(3)[0] == "gemm_1t" and products(4) == ["gemm_1t", "gemm_1t"]
+    # one BLAS thread below ONE_THREAD_MAX_MNK multiply-adds, the pool of them above
+    limit = ONE_THREAD_MAX_MNK[dtype]
+    for batch in (3, 4, 16):
+        want = "gemm_1t" if batch * 512 * 1024 < limit else "gemm"
+        assert products(batch)[0] == want and products(batch)[-1] == want, batch
     assert products(16) == ["gemm", "gemm"]
     for batch in (1, 2, 3):
         xv = rng.standard_normal((batch, 512)).astype(dtype)
@@ -174,10 +179,11 @@ def test_a_batch_of_one_or_two_takes_the_loops_and_matches_numpy(dtype):
 def test_a_large_product_keeps_openblas_threads_and_a_small_one_runs_on_one():
     from graphc.kernels.cpu.gemm_call import ONE_THREAD_MAX_MNK
 
+    limit = ONE_THREAD_MAX_MNK["float32"]
     x = gc.placeholder((None, 784), name="x")
     W = gc.Parameter(np.zeros((784, 1000), np.float32), name="W")
     V = gc.Parameter(np.zeros((1000, 10), np.float32), name="V")
     f = gc.compile([x], gc.relu(x @ W) @ V)
-    assert 128 * 784 * 1000 >= ONE_THREAD_MAX_MNK > 128 * 1000 * 10
+    assert 128 * 784 * 1000 >= limit > 128 * 1000 * 10
     source = f.executable.bind(128).source
     assert "    gemm(" in source and "    gemm_1t(" in source, source

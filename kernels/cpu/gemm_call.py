@@ -191,14 +191,16 @@ def _get_threads(typingctx, addr):
     return sig, codegen
 
 
-# Products of fewer multiply-adds than this run on one OpenBLAS thread. OpenBLAS splits a
-# GEMM over its threads from 2**19 multiply-adds (2 * 65536 * GEMM_MULTITHREAD_THRESHOLD),
-# and waking the second thread costs more than it saves below ~2**22. Measured 2026-12-01
-# (Zen 3, 2 cores, median of 100 calls, 2-thread time over 1-thread time): 128x64x64 1.84,
-# 512x64x64 1.75, 256x256x64 1.21, 1024x64x64 0.94, 128x256x256 (2**23) 1.04,
-# 64x64x1024 0.84, 1024x10x1024 (10M) 0.70, 512x256x256 0.60. A 64-64-10 SGD step took
-# 2x as long at batch 128 as at 124, where OpenBLAS started splitting its products.
-ONE_THREAD_MAX_MNK = 1 << 22
+# Products of fewer multiply-adds than this run on one OpenBLAS thread, per dtype. OpenBLAS
+# splits a GEMM over its threads from 2**19 multiply-adds (2 * 65536 *
+# GEMM_MULTITHREAD_THRESHOLD), and waking the second thread costs more than it saves below
+# ~2**22 (float32) or ~2**20 (float64, twice the work a multiply-add). Measured 2026-12-01
+# (Zen 3, 2 cores, median of 100 calls, 2-thread time over 1-thread time): float32
+# 128x64x64 1.84-2.07, 512x64x64 1.16-1.75, 1024x10x256 0.98, 1024x64x64 0.94-0.99,
+# 64x1024x64 1.38, 1024x10x1024 (10M) 0.70-0.75, 512x256x256 0.60; float64 128x64x64 2.28,
+# 512x64x64 (2M) 0.90, 1024x256x10 0.67, 1024x10x1024 0.67. A 64-64-10 float32 SGD step
+# took 2.4x as long at batch 128 as at 124, where OpenBLAS started splitting its products.
+ONE_THREAD_MAX_MNK = {"float32": 1 << 22, "float64": 1 << 20}
 
 
 @njit(cache=True, nogil=True)

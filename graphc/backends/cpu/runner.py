@@ -315,7 +315,7 @@ def matmul_case(step) -> str:
 def blas_gemm(b: RunnerBuilder, dtype, mnk: int):
     """(gemm, address, k_chunk) names for graphc's OpenBLAS called from Numba, or None when
     that BLAS is not loaded (GRAPHC_BLAS=numpy, no scipy-openblas32) or dtype is not a float.
-    A product of fewer than ONE_THREAD_MAX_MNK multiply-adds runs on one OpenBLAS thread:
+    A product of fewer than ONE_THREAD_MAX_MNK[dtype] multiply-adds runs on one OpenBLAS thread:
     `address` is then "address, threads_addresses" for gemm_one_thread."""
     from ...kernels.cpu import gemm_call
 
@@ -324,7 +324,7 @@ def blas_gemm(b: RunnerBuilder, dtype, mnk: int):
         return None
     addr_name = b.glob(addr, f"{np.dtype(dtype).name}_gemm_addr")
     k_chunk = b.glob(gemm_call.gemm_k_chunk(), "gemm_k_chunk")
-    if mnk < gemm_call.ONE_THREAD_MAX_MNK:
+    if mnk < gemm_call.ONE_THREAD_MAX_MNK.get(np.dtype(dtype).name, 0):
         threads = b.glob(gemm_call.threads_addresses(), "blas_threads_addr")
         return b.glob(gemm_call.gemm_one_thread, "gemm_1t"), f"{addr_name}, {threads}", k_chunk
     return b.glob(gemm_call.gemm, "gemm"), addr_name, k_chunk
