@@ -788,8 +788,8 @@ def load_kernel(
 
 def sibling(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     """Another function of the generated module *fn* came from (:func:`load_kernel`), which
-    :func:`warm` reports as the same kernel: the entry points of one module share the
-    functions they call, compiled (or loaded) once."""
+    :func:`warm` reports as the same kernel (one module file and cache for a kernel's entry
+    points)."""
     info = _info_by_fn[id(fn)]
     other = getattr(sys.modules[info["module"]], name)
     _info_by_fn[id(other)] = info

@@ -272,7 +272,17 @@ def serial(in0, in1, out0):
     n0, = out0.shape
     n = np.uint64(n0)
     nblocks = (n0 + 4096 - 1) // 4096
-    blocks(in0, in1, out0, np.int64(0), np.int64(nblocks))
+    for b in range(nblocks):
+        lo = np.uint64(b) * np.uint64(4096)
+        hi = min(lo + np.uint64(4096), n)
+        for i0 in range(lo, hi):
+            x0 = in0[i0]
+            x1 = in1[0]
+            v0 = (x0 * np.float32(1.5))  # %2 = mul %0 1.5
+            v1 = (v0 + x1)  # %3 = add %2 %1
+            v2 = fsigmoid32(v1)  # %4 = sigmoid %3
+            v3 = select((x0 > np.float32(0.0)), v2, np.float32(-np.inf))  # %5 = where
+            out0[i0] = v3
 
 @numba.njit(cache=True, error_model='numpy', fastmath=False, parallel=True)
 def parallel(in0, in1, out0):

@@ -87,7 +87,7 @@ def load_kernels(plan, kernel_log: list, progress=None, sources=None) -> dict:
         if kernel is None:
             fns = {}
             fns["serial"], info = load_kernel(source, "serial", deps=helper_modules(low.spec))
-            # one module for both: `parallel` calls the `blocks` that `serial` compiled
+            # one module file and one Numba cache for both entry points
             fns["parallel"] = sibling(fns["serial"], "parallel")
             kernel = same[key] = LoadedKernel(info.get("module", "?"), source, fns)
             warm_variant(kernel, low, "serial", kernel_log)
