@@ -86,9 +86,11 @@ def _param_pairs(plan, low) -> list:
     overlap exactly sent LLVM's vector loop to its scalar fallback: 7x slower)."""
     pairs = []
     for j, t in enumerate(low.outputs):
-        param = plan.inplace_updates.get(id(t)) if plan.kinds.get(t) == "inplace" else None
+        if plan.kinds.get(t) != "inplace":
+            continue
+        param = plan.inplace_updates.get(id(t))
         for i, (x, pattern) in enumerate(zip(low.inputs, low.in_patterns)):
-            if param is not None and x is param and all(pattern):
+            if x is param and all(pattern):
                 pairs.append((j, i))
                 break
     return pairs
@@ -101,7 +103,7 @@ def plan_inplace(plan):
     overlap exactly would send it to its scalar fallback). A parameter updated in place by
     a group that reads it is written the same way (`_param_pairs`), whatever the options."""
     reuse = plan.options.inplace and plan.options.memory_reuse
-    _, last = plan.graph.liveness()
+    last = plan.graph.liveness()[1] if reuse else {}  # (only the reuse below reads it)
     kinds = plan.kinds
     aliases, pairs_of = {}, {}
     for step in plan.steps:

@@ -1,9 +1,9 @@
 """The Numba CPU target: how the neutral scalar form (scalar.py) is written in an njit kernel.
 
 float32 exp, sigmoid and tanh call graphc.kernels.mathlib's vectorizable Cephes-style helpers
-(~1-3 ulp; np.exp and np.tanh on float32 call libm, which does not vectorize), and `a if c else b` its
-`select` (one LLVM select instruction); everything else is the NumPy function Numba
-compiles, with NumPy's NaN and infinity behaviour.
+(~1-3 ulp; np.exp and np.tanh on float32 call libm, which does not vectorize), and
+`a if c else b` its `select` (one LLVM select instruction); everything else is the NumPy
+function Numba compiles, with NumPy's NaN and infinity behaviour.
 """
 from __future__ import annotations
 
