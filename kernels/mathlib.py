@@ -2,22 +2,23 @@
 
 Generated kernels import these helpers by name, for example
 ``from graphc.kernels.mathlib import fexp32, fsigmoid32``, and call them per element
-inside their loops. Every public helper is a ``numba.njit(inline="always")``
-function, so Numba inlines its IR into the calling kernel. Nothing in them
-branches on data (the limit handling uses selects), so LLVM's loop vectorizer
+inside their loops. Every public helper is a Numba intrinsic that writes its LLVM
+instructions into the calling kernel (typed as one call: as inlined njit functions
+their operations cost Numba ~0.5 s to type and lower in every process that compiled
+a caller). Nothing in them branches on data (the limit handling uses selects), so LLVM's loop vectorizer
 can turn a loop that calls them into SIMD code. ``np.exp`` on float32 becomes a
 call to ``expf`` in libm, which does not vectorize without SVML.
 
 Fast-math safety
 ----------------
 A kernel compiled with ``fastmath={'reassoc', ...}`` gets those flags on every
-float instruction, including the inlined helpers (Numba's fast-math pass runs
+float instruction, including the helpers' (Numba's fast-math pass runs
 over the whole LLVM module). With ``reassoc`` set, LLVM could fold the
 Cody-Waite reduction ``(x - n*C1) - n*C2`` into ``x - n*(C1+C2)``, which undoes
 the extra precision of the split. It could also turn the two-step scaling
 ``(p * 2^a) * 2^b`` into ``p * (2^a * 2^b)``, which overflows. The few
 instructions whose order matters are therefore emitted by small intrinsics
-(``_fmadd_strict``, ``_fmul_strict``). These carry only the ``contract`` flag.
+(``_fmadd_strict``, and fexp32's own instructions). These carry only the ``contract`` flag.
 Numba's fast-math pass leaves alone instructions that already have flags, so
 these are never given ``reassoc``, but LLVM may still fuse them into an FMA,
 which only makes them more accurate.
@@ -30,7 +31,6 @@ those flags LLVM may delete the NaN and infinity selects.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
@@ -85,30 +85,6 @@ _STRICT_FLAGS = ("contract",)
 
 
 @intrinsic
-def _i32_as_f32(typingctx, bits):
-    """Reinterpret the bits of an int32 as a float32 (an LLVM ``bitcast``)."""
-    if not (isinstance(bits, types.Integer) and bits.bitwidth == 32):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(bits), codegen
-
-
-@intrinsic
-def _f32_as_i32(typingctx, x):
-    """Reinterpret the bits of a float32 as an int32 (an LLVM ``bitcast``)."""
-    if x != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.int32(x), codegen
-
-
-@intrinsic
 def _fmadd_strict(typingctx, a, b, c):
     """``a*b + c`` in float32 that fast-math flags cannot reassociate.
 
@@ -125,31 +101,6 @@ def _fmadd_strict(typingctx, a, b, c):
         return res
 
     return types.float32(a, b, c), codegen
-
-
-def _strict_binary(op: str, doc: str):
-    """An intrinsic ``a <op> b`` in float32 whose instruction carries only the ``contract``
-    flag, so a caller's fast-math flags cannot reassociate it."""
-
-    def typer(typingctx, a, b):
-        if not (a == types.float32 and b == types.float32):
-            return None
-
-        def codegen(context, builder, signature, args):
-            res = getattr(builder, op)(args[0], args[1])
-            res.flags.extend(_STRICT_FLAGS)
-            return res
-
-        return types.float32(a, b), codegen
-
-    typer.__name__ = typer.__qualname__ = f"_{op}_strict"
-    typer.__doc__ = doc
-    return intrinsic(typer)
-
-
-# ``(a + c) - c`` must not fold to ``a`` (fexp32's rounding to an integer)
-_fsub_strict = _strict_binary("fsub", "``a - b`` that fast-math flags cannot reassociate.")
-_fmul_strict = _strict_binary("fmul", "``a*b`` that fast-math flags cannot reassociate.")
 
 
 @intrinsic
@@ -177,26 +128,52 @@ def select(typingctx, cond, a, b):
 
 
 # ---------------------------------------------------------------------------
-# Element-wise helpers (inlined into the caller)
+# Element-wise helpers (intrinsics: their instructions written into the caller)
 # ---------------------------------------------------------------------------
 
-_HELPER_OPTS = {"inline": "always", "cache": True, "error_model": "numpy"}
+
+def _emit_exp(builder, x):
+    """The LLVM instructions of fexp32 on a float32 value `x` (see fexp32)."""
+    f32, i32 = ir.FloatType(), ir.IntType(32)
+
+    def const(v):
+        return ir.Constant(f32, float(v))
+
+    def strict(instr):
+        instr.flags.extend(_STRICT_FLAGS)
+        return instr
+
+    def fmadd(a, b, c):
+        return strict(builder.fadd(strict(builder.fmul(a, b)), c))
+
+    def pow2i(n):  # 2.0**n for n in [-126, 127], from its exponent bits
+        return builder.bitcast(builder.shl(builder.add(n, ir.Constant(i32, 127)),
+                                           ir.Constant(i32, 23)), f32)
+
+    # Clamp (NaN becomes _EXP_MIN here and is patched back at the end). LLVM merges the
+    # two selects into compares and blends (five vector instructions on AVX2, no branch).
+    xc = builder.select(builder.fcmp_ordered(">", x, const(_EXP_MIN)), x, const(_EXP_MIN))
+    xc = builder.select(builder.fcmp_ordered("<", xc, const(_EXP_MAX)), xc, const(_EXP_MAX))
+    zs = fmadd(xc, const(_LOG2E), const(_ROUNDER))  # n + 1.5*2**23, rounded to nearest even
+    z = strict(builder.fsub(zs, const(_ROUNDER)))
+    r = fmadd(z, const(_NEG_LN2_HI), xc)
+    r = fmadd(z, const(_NEG_LN2_LO), r)
+    r2 = builder.fmul(r, r)
+    # Estrin: P(r) = (P0 r + P1) r^4 + (P2 r + P3) r^2 + (P4 r + P5)
+    a = fmadd(const(_P0), r, const(_P1))
+    b = fmadd(const(_P2), r, const(_P3))
+    c = fmadd(const(_P4), r, const(_P5))
+    p = fmadd(fmadd(a, r2, b), r2, c)
+    p = builder.fadd(fmadd(p, r2, r), const(_ONE))
+    n = builder.sub(builder.bitcast(zs, i32), ir.Constant(i32, int(_ROUNDER_BITS)))
+    n1 = builder.ashr(n, ir.Constant(i32, 1))
+    n2 = builder.sub(n, n1)
+    res = strict(builder.fmul(strict(builder.fmul(p, pow2i(n1))), pow2i(n2)))
+    return builder.select(builder.fcmp_unordered("!=", x, x), x, res)  # NaN propagates
 
 
-
-@numba.njit(**_HELPER_OPTS)
-def _pow2i(n):
-    """Return ``2.0**n`` as a float32 for int32 ``n`` in [-126, 127].
-
-    The exponent field is built with an integer shift and reinterpreted as a
-    float by a bitcast.
-    """
-    bits = (np.int64(n) + 127) << 23
-    return _i32_as_f32(np.int32(bits))
-
-
-@numba.njit(**_HELPER_OPTS)
-def fexp32(x):
+@intrinsic
+def fexp32(typingctx, x):
     """Float32 ``exp(x)`` in the style of Cephes ``expf``, written to vectorize with a short
     chain of dependent instructions.
 
@@ -216,38 +193,94 @@ def fexp32(x):
     gives ``+0.0``, ``exp(-inf) = 0``, ``exp(inf) = inf``, and NaN propagates. The
     measured maximum error is about 1 ulp on [-87, 88] (see ``tests/test_mathlib.py``).
 
+    One intrinsic, its instructions emitted by ``_emit_exp``: written as an inlined njit
+    helper, its ~25 operations cost Numba ~0.35 s of typing and ~0.15 s of lowering in
+    every process that compiled a kernel calling it (a first softmax cross entropy took
+    1.3 s instead of 0.8). Its float instructions carry no flags but ``contract`` where the
+    order matters, so a fast-math kernel's pass flags the others, as it did the inlined
+    helper's; the instructions are the ones the helper compiled to, so the bits are too.
+
     Args:
         x: float32 scalar. Other float types are converted to float32.
 
     Returns:
         float32.
     """
-    xf = np.float32(x)
-    # Clamp (NaN becomes _EXP_MIN here and is patched back at the end). LLVM merges the
-    # two selects into compares and blends (five vector instructions on AVX2, no branch).
-    xc = xf if xf > _EXP_MIN else _EXP_MIN  # noqa: FURB136
-    xc = xc if xc < _EXP_MAX else _EXP_MAX  # noqa: FURB136
-    zs = _fmadd_strict(xc, _LOG2E, _ROUNDER)  # n + 1.5*2**23, rounded to nearest even
-    z = _fsub_strict(zs, _ROUNDER)
-    r = _fmadd_strict(z, _NEG_LN2_HI, xc)
-    r = _fmadd_strict(z, _NEG_LN2_LO, r)
-    r2 = r * r
-    # Estrin: P(r) = (P0 r + P1) r^4 + (P2 r + P3) r^2 + (P4 r + P5)
-    a = _fmadd_strict(_P0, r, _P1)
-    b = _fmadd_strict(_P2, r, _P3)
-    c = _fmadd_strict(_P4, r, _P5)
-    p = _fmadd_strict(_fmadd_strict(a, r2, b), r2, c)
-    p = _fmadd_strict(p, r2, r) + _ONE
-    n = _f32_as_i32(zs) - _ROUNDER_BITS
-    n1 = n >> 1
-    n2 = n - n1
-    res = _fmul_strict(_fmul_strict(p, _pow2i(n1)), _pow2i(n2))
-    return select(xf != xf, xf, res)  # noqa: PLR0124 - NaN test
+    if not isinstance(x, (types.Float, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        xf = context.cast(builder, args[0], signature.args[0], types.float32)
+        return _emit_exp(builder, xf)
+
+    return types.float32(x), codegen
 
 
-@numba.njit(**_HELPER_OPTS)
-def fsigmoid32(x):
-    """Float32 logistic sigmoid ``1 / (1 + exp(-x))``, computed without overflow.
+def _float32_helper(emit):
+    """An intrinsic float32 -> float32 whose instructions `emit(builder, x)` writes (other
+    float and integer types are converted to float32 first): typed as one call, where an
+    inlined njit helper's every operation was typed and lowered by Numba in each process."""
+
+    def typer(typingctx, x):
+        if not isinstance(x, (types.Float, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            return emit(builder, context.cast(builder, args[0], signature.args[0],
+                                              types.float32))
+
+        return types.float32(x), codegen
+
+    typer.__name__ = typer.__qualname__ = emit.__name__.replace("_emit_", "f") + "32"
+    return typer
+
+
+def _call(builder, name: str, *args):
+    """A call of the float32 LLVM intrinsic `name` (llvm.fabs, llvm.copysign)."""
+    f32 = ir.FloatType()
+    fn = builder.module.declare_intrinsic(name, [f32], ir.FunctionType(f32, [f32] * len(args)))
+    return builder.call(fn, list(args))
+
+
+def _emit_sigmoid(builder, x):
+    f32 = ir.FloatType()
+    one, zero = ir.Constant(f32, 1.0), ir.Constant(f32, 0.0)
+    e = _emit_exp(builder, builder.fneg(_call(builder, "llvm.fabs", x)))
+    s = builder.fdiv(one, builder.fadd(one, e))
+    return builder.select(builder.fcmp_ordered(">=", x, zero), s, builder.fmul(e, s))
+
+
+def _emit_tanh(builder, x):
+    f32 = ir.FloatType()
+
+    def const(v):
+        return ir.Constant(f32, float(v))
+
+    def fmadd(a, b, c):
+        prod = builder.fmul(a, b)
+        prod.flags.extend(_STRICT_FLAGS)
+        res = builder.fadd(prod, c)
+        res.flags.extend(_STRICT_FLAGS)
+        return res
+
+    ax = _call(builder, "llvm.fabs", x)
+    # Large branch (|x| >= 0.625): (1 - e) / (1 + e) with e = exp(-2|x|).
+    e = _emit_exp(builder, builder.fmul(const(-_TWO), ax))
+    big = builder.fdiv(builder.fsub(const(_ONE), e), builder.fadd(const(_ONE), e))
+    # Small branch: odd polynomial, evaluated on |x|.
+    z = builder.fmul(ax, ax)
+    q = fmadd(const(_Q0), z, const(_Q1))
+    q = fmadd(q, z, const(_Q2))
+    q = fmadd(q, z, const(_Q3))
+    q = fmadd(q, z, const(_Q4))
+    small = fmadd(builder.fmul(q, z), ax, ax)
+    pick = builder.select(builder.fcmp_ordered("<", ax, const(_TANH_SMALL)), small, big)
+    res = _call(builder, "llvm.copysign", pick, x)
+    return builder.select(builder.fcmp_unordered("uno", x, x), x, res)  # NaN propagates
+
+
+fsigmoid32 = intrinsic(_float32_helper(_emit_sigmoid))
+fsigmoid32.__doc__ = """Float32 logistic sigmoid ``1 / (1 + exp(-x))``, computed without overflow.
 
     Uses ``e = exp(-|x|)``, which is in (0, 1]. The result is ``1/(1+e)`` for
     ``x >= 0`` and ``e/(1+e)`` for ``x < 0``. This keeps relative accuracy for
@@ -259,19 +292,9 @@ def fsigmoid32(x):
         x: float32 scalar.
 
     Returns:
-        float32.
-    """
-    xf = np.float32(x)
-    ax = abs(xf)
-    e = fexp32(-ax)
-    s = _ONE / (_ONE + e)
-    es = e * s
-    return s if xf >= _ZERO else es
-
-
-@numba.njit(**_HELPER_OPTS)
-def ftanh32(x):
-    """Float32 hyperbolic tangent, computed without branching on data.
+        float32."""
+ftanh32 = intrinsic(_float32_helper(_emit_tanh))
+ftanh32.__doc__ = """Float32 hyperbolic tangent, computed without branching on data.
 
     For ``|x| >= 0.625`` it uses ``tanh|x| = (1 - e)/(1 + e)`` with
     ``e = exp(-2|x|)``. There is no overflow, and ``1 - e >= 0.71``, so the
@@ -283,19 +306,4 @@ def ftanh32(x):
         x: float32 scalar.
 
     Returns:
-        float32.
-    """
-    xf = np.float32(x)
-    ax = abs(xf)
-    # Large branch (|x| >= 0.625): (1 - e) / (1 + e) with e = exp(-2|x|).
-    e = fexp32(-_TWO * ax)
-    big = (_ONE - e) / (_ONE + e)
-    # Small branch: odd polynomial, evaluated on |x|.
-    z = ax * ax
-    q = _fmadd_strict(_Q0, z, _Q1)
-    q = _fmadd_strict(q, z, _Q2)
-    q = _fmadd_strict(q, z, _Q3)
-    q = _fmadd_strict(q, z, _Q4)
-    small = _fmadd_strict(q * z, ax, ax)
-    res = np.copysign(small if ax < _TANH_SMALL else big, xf)
-    return xf if np.isnan(xf) else res
+        float32."""

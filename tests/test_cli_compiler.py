@@ -86,8 +86,8 @@ def test_dump_of_a_compiled_training_step_shows_passes_fused_updates_and_the_run
     runner = out[out.index("# --- runner ---"):]
     assert "def run(x0, x1):" in runner
     # readable calls: what runs, on which buffers, and the plan line as a comment
-    assert ("gemm(float32_gemm_addr, x0, p" in runner or
-            "gemm_1t(float32_gemm_addr, blas_threads_addr, x0, p" in runner)
+    assert ("gemm(float32_gemm_addr, all_threads, x0, p" in runner or
+            "gemm(float32_gemm_addr, one_thread, x0, p" in runner)
     assert "# %" in runner and "update W0 in place" in runner
     assert not any(line.lstrip().startswith(("k1", "a0", "f0")) for line in runner.splitlines())
     after = graphc("dump", "model.py:train", "--optimized", "--after", "fuse_gemm_updates",

@@ -429,3 +429,23 @@ def test_the_parallel_variant_is_a_prange_over_the_kernels_compiled_loop(monkeyp
         assert [len(m.blocks.signatures) for m in modules] == [int(xv is large)] * len(kernels)
     assert kernels and all(k.warmed == {"serial", "parallel"} for k in kernels)
     assert all(k.fns["parallel"] is m.parallel for k, m in zip(kernels, modules))
+
+
+@pytest.mark.parametrize("width, short", [(10, True), (1000, False)])
+def test_the_short_row_branch_is_generated_only_where_rows_can_be_short(width, short):
+    """A bias add over rows of a known length: the flat-loop branch for rows shorter than
+    SHORT_ROW (a second copy of the body, ~0.2-0.4 s of a first compile) is in the kernel
+    only when the rows are that short; both give the reference's values."""
+    from graphc.backends.cpu.kernels import fused_sources
+    from graphc.kernels.codegen.elementwise import SHORT_ROW
+
+    rng = np.random.default_rng(3)
+    x = gc.placeholder((None, width), name="x")
+    b = gc.Parameter(rng.standard_normal(width).astype(np.float32), name="b")
+    f = gc.compile([x], gc.relu(x + b))
+    sources = list(fused_sources(f.executable.plan).values())
+    assert len(sources) == 1
+    assert (f"if n1 < {SHORT_ROW} and n0 > 1:" in sources[0]) == short, sources[0]
+    for n in (1, 7, 64):
+        xv = rng.standard_normal((n, width)).astype(np.float32)
+        np.testing.assert_array_equal(f(xv), np.maximum(xv + b.value, 0))

@@ -360,8 +360,8 @@ def test_forced_avx2_core_subprocess():
 
 @needs_openblas
 @pytest.mark.parametrize("threads", [1, 2])
-def test_gemm_one_thread_gives_gemms_bits_and_restores_the_thread_count(threads):
-    from graphc.kernels.cpu.gemm_call import gemm_one_thread, threads_addresses
+def test_gemm_threads_on_one_thread_gives_gemms_bits_and_restores_the_thread_count(threads):
+    from graphc.kernels.cpu.gemm_call import ALL_THREADS, gemm_threads, threads_addresses
 
     old = blas.get_num_threads()
     blas.set_num_threads(threads)
@@ -374,10 +374,17 @@ def test_gemm_one_thread_gives_gemms_bits_and_restores_the_thread_count(threads)
         blas.set_num_threads(threads)
         addresses = threads_addresses()
         assert all(addresses)
-        gemm_one_thread(addr, addresses, a, b, got, False, True, 1.0, 0.0, kc)
+        gemm_threads(addr, addresses, a, b, got, False, True, 1.0, 0.0, kc)
         assert got.tobytes() == want.tobytes()
         assert blas._load().lib.scipy_openblas_get_num_threads() == threads
-        gemm_one_thread(addr, (0, 0), a, b, plain, False, True, 1.0, 0.0, kc)  # plain gemm
+        gemm_threads(addr, ALL_THREADS, a, b, plain, False, True, 1.0, 0.0, kc)  # plain gemm
         _assert_close(plain, _ref(a, b, False, True), np.float32)
+        # K in chunks (the issue-6021 split) on one thread: the chunks' bits, count restored
+        blas.set_num_threads(1)
+        gemm(addr, a, b, want, False, True, 1.0, 0.0, 64)
+        blas.set_num_threads(threads)
+        gemm_threads(addr, addresses, a, b, got, False, True, 1.0, 0.0, 64)
+        assert got.tobytes() == want.tobytes()
+        assert blas._load().lib.scipy_openblas_get_num_threads() == threads
     finally:
         blas.set_num_threads(old)

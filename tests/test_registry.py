@@ -99,11 +99,19 @@ def test_every_case_names_a_known_op():
 
 # --- the scalar expressions the kernel generator emits agree with the references -----------------
 def _scalar_namespace() -> dict:
-    """What a generated kernel sees: numpy as np and the float32 helpers of graphc.kernels.mathlib."""
+    """What a generated kernel sees: numpy as np and the float32 helpers of
+    graphc.kernels.mathlib (intrinsics, callable from compiled code only: each is called
+    here through a compiled function of one call)."""
+    import numba
+
     from graphc.kernels import mathlib
 
-    namespace = {"np": np, **{name: getattr(mathlib, name) for name in mathlib.__all__}}
-    namespace["select"] = lambda c, a, b: a if c else b  # (an intrinsic: compiled code only)
+    def compiled(helper):
+        return numba.njit(lambda x: helper(x))
+
+    namespace = {"np": np, **{name: compiled(getattr(mathlib, name))
+                              for name in mathlib.__all__ if name != "select"}}
+    namespace["select"] = lambda c, a, b: a if c else b
     return namespace
 
 

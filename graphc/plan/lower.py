@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphc.kernels.codegen.elementwise import FASTMATH, FULL_FASTMATH, KernelSpec
+from graphc.kernels.codegen.elementwise import FASTMATH, FULL_FASTMATH, SHORT_ROW, KernelSpec
 
 from ..ops.base import lit
 from ..printing import node_line
@@ -126,6 +126,8 @@ def lower_group(group, is_needed_outside, virtual, names=None,
         # reducing a literal: materialise it as a variable
         body.append(("r0", reduce_var, ""))
         reduce = (kind, "r0", acc_dtype, red_pattern)
+    row = [domain[d] for d in dim_groups[-1]] if len(dim_groups) == 2 else [None]
+    short_rows = None if None in row else int(np.prod(row, dtype=np.int64)) < SHORT_ROW
     name = "_".join(dict.fromkeys(n.op for n in members)) or "load"
     if group.epilogue is not None:
         name += "_" + group.epilogue.op
@@ -140,6 +142,7 @@ def lower_group(group, is_needed_outside, virtual, names=None,
         aliases=tuple(aliases),
         post=None if post is None or group.epilogue is None else
         (float(post[0]), float(post[1]), group.epilogue.outputs[0].dtype),
+        short_rows=short_rows,
     )
     return LoweredGroup(spec, ext, outputs, group.epilogue.outputs[0] if group.epilogue
                         else None, dim_groups, in_patterns, red_pattern, comments)

@@ -34,7 +34,7 @@ from contextlib import contextmanager, nullcontext
 
 import numba
 import numpy as np
-from graphc.kernels.cpu.gemm_call import gemm, gemm_address, gemm_k_chunk
+from graphc.kernels.cpu.gemm_call import ALL_THREADS, gemm_address, gemm_k_chunk, gemm_threads
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 _PAR = dict(_OPTS, parallel=True)
@@ -246,14 +246,14 @@ def _epilogue(out, bias, act):
 @numba.njit(**_OPTS)
 def _shared_products(addr, k_chunk, w, x, out, trans_w, bias, act):
     for n in range(x.shape[0]):
-        gemm(addr, w, x[n], out[n], trans_w, False, 1.0, 0.0, k_chunk)
+        gemm_threads(addr, ALL_THREADS, w, x[n], out[n], trans_w, False, 1.0, 0.0, k_chunk)
         _epilogue(out[n], bias, act)
 
 
 @numba.njit(**_PAR)
 def _shared_products_by_image(addr, k_chunk, w, x, out, trans_w, bias, act):
     for n in numba.prange(x.shape[0]):
-        gemm(addr, w, x[n], out[n], trans_w, False, 1.0, 0.0, k_chunk)
+        gemm_threads(addr, ALL_THREADS, w, x[n], out[n], trans_w, False, 1.0, 0.0, k_chunk)
         _epilogue(out[n], bias, act)
 
 
@@ -266,8 +266,8 @@ def _summed_products(addr, k_chunk, g, x, parts):
         if lo == hi:
             parts[t] = 0
         for n in range(lo, hi):
-            gemm(addr, g[n], x[n], parts[t], False, True, 1.0, 0.0 if n == lo else 1.0,
-                 k_chunk)
+            gemm_threads(addr, ALL_THREADS, g[n], x[n], parts[t], False, True, 1.0,
+                         0.0 if n == lo else 1.0, k_chunk)
 
 
 def _shared(w, x, out, trans_w: bool, bias=None, act: int = 0) -> None:

@@ -29,8 +29,8 @@ from numba import njit, types
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-__all__ = ["ONE_THREAD_MAX_MNK", "gemm", "gemm_address", "gemm_k_chunk", "gemm_one_thread",
-           "threads_addresses"]
+__all__ = ["ALL_THREADS", "ONE_THREAD_MAX_MNK", "gemm", "gemm_address", "gemm_k_chunk",
+           "gemm_threads", "threads_addresses"]
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
@@ -83,6 +83,71 @@ def _cblas_gemm(typingctx, addr, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c
 
 
 @njit(cache=True, nogil=True)
+def gemm_threads(addr, threads_addr, a, b, c, trans_a, trans_b, alpha, beta, k_chunk):
+    """:func:`gemm` with a choice of OpenBLAS threads: ``threads_addr`` (0, 0) runs on the
+    threads as they are set; :func:`threads_addresses` (set, get) runs the product on one
+    thread and restores the count after it (see ``ONE_THREAD_MAX_MNK``).
+
+    One kernel for both, so a plan compiles one product kernel (~0.6 s on a first run,
+    where a second kernel calling this one compiled it as a callee and itself: ~1 s)."""
+    if addr == 0:
+        raise ValueError("gemm: BLAS address is 0 (graphc's OpenBLAS is not loaded); "
+                         "check gemm_address() before calling gemm")
+    if trans_a:
+        k, m = a.shape
+    else:
+        m, k = a.shape
+    if trans_b:
+        n, kb = b.shape
+    else:
+        kb, n = b.shape
+    if kb != k or c.shape[0] != m or c.shape[1] != n:
+        raise ValueError("gemm: shapes do not match: op(a) must be (M, K), op(b) (K, N), "
+                         "c (M, N)")
+    if not (a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous):
+        raise ValueError("gemm: a, b and c must be C-contiguous")
+    if k_chunk < 0:
+        raise ValueError("gemm: k_chunk must be >= 0")
+    if m > _INT32_MAX or n > _INT32_MAX or k > _INT32_MAX:
+        raise ValueError("gemm: dimension too large for 32-bit BLAS integers")
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        for i in range(m):
+            for j in range(n):
+                c[i, j] = 0.0 if beta == 0 else beta * c[i, j]
+        return
+    set_addr, get_addr = threads_addr
+    threads = _get_threads(get_addr) if set_addr != 0 and get_addr != 0 else 1
+    if threads > 1:
+        _set_threads(set_addr, 1)
+    ta = TRANS if trans_a else NO_TRANS
+    tb = TRANS if trans_b else NO_TRANS
+    lda = a.shape[1]
+    ldb = b.shape[1]
+    chunk = k if k_chunk == 0 else k_chunk
+    for k0 in range(0, k, chunk):
+        k1 = min(k, k0 + chunk)
+        bk = beta if k0 == 0 else 1.0
+        # a chunk of K is a block of rows (transposed operand) or columns; its slice
+        # starts at the chunk's first element and keeps the full leading dimension
+        if trans_a:
+            sa = a[k0:k1, :]
+        else:
+            sa = a[:, k0:k1]
+        if trans_b:
+            sb = b[:, k0:k1]
+        else:
+            sb = b[k0:k1, :]
+        _cblas_gemm(addr, ta, tb, m, n, k1 - k0, alpha, sa, lda, sb, ldb, bk, c, n)
+    if threads > 1:
+        _set_threads(set_addr, threads)
+
+
+ALL_THREADS = (0, 0)  # gemm_threads' threads_addr for the threads as they are set
+
+
+@njit(cache=True, nogil=True)
 def gemm(addr, a, b, c, trans_a, trans_b, alpha, beta, k_chunk):
     """c = alpha * op(a) @ op(b) + beta * c through the cblas_?gemm at ``addr``.
 
@@ -113,54 +178,7 @@ def gemm(addr, a, b, c, trans_a, trans_b, alpha, beta, k_chunk):
     are graphc's (``graphc.kernels.blas.set_num_threads``); inside a ``prange`` loop
     set them to 1 first.
     """
-    if addr == 0:
-        raise ValueError("gemm: BLAS address is 0 (graphc's OpenBLAS is not loaded); "
-                         "check gemm_address() before calling gemm")
-    if trans_a:
-        k, m = a.shape
-    else:
-        m, k = a.shape
-    if trans_b:
-        n, kb = b.shape
-    else:
-        kb, n = b.shape
-    if kb != k or c.shape[0] != m or c.shape[1] != n:
-        raise ValueError("gemm: shapes do not match: op(a) must be (M, K), op(b) (K, N), "
-                         "c (M, N)")
-    if not (a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous):
-        raise ValueError("gemm: a, b and c must be C-contiguous")
-    if k_chunk < 0:
-        raise ValueError("gemm: k_chunk must be >= 0")
-    if m > _INT32_MAX or n > _INT32_MAX or k > _INT32_MAX:
-        raise ValueError("gemm: dimension too large for 32-bit BLAS integers")
-    if m == 0 or n == 0:
-        return
-    if k == 0:
-        for i in range(m):
-            for j in range(n):
-                c[i, j] = 0.0 if beta == 0 else beta * c[i, j]
-        return
-    ta = TRANS if trans_a else NO_TRANS
-    tb = TRANS if trans_b else NO_TRANS
-    lda = a.shape[1]
-    ldb = b.shape[1]
-    if k_chunk == 0 or k <= k_chunk:
-        _cblas_gemm(addr, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
-        return
-    for k0 in range(0, k, k_chunk):
-        k1 = min(k, k0 + k_chunk)
-        bk = beta if k0 == 0 else 1.0
-        # a chunk of K is a block of rows (transposed operand) or columns; its slice
-        # starts at the chunk's first element and keeps the full leading dimension
-        if trans_a:
-            sa = a[k0:k1, :]
-        else:
-            sa = a[:, k0:k1]
-        if trans_b:
-            sb = b[:, k0:k1]
-        else:
-            sb = b[k0:k1, :]
-        _cblas_gemm(addr, ta, tb, m, n, k1 - k0, alpha, sa, lda, sb, ldb, bk, c, n)
+    return gemm_threads(addr, ALL_THREADS, a, b, c, trans_a, trans_b, alpha, beta, k_chunk)
 
 
 @intrinsic
@@ -201,22 +219,6 @@ def _get_threads(typingctx, addr):
 # 512x64x64 (2M) 0.90, 1024x256x10 0.67, 1024x10x1024 0.67. A 64-64-10 float32 SGD step
 # took 2.4x as long at batch 128 as at 124, where OpenBLAS started splitting its products.
 ONE_THREAD_MAX_MNK = {"float32": 1 << 22, "float64": 1 << 20}
-
-
-@njit(cache=True, nogil=True)
-def gemm_one_thread(addr, threads_addr, a, b, c, trans_a, trans_b, alpha, beta, k_chunk):
-    """:func:`gemm` on one OpenBLAS thread, the thread count restored after it.
-    ``threads_addr``: :func:`threads_addresses`, (set, get); (0, 0) calls gemm as it is."""
-    set_addr, get_addr = threads_addr
-    if set_addr == 0 or get_addr == 0:
-        gemm(addr, a, b, c, trans_a, trans_b, alpha, beta, k_chunk)
-        return
-    threads = _get_threads(get_addr)
-    if threads > 1:
-        _set_threads(set_addr, 1)
-    gemm(addr, a, b, c, trans_a, trans_b, alpha, beta, k_chunk)
-    if threads > 1:
-        _set_threads(set_addr, threads)
 
 
 @functools.cache

@@ -38,10 +38,12 @@ MODULES = ("graphc.kernels.cpu.nn", "graphc.kernels.cpu.conv", "graphc.kernels.c
 # rough compile seconds (measured on a first `graphc demo`), to start the longest first
 COST_S = {"fused": 0.4, "hand": 0.8, "matmul": 0.3, "softmax_cross_entropy": 1.5,
           "softmax_cross_entropy_grad": 1.5, "softmax_cross_entropy_fused": 1.5,
-          "gemm": 0.9, "acc_nn": 1.0, "acc_nt": 1.0, "acc_tn": 1.0, "acc_tt": 1.0}
+          "gemm_threads": 0.7, "acc_nn": 1.0, "acc_nt": 1.0, "acc_tn": 1.0, "acc_tt": 1.0}
 
 
 def _arg_spec(a) -> list:
+    if isinstance(a, (tuple, list)):  # gemm_threads' (set, get) thread-count addresses
+        return ["ints", [int(v) for v in a]]
     if isinstance(a, np.ndarray):
         return ["array", a.dtype.name, list(a.shape)]
     if isinstance(a, (bool, np.bool_)):
@@ -59,6 +61,11 @@ def _arg(spec):
         if len(shape) > 8 or any(d < 0 or d > 1 for d in shape):
             raise ValueError(f"bad example shape {shape}")
         return np.zeros(shape, dtype)
+    if kind == "ints":
+        values = tuple(np.int64(int(v)) for v in spec[1])
+        if len(values) > 4:
+            raise ValueError(f"bad example tuple {spec[1]!r}")
+        return values
     if kind == "bool":
         return bool(spec[1])
     if kind == "int":
@@ -87,31 +94,42 @@ def hand_job(fn, args: list) -> dict | None:
             "args": [_arg_spec(a) for a in args]}
 
 
+# batch sizes whose product kernels a first compile prepares (a training or evaluation batch
+# is typically 16-256). A product that takes graphc's loops only at other sizes (a batch of
+# one or two: skinny_takes_loops) compiles its loop kernel at the first call of that size,
+# ~0.3-1 s then, instead of in every first compile (W2's step compiled three loop kernels,
+# ~1.8 s of CPU, for batches of one or two it never ran).
+FIRST_BATCHES = (16, 64, 256)
+
+
 def matmul_jobs(plan) -> list:
-    """The product kernels the plan's first calls will need: gemm per float dtype, and the
-    case's own loop kernel (small batches take it)."""
-    from ...kernels.cpu import gemm_call
+    """The product kernels the plan's first calls will need at FIRST_BATCHES: graphc's
+    loops of the case (nn.mm_* or nn.acc_*) and/or gemm_threads per float dtype, as
+    runner.product_kernel chooses them (for a plan without a batch dimension, exactly)."""
     from ...plan import MatmulStep
-    from .runner import matmul_case
+    from .runner import matmul_case, product_kernel
 
     jobs, seen = [], set()
     for step in plan.steps:
         if not isinstance(step, MatmulStep):
             continue
         dtype = np.dtype(step.a.dtype)
-        case = matmul_case(step)
-        name = f"acc_{case}" if step.update is not None else f"mm_{case}"
         m = np.zeros((0, 0), dtype)  # empty: the call returns before any work (or BLAS)
-        own = [m, m, m] + ([1.0, 1.0] if step.update is not None else [])
-        candidates = [("graphc.kernels.cpu.nn", name, own)]
-        if dtype.kind == "f" and gemm_call.gemm_address(dtype):
-            candidates.append(("graphc.kernels.cpu.gemm_call", "gemm",
-                               [1, m, m, m, False, False, 1.0, 0.0, 0]))
-        for module, fname, args in candidates:
-            key = (module, fname, dtype.name)
+        for choice in sorted({product_kernel(step, n) for n in FIRST_BATCHES}):
+            if choice == "loops":
+                acc = step.update is not None
+                module = "graphc.kernels.cpu.nn"
+                name = ("acc_" if acc else "mm_") + matmul_case(step)
+                args = [m, m, m] + ([1.0, 1.0] if acc else [])
+            elif choice in ("gemm", "gemm_1t"):
+                module, name = "graphc.kernels.cpu.gemm_call", "gemm_threads"
+                args = [1, (0, 0), m, m, m, False, False, 1.0, 0.0, 0]
+            else:
+                continue
+            key = (module, name, dtype.name)
             if key not in seen:
                 seen.add(key)
-                jobs.append({"kind": "matmul", "module": module, "name": fname,
+                jobs.append({"kind": "matmul", "module": module, "name": name,
                              "args": [_arg_spec(a) for a in args]})
     return jobs
 

@@ -312,67 +312,75 @@ def matmul_case(step) -> str:
     return ("t" if step.trans_a else "n") + ("t" if step.trans_b else "n")
 
 
-def blas_gemm(b: RunnerBuilder, dtype, mnk: int):
-    """(gemm, address, k_chunk) names for graphc's OpenBLAS called from Numba, or None when
-    that BLAS is not loaded (GRAPHC_BLAS=numpy, no scipy-openblas32) or dtype is not a float.
-    A product of fewer than ONE_THREAD_MAX_MNK[dtype] multiply-adds runs on one OpenBLAS thread:
-    `address` is then "address, threads_addresses" for gemm_one_thread."""
+def product_kernel(step, n) -> str:
+    """What the product of a MatmulStep runs at batch size n: "loops" (graphc's own,
+    nn.mm_* or nn.acc_*), "gemm" (graphc's OpenBLAS from Numba, on its threads), "gemm_1t"
+    (the same on one thread: fewer than ONE_THREAD_MAX_MNK multiply-adds) or "numpy" (no
+    OpenBLAS loaded: graphc.kernels.blas computes it with NumPy). The runner emits this
+    choice; the compile asks it ahead of the first call, for the kernels to compile."""
     from ...kernels.cpu import gemm_call
 
-    addr = gemm_call.gemm_address(dtype) if dt.is_float(dtype) else 0
-    if not addr:
-        return None
-    addr_name = b.glob(addr, f"{np.dtype(dtype).name}_gemm_addr")
-    k_chunk = b.glob(gemm_call.gemm_k_chunk(), "gemm_k_chunk")
-    if mnk < gemm_call.ONE_THREAD_MAX_MNK.get(np.dtype(dtype).name, 0):
-        threads = b.glob(gemm_call.threads_addresses(), "blas_threads_addr")
-        return b.glob(gemm_call.gemm_one_thread, "gemm_1t"), f"{addr_name}, {threads}", k_chunk
-    return b.glob(gemm_call.gemm, "gemm"), addr_name, k_chunk
+    case = matmul_case(step)
+    k = bind(step.a.shape, n)[0 if step.trans_a else 1]
+    if step.update is not None:
+        dtype = step.update.param.dtype
+        m, ncols = step.update.param.shape
+        loops = m * ncols * k <= crossover(ACC_CROSSOVER, dtype, case) or \
+            skinny_takes_loops(case, m, ncols, k, dtype, acc=True)
+    else:
+        out = step.nodes[0].outputs[0]
+        dtype = out.dtype
+        m, ncols = bind(out.shape, n)
+        loops = m * ncols * k <= crossover(MATMUL_CROSSOVER, dtype, case) or \
+            not dt.is_float(dtype) or skinny_takes_loops(case, m, ncols, k, dtype, acc=False)
+    if loops:
+        return "loops"
+    if not gemm_call.gemm_address(dtype):
+        return "loops" if step.update is not None else "numpy"
+    one = m * ncols * k < gemm_call.ONE_THREAD_MAX_MNK.get(np.dtype(dtype).name, 0)
+    return "gemm_1t" if one else "gemm"
 
 
 def emit_matmul(b: RunnerBuilder, step) -> None:
     """One product: graphc's own loops up to the case's measured crossover, else OpenBLAS
     (through Numba: a call costs ~1 µs, not the ~5 µs of a Python wrapper)."""
     from ...kernels import blas
+    from ...kernels.cpu import gemm_call
 
     node = step.nodes[0]
     what = node_line(node, b.plan.names)
     a, bb = b.ref(step.a), b.ref(step.b)
-    k = b.shape(step.a)[0 if step.trans_a else 1]
     case = matmul_case(step)
     ta, tb = step.trans_a, step.trans_b
+    choice = product_kernel(step, b.n)
     if step.update is not None:
         param, alpha, beta = step.update.param, step.update.alpha, step.update.beta
-        b.names[step.update.value] = w = b.param(param)
-        m, ncols = param.shape
+        b.names[step.update.value] = c = b.param(param)
         what += f"; update {comment(param.name)} in place"
-        small = m * ncols * k <= crossover(ACC_CROSSOVER, param.dtype, case) or \
-            skinny_takes_loops(case, m, ncols, k, param.dtype, acc=True)
-        gemm = None if small else blas_gemm(b, param.dtype, m * ncols * k)
-        if gemm is None:
+        dtype = param.dtype
+        if choice == "loops":
             fn = b.glob(nn.ACC_KERNELS[case], f"acc_{case}")
-            b.line(f"{fn}({a}, {bb}, {w}, {alpha!r}, {beta!r})", what)
-        else:
-            fn, addr, kc = gemm
-            b.line(f"{fn}({addr}, {a}, {bb}, {w}, {ta}, {tb}, {alpha!r}, {beta!r}, {kc})", what)
-        return
-    out = node.outputs[0]
-    m, ncols = b.shape(out)
-    c = b.out_ref(out)
-    if m * ncols * k <= crossover(MATMUL_CROSSOVER, out.dtype, case) or \
-            not dt.is_float(out.dtype) or \
-            skinny_takes_loops(case, m, ncols, k, out.dtype, acc=False):
-        name = matmul_function(step)
-        fn = b.glob(getattr(nn, name), name)
-        b.line(f"{fn}({a}, {bb}, {c})", what)
-        return
-    gemm = blas_gemm(b, out.dtype, m * ncols * k)
-    if gemm is None:  # no OpenBLAS: graphc.kernels.blas computes it with NumPy
-        fn = b.glob(blas.gemm, "gemm_numpy")
-        b.line(f"{fn}({a}, {bb}, out={c}, trans_a={ta}, trans_b={tb})", what)
-        return
-    fn, addr, kc = gemm
-    b.line(f"{fn}({addr}, {a}, {bb}, {c}, {ta}, {tb}, 1.0, 0.0, {kc})", what)
+            b.line(f"{fn}({a}, {bb}, {c}, {alpha!r}, {beta!r})", what)
+            return
+    else:
+        out = node.outputs[0]
+        c, dtype, alpha, beta = b.out_ref(out), out.dtype, 1.0, 0.0
+        if choice == "loops":
+            name = matmul_function(step)
+            fn = b.glob(getattr(nn, name), name)
+            b.line(f"{fn}({a}, {bb}, {c})", what)
+            return
+        if choice == "numpy":
+            fn = b.glob(blas.gemm, "gemm_numpy")
+            b.line(f"{fn}({a}, {bb}, out={c}, trans_a={ta}, trans_b={tb})", what)
+            return
+    fn = b.glob(gemm_call.gemm_threads, "gemm")
+    addr = b.glob(gemm_call.gemm_address(dtype), f"{np.dtype(dtype).name}_gemm_addr")
+    threads = b.glob(gemm_call.threads_addresses() if choice == "gemm_1t" else
+                     gemm_call.ALL_THREADS, "one_thread" if choice == "gemm_1t" else "all_threads")
+    kc = b.glob(gemm_call.gemm_k_chunk(), "gemm_k_chunk")
+    b.line(f"{fn}({addr}, {threads}, {a}, {bb}, {c}, {ta}, {tb}, {alpha!r}, {beta!r}, {kc})",
+           what)
 
 
 def _binding_arg(b: RunnerBuilder, step, arg) -> str:
