@@ -226,7 +226,7 @@ def test_reduction_identities_and_the_update_use_the_targets_literals():
                  reduce=("max", "v0", "float32", (True,)), post=(-0.5, 1.0, "float32"))
     source = render(spec)
     assert "acc = np.float32(-np.inf)" in source
-    assert "pf[i] += np.float32(-0.5) * rf[i]  # parameter update" in source
+    assert "post[0] += np.float32(-0.5) * red[0]  # parameter update" in source
     assert "total = np.float64(-np.inf)" in source
 
 

@@ -436,8 +436,9 @@ def test_the_short_row_branch_is_generated_only_where_rows_can_be_short(width, s
     """A bias add over rows of a known length: the flat-loop branch for rows shorter than
     SHORT_ROW (a second copy of the body, ~0.2-0.4 s of a first compile) is in the kernel
     only when the rows are that short; both give the reference's values."""
-    from graphc.backends.cpu.kernels import fused_sources
     from graphc.kernels.codegen.elementwise import SHORT_ROW
+
+    from graphc.backends.cpu.kernels import fused_sources
 
     rng = np.random.default_rng(3)
     x = gc.placeholder((None, width), name="x")

@@ -103,7 +103,6 @@ def _scalar_namespace() -> dict:
     graphc.kernels.mathlib (intrinsics, callable from compiled code only: each is called
     here through a compiled function of one call)."""
     import numba
-
     from graphc.kernels import mathlib
 
     def compiled(helper):

@@ -239,12 +239,25 @@ def _render_post(spec: KernelSpec) -> list:
     update of a bias from its just-reduced gradient, without another kernel call)."""
     alpha, beta, dtype = spec.post
     a = NUMBA_CPU.literal(alpha, dtype)
-    update = f"pf[i] += {a} * rf[i]" if beta == 1 else \
-        f"pf[i] = {NUMBA_CPU.literal(beta, dtype)} * pf[i] + {a} * rf[i]"
-    return ["    rf = red.reshape(red.size)",
-            "    pf = post.reshape(post.size)",
-            "    for i in range(np.uint64(rf.size)):",
-            f"        {update}  # parameter update"]
+    loops, at, pad = _over_kept([not r for r in spec.reduce[3]], "    ")
+    update = f"post{at} += {a} * red{at}" if beta == 1 else \
+        f"post{at} = {NUMBA_CPU.literal(beta, dtype)} * post{at} + {a} * red{at}"
+    return loops + [f"{pad}{update}  # parameter update"]
+
+
+def _over_kept(kept, ind: str) -> tuple:
+    """Loops over the dims a reduction keeps, for `red` (shape n_d where kept, 1 elsewhere)
+    and arrays of its shape: (loop lines, the index at the point, the body's indentation).
+    Plain loops and indices, not red.reshape / red[...] / (n,) + red.shape: each of those
+    is an implementation Numba compiles in every process that uses it (~0.1-0.3 s of a
+    first compile). The loop variables are e0, e1, ...: the kernel's i0, i1, ... are
+    unsigned in places, and a name of two integer types would be typed as a float."""
+    lines, pad = [], ind
+    for d, keep in enumerate(kept):
+        if keep:
+            lines.append(f"{pad}for e{d} in range(n{d}):")
+            pad += "    "
+    return lines, _index(kept, [f"e{d}" for d in range(len(kept))]), pad
 
 
 SHORT_ROW = 16  # a row shorter than one AVX-512 vector of float32 leaves the vector loop idle
@@ -419,7 +432,8 @@ def _lane_loop(spec: KernelSpec, access, i: str, hi: str, ind: str, comments: bo
     width = LANES // chains
     # (no `if q > 0:` around the lanes: that branch keeps LLVM from vectorizing them)
     out = [f"{ind}q = {hi} // {LANES} * {LANES}",
-           f"{ind}lanes[:] = {_init(kind, acc_dtype)}"]
+           f"{ind}for l in range({LANES}):",
+           f"{ind}    lanes[l] = {_init(kind, acc_dtype)}"]
     out += _chained_loop(spec, access, i, ind, comments, chains)
     out.append(f"{ind}        lanes[l] = {_combine(kind, 'lanes[l]', var)}")
     for c in range(1, chains):
@@ -527,7 +541,10 @@ def _render_nest(spec: KernelSpec, comments: bool) -> _Loop:
     split = rpattern[0] and not total  # the outer dim reduced, another kept
     inner_reduced = rpattern[-1]
     wide = _wide(acc_dtype)
-    alloc = [] if split else [f"red[...] = {_init(kind, acc_dtype)}"]
+    alloc = []
+    if not split:
+        loops, at, pad = _over_kept(kept, "")
+        alloc += loops + [f"{pad}red{at} = {_init(kind, acc_dtype)}"]
     scratch = []
     if total:
         alloc.append(f"part = np.empty(n0, np.{wide})")
@@ -537,10 +554,12 @@ def _render_nest(spec: KernelSpec, comments: bool) -> _Loop:
         work = " * ".join(f"n{d}" for d in range(k))
         setup = (f"nparts = max(1, min({MAX_PARTS}, n0, ({work}) // {PART_WORK}))",
                  "rows = (n0 + nparts - 1) // nparts")
-        alloc.append(f"parts = np.empty((nparts,) + red.shape, np.{wide})")
+        dims = ", ".join(f"n{d}" if keep else "1" for d, keep in enumerate(kept))
+        alloc.append(f"parts = np.empty((nparts, {dims}), np.{wide})")
         scratch.append("parts")
         count = "nparts"
-        body += [f"{ind * 2}p = parts[c]", f"{ind * 2}p[...] = {_init(kind, wide)}"]
+        loops, at, pad = _over_kept(kept, ind * 2)
+        body += [f"{ind * 2}p = parts[c]", *loops, f"{pad}p{at} = {_init(kind, wide)}"]
     else:
         setup = (f"rows = (n0 + {CHUNKS - 1}) // {CHUNKS}",)
         count = "(n0 + rows - 1) // max(rows, 1)"
@@ -570,13 +589,11 @@ def _render_nest(spec: KernelSpec, comments: bool) -> _Loop:
                    "for i0 in range(n0):",
                    f"{ind}total = {_combine(kind, 'total', 'part[i0]')}",
                    f"red{_index([False] * k, idx)} = total"]
-    if split:
-        finish += ["rf = red.reshape(red.size)",
-                   "pf = parts.reshape((nparts, red.size))",
-                   "for e in range(red.size):",
-                   f"{ind}t = pf[0, e]",
-                   f"{ind}for c in range(1, nparts):",
-                   f"{ind * 2}t = {_combine(kind, 't', 'pf[c, e]')}",
-                   f"{ind}rf[e] = t"]
+    if split:  # the parts added in order, c = 0, 1, ...
+        loops, at, pad = _over_kept(kept, "")
+        finish += loops + [f"{pad}t = parts[0, {at[1:]}",
+                           f"{pad}for c in range(1, nparts):",
+                           f"{pad}{ind}t = {_combine(kind, 't', f'parts[c, {at[1:]}')}",
+                           f"{pad}red{at} = t"]
     return _Loop(setup, tuple(alloc), tuple(scratch), "c", count, tuple(body), tuple(finish))
 
