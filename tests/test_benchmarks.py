@@ -170,6 +170,9 @@ def test_sweep_checks_and_times_every_framework_at_every_point(monkeypatch, tmp_
     cliffs = results["cliffs"]
     assert [c["batch"] for c in cliffs["points"]] == [8, 12]
     assert cliffs["worst"]["ratio"] > 0
+    for c in cliffs["points"]:  # timed in two passes (up, then down), the fastest kept
+        assert cliffs["passes"] == 2 and len(c["passes_us"]) == 2
+        assert c["min_us"] == min(c["passes_us"])
     assert "MLP sweep" in out and "numpy hand" in out and "cliff scan" in out
 
 
