@@ -111,6 +111,9 @@ def _im2col_loops(x, col, kh, kw, sh, sw, ph, pw, lo, hi):
     oh_n, ow_n = _out_size(height, kh, sh, ph), _out_size(width, kw, sw, pw)
     xf, cf = x.ravel(), col.ravel()  # (views: flat unsigned offsets, no per-row views)
     plane, rows = np.uint64(height * width), np.uint64(oh_n * ow_n)
+    # stride 1 and as many output columns as input columns (a "same" convolution: 3x3 pad
+    # 1, 5x5 pad 2): the output rows of one (i, j) read the input at one constant offset
+    aligned = sh == 1 and sw == 1 and ow_n == width
     for nc in range(lo, hi):
         src0 = np.uint64(nc) * plane
         for i in range(kh):
@@ -122,6 +125,22 @@ def _im2col_loops(x, col, kh, kw, sh, sw, ph, pw, lo, hi):
                     cf[d0 + k] = 0
                 for k in range(np.uint64(h_hi * ow_n), rows):
                     cf[d0 + k] = 0
+                if aligned and h_lo < h_hi:
+                    # one copy from the first valid element to the last (14x14 planes: one
+                    # run of ~180 elements, not 14 of 14), then each row's columns that read
+                    # padding, which took a neighbouring row's element, set to zero
+                    k0 = h_lo * width + w_lo
+                    s1 = src0 + np.uint64(k0 + (i - ph) * width + j - pw)
+                    d1 = d0 + np.uint64(k0)
+                    for k in range(np.uint64((h_hi - 1) * width + w_hi - k0)):
+                        cf[d1 + k] = xf[s1 + k]
+                    for oh in range(h_lo, h_hi):
+                        d = d0 + np.uint64(oh * ow_n)
+                        for ow in range(np.uint64(w_lo)):
+                            cf[d + ow] = 0
+                        for ow in range(np.uint64(w_hi), np.uint64(ow_n)):
+                            cf[d + ow] = 0
+                    continue
                 for oh in range(h_lo, h_hi):
                     s = src0 + np.uint64((oh * sh + i - ph) * width)
                     d = d0 + np.uint64(oh * ow_n)
