@@ -173,6 +173,10 @@ def test_sweep_checks_and_times_every_framework_at_every_point(monkeypatch, tmp_
     for c in cliffs["points"]:  # timed in two passes (up, then down), the fastest kept
         assert cliffs["passes"] == 2 and len(c["passes_us"]) == 2
         assert c["min_us"] == min(c["passes_us"])
+    small, big = cliffs["points"]  # a pair counts with its smaller ratio over the passes
+    per_pass = [s / b for s, b in zip(small["passes_us"], big["passes_us"])]
+    assert cliffs["worst"]["ratio"] == pytest.approx(min(per_pass))
+    assert cliffs["worst"]["per_pass"] == pytest.approx(per_pass)
     assert "MLP sweep" in out and "numpy hand" in out and "cliff scan" in out
 
 
