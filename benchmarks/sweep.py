@@ -108,6 +108,14 @@ def cliff_scan(selected: list, cfg: Config, dtype: str = "float32", passes: int 
             times[batch].append(rows["graphc cpu"].get("min_us"))
     points = [{"batch": b, "min_us": min((t for t in ts if t), default=None), "passes_us": ts}
               for b, ts in times.items()]
+    return {"hidden": CLIFF_HIDDEN, "dtype": dtype, "passes": passes, "points": points,
+            "worst": worst_cliff(points)}
+
+
+def worst_cliff(points: list) -> dict:
+    """The pair of batches (smaller first in `points`) where the bigger one is fastest
+    against the smaller, each pair taken with its smallest time(smaller) / time(bigger)
+    over the passes (`passes_us`)."""
     worst = {"ratio": 0.0}
     for i, small in enumerate(points):
         for big in points[i + 1:]:
@@ -118,8 +126,7 @@ def cliff_scan(selected: list, cfg: Config, dtype: str = "float32", passes: int 
                     worst = {"ratio": r, "smaller_batch": small["batch"],
                              "bigger_batch": big["batch"],
                              "per_pass": [s / b for s, b in pairs]}
-    return {"hidden": CLIFF_HIDDEN, "dtype": dtype, "passes": passes, "points": points,
-            "worst": worst}
+    return worst
 
 
 def run(cfg: Config, log=print) -> dict:

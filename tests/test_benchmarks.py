@@ -180,6 +180,22 @@ def test_sweep_checks_and_times_every_framework_at_every_point(monkeypatch, tmp_
     assert "MLP sweep" in out and "numpy hand" in out and "cliff scan" in out
 
 
+def test_the_cliff_scan_finds_a_cliff_in_every_pass_and_not_a_drift_in_one():
+    from benchmarks.sweep import worst_cliff
+
+    def points(*rows):
+        return [{"batch": b, "passes_us": list(ts)} for b, ts in rows]
+
+    # batch 128 twice as slow as 132 in both passes (a kernel choice): found
+    cliff = worst_cliff(points((124, (50, 52)), (128, (110, 112)), (132, (55, 56))))
+    assert cliff["smaller_batch"] == 128 and cliff["bigger_batch"] == 132
+    assert cliff["ratio"] == pytest.approx(2.0)
+    # the machine slowed down halfway through the second (descending) pass: every pair
+    # stays at or below 1x in the first pass, so nothing counts as a cliff
+    drift = worst_cliff(points((20, (21.7, 24.5)), (24, (22.7, 16.9)), (28, (24.5, 18.5))))
+    assert drift["ratio"] < 1.0
+
+
 def test_hand_written_numpy_step_matches_the_float64_reference():
     from benchmarks import sweep
     from benchmarks.peers_numpy import NumpyMlpStep
