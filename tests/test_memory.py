@@ -204,6 +204,9 @@ def test_compiled_step_arena_is_smaller_than_its_buffers():
     # a new batch size gets its own layout, scaled with N
     big = step.executable.bind(256).memory
     assert big.peak > mem.peak
+    # the arena starts on a cache line, so every buffer at a 64-byte offset does too
+    runner = step.executable.bind(64)
+    assert runner.arena.ctypes.data % 64 == 0 and runner.arena.nbytes >= mem.peak
 
 
 def test_memory_reuse_off_gives_the_naive_layout_and_the_same_results():

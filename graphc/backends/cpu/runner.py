@@ -74,6 +74,19 @@ def skinny_takes_loops(case: str, m: int, n: int, k: int, dtype, acc: bool) -> b
     return False
 
 
+ARENA_ALIGN = 64  # a cache line and an AVX-512 vector: the memory plan's offsets are multiples
+
+
+def aligned_bytes(nbytes: int, align: int = ARENA_ALIGN, skew: int = 0) -> np.ndarray:
+    """nbytes of uint8 starting at an address that is a multiple of `align` (plus `skew`,
+    for tests). np.empty guarantees 16 bytes, and the memory plan's 64-byte offsets keep
+    each buffer on cache lines only if the arena starts on one. (Measured on a 64-64-10
+    step, a 16-byte skew made no difference on Zen 3; it costs nothing either.)"""
+    raw = np.empty(nbytes + align + skew, dtype=np.uint8)
+    start = (-raw.ctypes.data) % align + skew
+    return raw[start:start + nbytes]
+
+
 def _identifier(name: str) -> str:
     """`name` with every character outside [A-Za-z0-9_] replaced by _ (no leading digit,
     no keyword)."""
@@ -219,6 +232,7 @@ class RunnerBuilder:
         run = self.globals["run"]
         run.source = self.source
         run.memory = self.memory
+        run.arena = self.arena
         self.globals["FIRST"] = _FirstCall(run, self.globals, self.sites)
         return run
 
@@ -234,7 +248,7 @@ class RunnerBuilder:
         every buffer: arena views, parameters, constants, in-place updates."""
         plan = self.plan
         keys, size, self.memory = layout(plan, self.shape)
-        self.arena = arena = np.empty(max(self.memory.peak, 64), dtype=np.uint8)
+        self.arena = arena = aligned_bytes(max(self.memory.peak, 64))
         for t in keys:
             off = self.memory.offsets[t]
             view = arena[off:off + size[t]].view(t.dtype).reshape(self.shape(t))
