@@ -35,10 +35,12 @@ from ... import dtypes as dt
 MIN_JOBS = 4            # below this the helper's start (~0.6 s: Python, NumPy, Numba) costs more
 HELPER_TIMEOUT_S = 600  # then the compile carries on alone
 MODULES = ("graphc.kernels.cpu.nn", "graphc.kernels.cpu.conv", "graphc.kernels.cpu.gemm_call")
-# rough compile seconds (measured on a first `graphc demo`), to start the longest first
-COST_S = {"fused": 0.4, "hand": 0.8, "matmul": 0.3, "softmax_cross_entropy": 1.5,
-          "softmax_cross_entropy_grad": 1.5, "softmax_cross_entropy_fused": 1.5,
-          "gemm_threads": 0.7, "acc_nn": 1.0, "acc_nt": 1.0, "acc_tn": 1.0, "acc_tt": 1.0}
+# rough compile seconds (measured on a first `graphc demo`, 2026-12-01 evening, without the
+# ~0.5 s of Numba's own set-up that the first compile in each process adds), to start the
+# longest first
+COST_S = {"fused": 0.5, "hand": 0.5, "matmul": 0.3, "softmax_cross_entropy": 0.75,
+          "softmax_cross_entropy_grad": 0.75, "softmax_cross_entropy_fused": 0.75,
+          "gemm_threads": 0.7, "acc_nn": 0.75, "acc_nt": 0.75, "acc_tn": 0.75, "acc_tt": 0.75}
 
 
 def _arg_spec(a) -> list:
