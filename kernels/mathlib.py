@@ -5,9 +5,10 @@ Generated kernels import these helpers by name, for example
 inside their loops. Every public helper is a Numba intrinsic that writes its LLVM
 instructions into the calling kernel (typed as one call: as inlined njit functions
 their operations cost Numba ~0.5 s to type and lower in every process that compiled
-a caller). Nothing in them branches on data (the limit handling uses selects), so LLVM's loop vectorizer
-can turn a loop that calls them into SIMD code. ``np.exp`` on float32 becomes a
-call to ``expf`` in libm, which does not vectorize without SVML.
+a caller); they are callable from compiled code only. Nothing in them branches on
+data (the limit handling uses selects), so LLVM's loop vectorizer can turn a loop
+that calls them into SIMD code. ``np.exp`` on float32 becomes a call to ``expf`` in
+libm, which does not vectorize without SVML.
 
 Fast-math safety
 ----------------
@@ -18,7 +19,7 @@ Cody-Waite reduction ``(x - n*C1) - n*C2`` into ``x - n*(C1+C2)``, which undoes
 the extra precision of the split. It could also turn the two-step scaling
 ``(p * 2^a) * 2^b`` into ``p * (2^a * 2^b)``, which overflows. The few
 instructions whose order matters are therefore emitted by small intrinsics
-(``_fmadd_strict``, and fexp32's own instructions). These carry only the ``contract`` flag.
+(``_fmadd`` and ``_strict`` below). These carry only the ``contract`` flag.
 Numba's fast-math pass leaves alone instructions that already have flags, so
 these are never given ``reassoc``, but LLVM may still fuse them into an FMA,
 which only makes them more accurate.
@@ -85,25 +86,6 @@ _STRICT_FLAGS = ("contract",)
 
 
 @intrinsic
-def _fmadd_strict(typingctx, a, b, c):
-    """``a*b + c`` in float32 that fast-math flags cannot reassociate.
-
-    LLVM may still contract it into a single FMA.
-    """
-    if not all(t == types.float32 for t in (a, b, c)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        prod = builder.fmul(args[0], args[1])
-        prod.flags.extend(_STRICT_FLAGS)
-        res = builder.fadd(prod, args[2])
-        res.flags.extend(_STRICT_FLAGS)
-        return res
-
-    return types.float32(a, b, c), codegen
-
-
-@intrinsic
 def select(typingctx, cond, a, b):
     """``a if cond else b``, both operands already computed (as in the generated kernels'
     bodies), as one LLVM ``select``. Numba lowers a conditional expression to branches;
@@ -132,19 +114,48 @@ def select(typingctx, cond, a, b):
 # ---------------------------------------------------------------------------
 
 
+def _const(v):
+    """A float32 LLVM constant."""
+    return ir.Constant(ir.FloatType(), float(v))
+
+
+def _strict(instr):
+    """`instr` with only the ``contract`` flag: fast-math passes leave it as it is."""
+    instr.flags.extend(_STRICT_FLAGS)
+    return instr
+
+
+def _fmadd(builder, a, b, c):
+    """``a*b + c`` that fast-math flags cannot reassociate (LLVM may still fuse it into an
+    FMA, which only makes it more accurate)."""
+    return _strict(builder.fadd(_strict(builder.fmul(a, b)), c))
+
+
+def _float32_helper(emit):
+    """An intrinsic float32 -> float32 whose instructions `emit(builder, x)` writes (other
+    float and integer types are converted to float32 first): typed as one call, where an
+    inlined njit helper's every operation was typed and lowered by Numba in each process."""
+
+    def typer(typingctx, x):
+        if not isinstance(x, (types.Float, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            return emit(builder, context.cast(builder, args[0], signature.args[0],
+                                              types.float32))
+
+        return types.float32(x), codegen
+
+    typer.__name__ = typer.__qualname__ = emit.__name__.replace("_emit_", "f") + "32"
+    return typer
+
+
 def _emit_exp(builder, x):
     """The LLVM instructions of fexp32 on a float32 value `x` (see fexp32)."""
     f32, i32 = ir.FloatType(), ir.IntType(32)
 
-    def const(v):
-        return ir.Constant(f32, float(v))
-
-    def strict(instr):
-        instr.flags.extend(_STRICT_FLAGS)
-        return instr
-
     def fmadd(a, b, c):
-        return strict(builder.fadd(strict(builder.fmul(a, b)), c))
+        return _fmadd(builder, a, b, c)
 
     def pow2i(n):  # 2.0**n for n in [-126, 127], from its exponent bits
         return builder.bitcast(builder.shl(builder.add(n, ir.Constant(i32, 127)),
@@ -152,30 +163,29 @@ def _emit_exp(builder, x):
 
     # Clamp (NaN becomes _EXP_MIN here and is patched back at the end). LLVM merges the
     # two selects into compares and blends (five vector instructions on AVX2, no branch).
-    xc = builder.select(builder.fcmp_ordered(">", x, const(_EXP_MIN)), x, const(_EXP_MIN))
-    xc = builder.select(builder.fcmp_ordered("<", xc, const(_EXP_MAX)), xc, const(_EXP_MAX))
-    zs = fmadd(xc, const(_LOG2E), const(_ROUNDER))  # n + 1.5*2**23, rounded to nearest even
-    z = strict(builder.fsub(zs, const(_ROUNDER)))
-    r = fmadd(z, const(_NEG_LN2_HI), xc)
-    r = fmadd(z, const(_NEG_LN2_LO), r)
+    xc = builder.select(builder.fcmp_ordered(">", x, _const(_EXP_MIN)), x, _const(_EXP_MIN))
+    xc = builder.select(builder.fcmp_ordered("<", xc, _const(_EXP_MAX)), xc, _const(_EXP_MAX))
+    zs = fmadd(xc, _const(_LOG2E), _const(_ROUNDER))  # n + 1.5*2**23, rounded to nearest even
+    z = _strict(builder.fsub(zs, _const(_ROUNDER)))
+    r = fmadd(z, _const(_NEG_LN2_HI), xc)
+    r = fmadd(z, _const(_NEG_LN2_LO), r)
     r2 = builder.fmul(r, r)
     # Estrin: P(r) = (P0 r + P1) r^4 + (P2 r + P3) r^2 + (P4 r + P5)
-    a = fmadd(const(_P0), r, const(_P1))
-    b = fmadd(const(_P2), r, const(_P3))
-    c = fmadd(const(_P4), r, const(_P5))
+    a = fmadd(_const(_P0), r, _const(_P1))
+    b = fmadd(_const(_P2), r, _const(_P3))
+    c = fmadd(_const(_P4), r, _const(_P5))
     p = fmadd(fmadd(a, r2, b), r2, c)
-    p = builder.fadd(fmadd(p, r2, r), const(_ONE))
+    p = builder.fadd(fmadd(p, r2, r), _const(_ONE))
     n = builder.sub(builder.bitcast(zs, i32), ir.Constant(i32, int(_ROUNDER_BITS)))
     n1 = builder.ashr(n, ir.Constant(i32, 1))
     n2 = builder.sub(n, n1)
-    res = strict(builder.fmul(strict(builder.fmul(p, pow2i(n1))), pow2i(n2)))
+    res = _strict(builder.fmul(_strict(builder.fmul(p, pow2i(n1))), pow2i(n2)))
     return builder.select(builder.fcmp_unordered("!=", x, x), x, res)  # NaN propagates
 
 
-@intrinsic
-def fexp32(typingctx, x):
-    """Float32 ``exp(x)`` in the style of Cephes ``expf``, written to vectorize with a short
-    chain of dependent instructions.
+fexp32 = intrinsic(_float32_helper(_emit_exp))
+fexp32.__doc__ = """Float32 ``exp(x)`` in the style of Cephes ``expf``, written to
+    vectorize with a short chain of dependent instructions.
 
     The argument is reduced as ``x = n*ln2 + r`` with ``|r| <= ln2/2``: ``n`` is
     ``x*log2(e)`` rounded to the nearest integer by one multiply-add with ``1.5*2**23``
@@ -206,33 +216,6 @@ def fexp32(typingctx, x):
     Returns:
         float32.
     """
-    if not isinstance(x, (types.Float, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        xf = context.cast(builder, args[0], signature.args[0], types.float32)
-        return _emit_exp(builder, xf)
-
-    return types.float32(x), codegen
-
-
-def _float32_helper(emit):
-    """An intrinsic float32 -> float32 whose instructions `emit(builder, x)` writes (other
-    float and integer types are converted to float32 first): typed as one call, where an
-    inlined njit helper's every operation was typed and lowered by Numba in each process."""
-
-    def typer(typingctx, x):
-        if not isinstance(x, (types.Float, types.Integer)):
-            return None
-
-        def codegen(context, builder, signature, args):
-            return emit(builder, context.cast(builder, args[0], signature.args[0],
-                                              types.float32))
-
-        return types.float32(x), codegen
-
-    typer.__name__ = typer.__qualname__ = emit.__name__.replace("_emit_", "f") + "32"
-    return typer
 
 
 def _call(builder, name: str, *args):
@@ -243,38 +226,28 @@ def _call(builder, name: str, *args):
 
 
 def _emit_sigmoid(builder, x):
-    f32 = ir.FloatType()
-    one, zero = ir.Constant(f32, 1.0), ir.Constant(f32, 0.0)
+    one, zero = _const(1.0), _const(0.0)
     e = _emit_exp(builder, builder.fneg(_call(builder, "llvm.fabs", x)))
     s = builder.fdiv(one, builder.fadd(one, e))
     return builder.select(builder.fcmp_ordered(">=", x, zero), s, builder.fmul(e, s))
 
 
 def _emit_tanh(builder, x):
-    f32 = ir.FloatType()
-
-    def const(v):
-        return ir.Constant(f32, float(v))
-
     def fmadd(a, b, c):
-        prod = builder.fmul(a, b)
-        prod.flags.extend(_STRICT_FLAGS)
-        res = builder.fadd(prod, c)
-        res.flags.extend(_STRICT_FLAGS)
-        return res
+        return _fmadd(builder, a, b, c)
 
     ax = _call(builder, "llvm.fabs", x)
     # Large branch (|x| >= 0.625): (1 - e) / (1 + e) with e = exp(-2|x|).
-    e = _emit_exp(builder, builder.fmul(const(-_TWO), ax))
-    big = builder.fdiv(builder.fsub(const(_ONE), e), builder.fadd(const(_ONE), e))
+    e = _emit_exp(builder, builder.fmul(_const(-_TWO), ax))
+    big = builder.fdiv(builder.fsub(_const(_ONE), e), builder.fadd(_const(_ONE), e))
     # Small branch: odd polynomial, evaluated on |x|.
     z = builder.fmul(ax, ax)
-    q = fmadd(const(_Q0), z, const(_Q1))
-    q = fmadd(q, z, const(_Q2))
-    q = fmadd(q, z, const(_Q3))
-    q = fmadd(q, z, const(_Q4))
+    q = fmadd(_const(_Q0), z, _const(_Q1))
+    q = fmadd(q, z, _const(_Q2))
+    q = fmadd(q, z, _const(_Q3))
+    q = fmadd(q, z, _const(_Q4))
     small = fmadd(builder.fmul(q, z), ax, ax)
-    pick = builder.select(builder.fcmp_ordered("<", ax, const(_TANH_SMALL)), small, big)
+    pick = builder.select(builder.fcmp_ordered("<", ax, _const(_TANH_SMALL)), small, big)
     res = _call(builder, "llvm.copysign", pick, x)
     return builder.select(builder.fcmp_unordered("uno", x, x), x, res)  # NaN propagates
 
