@@ -128,7 +128,9 @@ def _im2col_loops(x, col, kh, kw, sh, sw, ph, pw, lo, hi):
                 if aligned and h_lo < h_hi:
                     # one copy from the first valid element to the last (14x14 planes: one
                     # run of ~180 elements, not 14 of 14), then each row's columns that read
-                    # padding, which took a neighbouring row's element, set to zero
+                    # padding, which took a neighbouring row's element, set to zero (a loop
+                    # of its own: sharing the zeroing of the row loop below, behind an
+                    # `if not aligned` around its copy, ran ~2x slower, measured)
                     k0 = h_lo * width + w_lo
                     s1 = src0 + np.uint64(k0 + (i - ph) * width + j - pw)
                     d1 = d0 + np.uint64(k0)

@@ -108,6 +108,7 @@ def matmul_jobs(plan) -> list:
     """The product kernels the plan's first calls will need at FIRST_BATCHES: graphc's
     loops of the case (nn.mm_* or nn.acc_*) and/or gemm_threads per float dtype, as
     runner.product_kernel chooses them (for a plan without a batch dimension, exactly)."""
+    from ...kernels.cpu.gemm_call import ALL_THREADS
     from ...plan import MatmulStep
     from .runner import matmul_case, product_kernel
 
@@ -125,7 +126,7 @@ def matmul_jobs(plan) -> list:
                 args = [m, m, m] + ([1.0, 1.0] if acc else [])
             elif choice in ("gemm", "gemm_1t"):
                 module, name = "graphc.kernels.cpu.gemm_call", "gemm_threads"
-                args = [1, (0, 0), m, m, m, False, False, 1.0, 0.0, 0]
+                args = [1, ALL_THREADS, m, m, m, False, False, 1.0, 0.0, 0]
             else:
                 continue
             key = (module, name, dtype.name)
