@@ -78,7 +78,8 @@ def test_dump_of_a_compiled_training_step_shows_passes_fused_updates_and_the_run
     r = graphc("dump", "model.py:train", "--kernels", cwd=model, cache=tmp_path / "c")
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "plan passes: schedule, fuse_product_epilogues, fuse_gemm_updates, " \
+    assert "plan passes: schedule, fuse_product_epilogues, fuse_implicit_convolutions, " \
+           "fuse_gemm_updates, " \
            "fuse_reduction_updates" in out
     for name in ("W0", "W1", "b0", "b1"):
         assert f"update '{name}': fused" in out, name

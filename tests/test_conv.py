@@ -327,15 +327,19 @@ def test_compiled_conv_and_pool_plans_have_no_numpy_fallback():
 
 
 def test_column_buffers_come_from_the_memory_plan():
-    """Every im2col output is an arena buffer (planned by liveness, reused across calls and
-    layers), never an allocation per call."""
+    """Every stored im2col output (in training: the weight's gradient reads it) is an arena
+    buffer (planned by liveness, reused across calls and layers), never an allocation per
+    call."""
     x = gc.placeholder((None, 3, 16, 16), name="x")
     rng = _rng("arena")
-    h = x
+    h, params = x, []
     for c_in in (3, 8):
         W = gc.Parameter(rng.standard_normal((8, c_in, 3, 3)).astype(np.float32))
+        params.append(W)
         h = gc.relu(gc.conv2d(h, W, pad=1))
-    f = gc.compile([x], gc.max_pool2d(h, 2))
+    loss = gc.sum(gc.max_pool2d(h, 2))
+    grads = gc.grad(loss, params)
+    f = gc.compile([x], loss, updates=[(p, p - 0.01 * g) for p, g in zip(params, grads)])
     plan = f.executable.plan
     cols = [s.outputs[0] for s in plan.steps if getattr(s, "kernel", "") == "im2col"]
     assert len(cols) == 2
@@ -344,7 +348,32 @@ def test_column_buffers_come_from_the_memory_plan():
     assert all(t in run.memory.offsets for t in cols)
     assert "np.empty" not in run.source.split("im2col")[0]  # nothing allocated before it
     xv = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
-    np.testing.assert_array_equal(f(xv), f(xv))
+    want = gc.compile([x], loss, backend="numpy")(xv)
+    np.testing.assert_allclose(f(xv), want, rtol=1e-5)
+
+
+def test_a_forward_convolution_writes_no_column_matrix():
+    """Forward only, nothing else reads a convolution's columns: im2col is packed into the
+    product's tiles (graphc.plan.implicit), so no step stores a column matrix, and the
+    arena holds no (N, C*KH*KW, OH*OW) buffer; the result is the NumPy backend's."""
+    x = gc.placeholder((None, 3, 16, 16), name="x")
+    rng = _rng("implicit")
+    h = x
+    for c_in in (3, 8):
+        W = gc.Parameter(rng.standard_normal((8, c_in, 3, 3)).astype(np.float32))
+        h = gc.relu(gc.conv2d(h, W, pad=1))
+    y = gc.max_pool2d(h, 2)
+    f = gc.compile([x], y)
+    plan = f.executable.plan
+    kernels = [getattr(s, "kernel", "") for s in plan.steps]
+    assert "im2col" not in kernels and kernels.count("conv2d_implicit_bias_relu") == 0
+    assert kernels.count("conv2d_implicit") == 2  # (no bias: the product alone)
+    assert "im2col packed into the product's tiles" in f.dump()
+    run = f.executable.bind(4)
+    assert not any(getattr(t.node, "op", "") == "im2col" for t in run.memory.offsets)
+    xv = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(f(xv), gc.compile([x], y, backend="numpy")(xv),
+                               rtol=1e-5, atol=1e-5)
 
 
 # --- printing and files ----------------------------------------------------------------------------

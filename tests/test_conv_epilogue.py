@@ -41,28 +41,34 @@ def _kernels(f) -> list:
             if line.lstrip().startswith("[") and " kernel " in line and "hand-written" in line]
 
 
-def test_conv_relu_runs_as_one_product_kernel_and_matches_numpy():
-    x, w, b = _inputs()
-    xp = gc.placeholder((None, 4, 6, 6), name="x")
+# C*3*3 = 9 columns: im2col + the product kernel; 36: one implicit kernel (graphc.plan.implicit)
+PRODUCT = {1: "matmul_shared", 4: "conv2d_implicit"}
+
+
+@pytest.mark.parametrize("c", [1, 4])
+def test_conv_relu_runs_as_one_product_kernel_and_matches_numpy(c):
+    x, w, b = _inputs(c=c)
+    xp = gc.placeholder((None, c, 6, 6), name="x")
     y = gc.relu(gc.conv2d(xp, gc.constant(w), gc.constant(b), pad=1))
     f = gc.compile([xp], y, backend="cpu")
-    assert "matmul_shared_bias_relu" in _kernels(f)
+    assert PRODUCT[c] + "_bias_relu" in _kernels(f)
     assert "its bias and ReLU applied by the product kernel" in f.dump()
     ref = gc.compile([xp], y, backend="numpy")
     np.testing.assert_allclose(f(x), ref(x), rtol=1e-5, atol=1e-5)
 
 
-def test_conv_without_relu_takes_the_bias_alone():
-    x, w, b = _inputs(1)
-    xp = gc.placeholder((None, 4, 6, 6), name="x")
+@pytest.mark.parametrize("c", [1, 4])
+def test_conv_without_relu_takes_the_bias_alone(c):
+    x, w, b = _inputs(1, c=c)
+    xp = gc.placeholder((None, c, 6, 6), name="x")
     y = gc.conv2d(xp, gc.constant(w), gc.constant(b), stride=2)
     f = gc.compile([xp], y, backend="cpu")
-    assert "matmul_shared_bias" in _kernels(f)
+    assert PRODUCT[c] + "_bias" in _kernels(f)
     ref = gc.compile([xp], y, backend="numpy")
     np.testing.assert_allclose(f(x), ref(x), rtol=1e-5, atol=1e-5)
     # an add fused with other work (tanh) keeps its group: taking it out saves no pass
     g = gc.compile([xp], gc.tanh(y), backend="cpu")
-    assert "matmul_shared" in _kernels(g) and "matmul_shared_bias" not in _kernels(g)
+    assert PRODUCT[c] in _kernels(g) and PRODUCT[c] + "_bias" not in _kernels(g)
     np.testing.assert_allclose(g(x), np.tanh(ref(x)), rtol=1e-5, atol=1e-5)
 
 
@@ -71,7 +77,7 @@ def test_a_pre_activation_read_elsewhere_is_not_fused_away():
     xp = gc.placeholder((None, 4, 6, 6), name="x")
     y = gc.conv2d(xp, gc.constant(w), gc.constant(b), pad=1)
     f = gc.compile([xp], [y, gc.relu(y)], backend="cpu")  # y itself is an output
-    assert not any(k.startswith("matmul_shared_bias") for k in _kernels(f))
+    assert not any("_bias" in k for k in _kernels(f))
     got, ref = f(x), gc.compile([xp], [y, gc.relu(y)], backend="numpy")(x)
     for a, r in zip(got, ref):
         np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-5)

@@ -14,6 +14,7 @@ from dataclasses import replace
 from ..graph import toposort
 from ..printing import names_for
 from .epilogues import fuse_product_epilogues
+from .implicit import fuse_implicit_convolutions
 from .plan import Plan, PlanGraph, PlanOptions
 from .schedule import schedule
 from .steps import FallbackStep, FusedGroup, KernelStep, MatmulStep, Step, Update, ViewStep
@@ -28,6 +29,7 @@ def _schedule(plan: Plan) -> Plan:
 PLAN_PASSES = [
     ("schedule", _schedule),                       # fused groups, products, kernels, views
     ("fuse_product_epilogues", fuse_product_epilogues),  # conv bias (+ ReLU) in its product
+    ("fuse_implicit_convolutions", fuse_implicit_convolutions),  # im2col into its product
     ("fuse_gemm_updates", fuse_gemm_updates),      # p + a * (A @ B) accumulates into p
     ("fuse_reduction_updates", fuse_reduction_updates),  # p + a * sum(g) after g's loop
     ("lower", lower),                              # each fused group as a kernel spec

@@ -98,6 +98,15 @@ for _binding in [
             (_IN, Arg("in", 1), Arg("out", 0, node=1), Arg("in", 1, node=1))),
     Binding("matmul_shared_bias_relu", conv.matmul_shared_bias_relu,
             (_IN, Arg("in", 1), Arg("out", 0, node=2), Arg("in", 1, node=1))),
+    # im2col folded into the product (graphc.plan.implicit): nodes (im2col, matmul_shared
+    # [, add [, relu]]); x is im2col's input, the window its attributes
+    Binding("conv2d_implicit", conv.conv2d_implicit,
+            (_IN, Arg("in", 0, node=1), Arg("out", 0, node=1)) + _WINDOW),
+    Binding("conv2d_implicit_bias", conv.conv2d_implicit_bias,
+            (_IN, Arg("in", 0, node=1), Arg("out", 0, node=2), Arg("in", 1, node=2)) + _WINDOW),
+    Binding("conv2d_implicit_bias_relu", conv.conv2d_implicit_bias_relu,
+            (_IN, Arg("in", 0, node=1), Arg("out", 0, node=3), Arg("in", 1, node=2))
+            + _WINDOW),
     Binding("matmul_shared_t", conv.matmul_shared_t, (_IN, Arg("in", 1), _OUT)),
     Binding("matmul_batch_sum", conv.matmul_batch_sum, (_IN, Arg("in", 1), _OUT)),
     Binding("max_pool2d", conv.max_pool2d, (_IN, _OUT) + _WINDOW),

@@ -35,6 +35,15 @@ from contextlib import contextmanager, nullcontext
 import numba
 import numpy as np
 from graphc.kernels.cpu.gemm_call import ALL_THREADS, gemm_address, gemm_k_chunk, gemm_threads
+from graphc.kernels.cpu.tile import (
+    MR,
+    NR,
+    copy_lanes,
+    copy_panel_row,
+    load_masked,
+    prefetch,
+    tile,
+)
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 _PAR = dict(_OPTS, parallel=True)
@@ -348,6 +357,204 @@ def matmul_batch_sum(g, x, out):
         _summed_products(addr, k_chunk, g, x, parts)
     if threads > 1:
         np.sum(parts, axis=0, out=out)
+
+
+# --- implicit GEMM: im2col fused into the packing of the product's panels (float32) --------
+# A convolution whose column matrix nothing else reads (a forward pass, inference) never
+# writes it. Its output is computed in blocks of NB panels of NR output pixels: the block's
+# columns are packed straight from the image into a (K, NR) panel each (the layout `tile`
+# reads), then every MR-row block of the packed weight runs `tile` over each panel, bias
+# and ReLU applied as each tile is stored. W5's 64-channel convolution (8 images, 64 x 576
+# x 4096 each) had written a 75 MB column matrix (5 ms) before OpenBLAS's 21 ms of GEMMs;
+# packed here, the columns of a block (NB*K*NR floats: 147 KB at K = 576) stay in L2.
+NB = 4          # panels per block: 64 output pixels, one row of a 64-wide image
+PREFETCH = 4    # channels ahead: each channel's rows sit a plane apart (16 KB at 64x64),
+                # beyond the hardware prefetchers' reach; measured 7.4 -> 5.4 ms of packing
+                # for W5 (1, 2, 8, 16 channels ahead: slower)
+_ZERO, _FULL, _MASKED, _SOME_LANES, _ELEMENT = 0, 1, 2, 3, 4  # kinds of copy
+
+
+@numba.njit(nogil=True, **_OPTS)
+def _block_copies(ent, masks, height, width, ow_n, kh, kw, sh, sw, ph, pw, p0, npix, k_all):
+    """The copies that pack a block of output pixels [p0, p0 + npix) for channel 0, as rows
+    (kind, dst, src, lo, hi) of ent; channel c adds c*kh*kw*NR to dst and c*height*width
+    to src. Each panel row (window offset (i, j), panel q) is worked out lane by lane:
+    - _ZERO: no lane reads the input (padding, or past the block): NR zeros at dst;
+    - _FULL: all NR lanes read one run src..src+NR-1 (stride 1 inside an image row);
+    - _MASKED: the lanes set in masks[lo] read src + lane, the others are zeros (a run cut
+      by the padding; in a "same" convolution also a panel across output rows);
+    - otherwise the row is zeroed first (a _ZERO entry), then each run of lanes reading
+      consecutive inputs is one _SOME_LANES copy of lanes [lo, hi) from src + lane (a
+      panel across the rows of a "valid" convolution), or one _ELEMENT (dst, src) when
+      the run is a single lane (strides > 1).
+    Returns the number of entries."""
+    e = 0
+    offs = np.empty(NR, np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            for q in range((npix + NR - 1) // NR):
+                dst = (q * k_all + i * kw + j) * NR
+                first, valid, line = -1, 0, True
+                for t in range(NR):
+                    p = p0 + q * NR + t
+                    iy = p // ow_n * sh + i - ph
+                    ix = p % ow_n * sw + j - pw
+                    offs[t] = -1
+                    if p < p0 + npix and iy >= 0 and iy < height and ix >= 0 and ix < width:
+                        offs[t] = iy * width + ix
+                        if first < 0:
+                            first = t
+                        line = line and offs[t] - t == offs[first] - first
+                        valid += 1
+                ent[e, 1] = dst
+                if valid == 0 or not line:
+                    ent[e, 0] = _ZERO
+                elif valid == NR:
+                    ent[e, 0], ent[e, 2] = _FULL, offs[0]
+                else:
+                    ent[e, 0], ent[e, 2], ent[e, 3] = _MASKED, offs[first] - first, e * NR
+                    for t in range(NR):
+                        masks[e, t] = 1 if offs[t] >= 0 else 0
+                e += 1
+                if valid == 0 or line:
+                    continue
+                t = first
+                while t < NR:  # the runs of consecutive inputs
+                    if offs[t] < 0:
+                        t += 1
+                        continue
+                    end = t + 1
+                    while end < NR and offs[end] == offs[end - 1] + 1:
+                        end += 1
+                    if end - t == 1:
+                        ent[e, 0], ent[e, 1], ent[e, 2] = _ELEMENT, dst + t, offs[t]
+                    else:
+                        ent[e, 0], ent[e, 1], ent[e, 2] = _SOME_LANES, dst, offs[t] - t
+                        ent[e, 3], ent[e, 4] = t, end
+                    e += 1
+                    t = end
+    return e
+
+
+@numba.njit(nogil=True, **_OPTS)
+def _pack_block(xf, bp, ent, masks, count, channels, plane, kk):
+    """bp = the block's panels of columns, channel by channel (ent from _block_copies)."""
+    for c in range(channels):
+        db, sb = c * kk * NR, c * plane
+        pf = min(c + PREFETCH, channels - 1) * plane
+        for e in range(count):
+            kind, d, s = ent[e, 0], ent[e, 1] + db, ent[e, 2] + sb
+            if kind == _FULL:
+                copy_panel_row(bp, d, xf, s)
+                prefetch(xf, ent[e, 2] + pf)
+            elif kind == _MASKED:
+                load_masked(bp, d, xf, s, masks, ent[e, 3])
+                prefetch(xf, ent[e, 2] + pf)
+            elif kind == _ZERO:
+                for t in range(NR):
+                    bp[d + t] = 0
+            elif kind == _SOME_LANES:
+                copy_lanes(bp, d, xf, s, ent[e, 3], ent[e, 4])
+            else:
+                bp[d] = xf[s]
+
+
+def _implicit_loops(x, wp, bias, relu, out, kh, kw, sh, sw, ph, pw, lo, hi):
+    """Units [lo, hi) of the (block of NB*NR output pixels, image) pairs, block-major: a
+    block's copies (_block_copies) are worked out once for all the images that follow."""
+    images, channels, height, width = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    oc, ow_n = out.shape[1], out.shape[3]
+    pixels = out.shape[2] * ow_n
+    kk = kh * kw
+    k_all = channels * kk
+    m_blocks = (oc + MR - 1) // MR
+    bp = np.empty(NB * k_all * NR, np.float32)
+    ent = np.empty((kk * NB * (NR + 1), 5), np.int64)
+    masks = np.empty((kk * NB * (NR + 1), NR), np.int32)
+    flat_masks = masks.ravel()
+    scratch = np.empty(MR * NR, np.float32)
+    b_done, count = -1, 0
+    for u in range(lo, hi):
+        b, n = u // images, u % images
+        p0 = b * NB * NR
+        npix = min(NB * NR, pixels - p0)
+        if b != b_done:
+            count = _block_copies(ent, masks, height, width, ow_n, kh, kw, sh, sw, ph, pw, p0,
+                                  npix, k_all)
+            b_done = b
+        xf, of = x[n].ravel(), out[n].ravel()
+        _pack_block(xf, bp, ent, flat_masks, count, channels, height * width, kk)
+        for q in range((npix + NR - 1) // NR):
+            pq = p0 + q * NR
+            cols = min(NR, pixels - pq)
+            for mb in range(m_blocks):
+                m0 = mb * MR
+                rows = min(MR, oc - m0)
+                if rows == MR and cols == NR:
+                    tile(wp, mb * k_all * MR, bp, q * k_all * NR, k_all, of, m0 * pixels + pq,
+                         pixels, bias, m0, relu)
+                    continue
+                tile(wp, mb * k_all * MR, bp, q * k_all * NR, k_all, scratch, 0, NR, bias,
+                     m0, relu)
+                for r in range(rows):
+                    for t in range(cols):
+                        of[(m0 + r) * pixels + pq + t] = scratch[r * NR + t]
+
+
+_IMPLICIT = _variants(_implicit_loops)
+
+
+@numba.njit(**_OPTS)
+def _pack_weights(w, bias, wp, bp):
+    """wp: w (OC, K) in blocks of MR rows, element (m0 + i, k) at (m0/MR*K + k)*MR + i,
+    rows past OC zero; bp: bias padded with zeros to whole blocks."""
+    oc, k_all = w.shape
+    for m in range(wp.size // k_all):
+        blk, i = m // MR, m % MR
+        base = blk * k_all * MR + i
+        if m < oc:
+            for k in range(k_all):
+                wp[base + k * MR] = w[m, k]
+            bp[m] = bias[m] if bias.size else 0
+        else:
+            for k in range(k_all):
+                wp[base + k * MR] = 0
+            bp[m] = 0
+
+
+def _implicit(x, w, out, bias, relu: int, kh, kw, sh, sw, ph, pw) -> None:
+    oc = w.shape[0]
+    w2 = w.reshape((oc, x.shape[1] * kh * kw))
+    rows = (oc + MR - 1) // MR * MR
+    wp = np.empty(rows * w2.shape[1], np.float32)
+    bp = np.empty(rows, np.float32)
+    _pack_weights(w2, np.empty(0, np.float32) if bias is None else bias.reshape(-1), wp, bp)
+    oh = max(0, (x.shape[2] + 2 * ph - kh) // sh + 1)  # (0: the warm-up's empty arrays)
+    ow = max(0, (x.shape[3] + 2 * pw - kw) // sw + 1)
+    out = out.reshape((x.shape[0], oc, oh, ow))  # (N, OC, OH*OW) without an epilogue
+    pixels = oh * ow
+    units = x.shape[0] * ((pixels + NB * NR - 1) // (NB * NR))
+    # both threads from 2^24 multiply-adds (~0.3 ms on one thread), where the thread
+    # hand-off (0.1-0.4 ms on this VM) stops mattering: LeNet's first layer (7M) ran 0.56 ms
+    # on one thread and 0.94 ms split
+    _run(_IMPLICIT, out.size * w2.shape[1] >> 7, units, x, wp, bp, relu, out,
+         kh, kw, sh, sw, ph, pw)
+
+
+def conv2d_implicit(x, w, out, kh, kw, sh, sw, ph, pw):
+    """out = conv2d(x, w) (float32) without a column matrix: im2col fused into the packing
+    of the product's panels. w is (OC, C*KH*KW) or (OC, C, KH, KW)."""
+    _implicit(x, w, out, None, 0, kh, kw, sh, sw, ph, pw)
+
+
+def conv2d_implicit_bias(x, w, out, bias, kh, kw, sh, sw, ph, pw):
+    """As conv2d_implicit, plus bias (OC values) added as each tile is stored."""
+    _implicit(x, w, out, bias, 0, kh, kw, sh, sw, ph, pw)
+
+
+def conv2d_implicit_bias_relu(x, w, out, bias, kh, kw, sh, sw, ph, pw):
+    """As conv2d_implicit_bias, then ReLU (np.maximum(v, 0)) in the same store."""
+    _implicit(x, w, out, bias, 1, kh, kw, sh, sw, ph, pw)
 
 
 # --- pooling -----------------------------------------------------------------------------------
