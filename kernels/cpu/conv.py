@@ -437,11 +437,12 @@ def _block_copies(ent, masks, height, width, ow_n, kh, kw, sh, sw, ph, pw, p0, n
 
 
 @numba.njit(nogil=True, **_OPTS)
-def _pack_block(xf, bp, ent, masks, count, channels, plane, kk):
-    """bp = the block's panels of columns, channel by channel (ent from _block_copies)."""
+def _pack_block(xf, x0, bp, ent, masks, count, channels, plane, kk):
+    """bp = the block's panels of columns, channel by channel (ent from _block_copies), from
+    the image at xf[x0:]."""
     for c in range(channels):
-        db, sb = c * kk * NR, c * plane
-        pf = min(c + PREFETCH, channels - 1) * plane
+        db, sb = c * kk * NR, x0 + c * plane
+        pf = x0 + min(c + PREFETCH, channels - 1) * plane
         for e in range(count):
             kind, d, s = ent[e, 0], ent[e, 1] + db, ent[e, 2] + sb
             if kind == _FULL:
@@ -473,6 +474,7 @@ def _implicit_loops(x, wp, bias, relu, out, kh, kw, sh, sw, ph, pw, lo, hi):
     masks = np.empty((kk * NB * (NR + 1), NR), np.int32)
     flat_masks = masks.ravel()
     scratch = np.empty(MR * NR, np.float32)
+    xf, of = x.ravel(), out.ravel()  # (flat offsets: no per-image views)
     b_done, count = -1, 0
     for u in range(lo, hi):
         b, n = u // images, u % images
@@ -482,8 +484,9 @@ def _implicit_loops(x, wp, bias, relu, out, kh, kw, sh, sw, ph, pw, lo, hi):
             count = _block_copies(ent, masks, height, width, ow_n, kh, kw, sh, sw, ph, pw, p0,
                                   npix, k_all)
             b_done = b
-        xf, of = x[n].ravel(), out[n].ravel()
-        _pack_block(xf, bp, ent, flat_masks, count, channels, height * width, kk)
+        o0 = n * oc * pixels
+        _pack_block(xf, n * channels * height * width, bp, ent, flat_masks, count, channels,
+                    height * width, kk)
         for q in range((npix + NR - 1) // NR):
             pq = p0 + q * NR
             cols = min(NR, pixels - pq)
@@ -491,14 +494,14 @@ def _implicit_loops(x, wp, bias, relu, out, kh, kw, sh, sw, ph, pw, lo, hi):
                 m0 = mb * MR
                 rows = min(MR, oc - m0)
                 if rows == MR and cols == NR:
-                    tile(wp, mb * k_all * MR, bp, q * k_all * NR, k_all, of, m0 * pixels + pq,
-                         pixels, bias, m0, relu)
+                    tile(wp, mb * k_all * MR, bp, q * k_all * NR, k_all, of,
+                         o0 + m0 * pixels + pq, pixels, bias, m0, relu)
                     continue
                 tile(wp, mb * k_all * MR, bp, q * k_all * NR, k_all, scratch, 0, NR, bias,
                      m0, relu)
                 for r in range(rows):
                     for t in range(cols):
-                        of[(m0 + r) * pixels + pq + t] = scratch[r * NR + t]
+                        of[o0 + (m0 + r) * pixels + pq + t] = scratch[r * NR + t]
 
 
 _IMPLICIT = _variants(_implicit_loops)
