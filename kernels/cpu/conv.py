@@ -493,12 +493,12 @@ def _implicit_loops(x, wp, bias, relu, out, kh, kw, sh, sw, ph, pw, lo, hi):
             for mb in range(m_blocks):
                 m0 = mb * MR
                 rows = min(MR, oc - m0)
-                if rows == MR and cols == NR:
+                if cols == NR:
                     tile(wp, mb * k_all * MR, bp, q * k_all * NR, k_all, of,
-                         o0 + m0 * pixels + pq, pixels, bias, m0, relu)
+                         o0 + m0 * pixels + pq, pixels, rows, bias, m0, relu)
                     continue
-                tile(wp, mb * k_all * MR, bp, q * k_all * NR, k_all, scratch, 0, NR, bias,
-                     m0, relu)
+                tile(wp, mb * k_all * MR, bp, q * k_all * NR, k_all, scratch, 0, NR, rows,
+                     bias, m0, relu)  # (the image's last, narrower panel)
                 for r in range(rows):
                     for t in range(cols):
                         of[o0 + (m0 + r) * pixels + pq + t] = scratch[r * NR + t]

@@ -75,21 +75,23 @@ def _ints(*values) -> bool:
 
 
 @intrinsic
-def tile(typingctx, a, a0, b, b0, k, c, c0, ldc, bias, m0, relu):
+def tile(typingctx, a, a0, b, b0, k, c, c0, ldc, rows, bias, m0, relu):
     """c[c0 + i*ldc + j] = act(sum over k of a[a0 + k*MR + i] * b[b0 + k*NR + j]
-    + bias[m0 + i]) for i < MR, j < NR; act is ReLU (np.maximum(v, 0): NaN stays NaN,
-    -0.0 stays -0.0) when relu != 0, else none. bias needs MR elements from m0."""
-    if not (_f32_arrays(a, b, c, bias) and _ints(a0, b0, k, c0, ldc, m0, relu)):
+    + bias[m0 + i]) for i < rows (1 <= rows <= MR: the last block of a matrix whose rows
+    are not a multiple of MR stores only its own), j < NR; act is ReLU (np.maximum(v, 0):
+    NaN stays NaN, -0.0 stays -0.0) when relu != 0, else none. bias needs MR elements from
+    m0."""
+    if not (_f32_arrays(a, b, c, bias) and _ints(a0, b0, k, c0, ldc, rows, m0, relu)):
         return None
-    sig = types.void(a, a0, b, b0, k, c, c0, ldc, bias, m0, relu)
+    sig = types.void(a, a0, b, b0, k, c, c0, ldc, rows, bias, m0, relu)
 
     def codegen(context, builder, signature, args):
-        a_v, a0_v, b_v, b0_v, k_v, c_v, c0_v, ldc_v, bias_v, m0_v, relu_v = args
+        a_v, a0_v, b_v, b0_v, k_v, c_v, c0_v, ldc_v, rows_v, bias_v, m0_v, relu_v = args
         tys = signature.args
         a_base = builder.gep(_data(context, builder, tys[0], a_v), [a0_v])
         b_base = builder.gep(_data(context, builder, tys[2], b_v), [b0_v])
         c_ptr = _data(context, builder, tys[5], c_v)
-        bias_ptr = builder.gep(_data(context, builder, tys[8], bias_v), [m0_v])
+        bias_ptr = builder.gep(_data(context, builder, tys[9], bias_v), [m0_v])
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v8f32")
         zero = ir.Constant(_VEC, None)
@@ -132,12 +134,16 @@ def tile(typingctx, a, a0, b, b0, k, c, c0, ldc, bias, m0, relu):
         for i in range(MR):
             bias_i = _splat(builder, builder.load(_at(builder, bias_ptr, _i64(i), False),
                                                   align=4))
-            row = builder.gep(c_ptr, [builder.add(c0_v, builder.mul(ldc_v, _i64(i)))])
+            out = []
             for j in range(2):
                 v = builder.fadd(final[2 * i + j], bias_i)
                 negative = builder.fcmp_ordered("<", v, zero)  # false for NaN and -0.0
-                v = builder.select(use_relu, builder.select(negative, zero, v), v)
-                builder.store(v, _at(builder, row, _i64(_LANES * j)), align=4)
+                out.append(builder.select(use_relu, builder.select(negative, zero, v), v))
+            row = builder.gep(c_ptr, [builder.add(c0_v, builder.mul(ldc_v, _i64(i)))])
+            stored = builder.icmp_signed(">", rows_v, ir.Constant(rows_v.type, i))
+            with builder.if_then(stored, likely=True):
+                for j in range(2):
+                    builder.store(out[j], _at(builder, row, _i64(_LANES * j)), align=4)
         return context.get_dummy_value()
 
     return sig, codegen
