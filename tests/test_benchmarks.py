@@ -312,3 +312,17 @@ def test_gpu_only_code_runs_in_the_simulator(monkeypatch):
     (_, ms, text), (_, peer_ms, _), absent = gpu.workload_rows(w, data, peers, steps=2)
     assert f"{ms / peer_ms:.2f}x the best peer's time" in text
     assert absent == ("absent", None, "n/a: not here")
+
+
+def test_conv_crossover_times_both_ways_and_reads_the_smallest_k_that_wins_everywhere(
+        tmp_path, capsys):
+    from benchmarks import conv_crossover
+
+    rows = conv_crossover.measure([(2, 3, 5, 9, 3), (1, 1, 4, 7, 1)], reps=1)
+    assert [r["k"] for r in rows] == [27, 1]
+    assert all(r["im2col_gemm_s"] > 0 and r["implicit_s"] > 0 for r in rows)
+    fake = [{"k": 9, "speedup": 0.7}, {"k": 18, "speedup": 1.5}, {"k": 18, "speedup": 0.9},
+            {"k": 27, "speedup": 1.2}, {"k": 576, "speedup": 1.4}]
+    assert conv_crossover.crossover(fake) == 27
+    assert conv_crossover.crossover([{"k": 9, "speedup": 1.1}, {"k": 64, "speedup": 0.9}]) \
+        is None

@@ -11,10 +11,13 @@ layout its register tiles read, and the column matrix is never written (W5's sec
 convolution: 75 MB at batch 8).
 
 Taken only where the backend has the kernel (has_kernel), for float32, and for
-K = C*KH*KW >= MIN_K: measured on the cpu kernel (2026-12-01, Zen 3, 2 threads, bias +
-ReLU), implicit against im2col + OpenBLAS: K = 576 (64 channels 3x3): 1.46-1.87x faster;
-K = 144: 1.0-1.4x; K = 27 and K = 9: 0.7-1.0x (few multiply-adds per packed element, where
-OpenBLAS's own packing of the small column matrix is cheap).
+K = C*KH*KW >= MIN_K, the crossover `python -m benchmarks.conv_crossover` reports: the
+smallest K from which the implicit kernel won at every shape of its grid (batches 1-64,
+K 1-1152, bias + ReLU). Its run of 2026-12-01 (Zen 3, 2 threads): 1.24-2.06x faster from
+K = 27 (W5's 64-channel layer 1.41x, its 3-channel one 1.51x); below, 0.69x at K = 9 and
+0.99x at K = 18 for a single 28x28 image (a block's copies are worked out per block and
+shared by the batch's images: with one image nothing shares them), 0.96x for a 2x2 kernel,
+and 1.46-1.82x at batch 64. The batch is not known when the plan is made, so K decides.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from dataclasses import replace
 from .steps import KernelStep
 from .updates import _renumber
 
-MIN_K = 16
+MIN_K = 27
 KERNELS = {  # the product step's kernel -> the implicit kernel that replaces both steps
     "matmul_shared": "conv2d_implicit",
     "matmul_shared_bias": "conv2d_implicit_bias",

@@ -390,22 +390,46 @@ def _block_copies(ent, masks, height, width, ow_n, kh, kw, sh, sw, ph, pw, p0, n
     Returns the number of entries."""
     e = 0
     offs = np.empty(NR, np.int64)
+    nq = (npix + NR - 1) // NR
     for i in range(kh):
         for j in range(kw):
-            for q in range((npix + NR - 1) // NR):
+            for q in range(nq):
                 dst = (q * k_all + i * kw + j) * NR
+                pq = p0 + q * NR
+                oy = pq // ow_n
+                ox = pq - oy * ow_n  # (then stepped lane by lane: no division per lane)
+                iy = oy * sh + i - ph
+                if sw == 1 and ox + NR <= ow_n and pq + NR <= p0 + npix:
+                    # the panel lies in one output row: its lanes read one run of input row
+                    # iy, cut by the padding (no lane loop: most panels of a wide image)
+                    lo, hi = _span(ox + j - pw, 1, NR, width)
+                    ent[e, 1], ent[e, 2] = dst, iy * width + ox + j - pw
+                    if iy < 0 or iy >= height or lo >= hi:
+                        ent[e, 0] = _ZERO
+                    elif lo == 0 and hi == NR:
+                        ent[e, 0] = _FULL
+                    else:
+                        ent[e, 0], ent[e, 3] = _MASKED, e * NR
+                        for t in range(NR):
+                            masks[e, t] = 1 if lo <= t < hi else 0
+                    e += 1
+                    continue
                 first, valid, line = -1, 0, True
                 for t in range(NR):
-                    p = p0 + q * NR + t
-                    iy = p // ow_n * sh + i - ph
-                    ix = p % ow_n * sw + j - pw
+                    iy = oy * sh + i - ph
+                    ix = ox * sw + j - pw
                     offs[t] = -1
-                    if p < p0 + npix and iy >= 0 and iy < height and ix >= 0 and ix < width:
+                    if pq + t < p0 + npix and iy >= 0 and iy < height and ix >= 0 and \
+                            ix < width:
                         offs[t] = iy * width + ix
                         if first < 0:
                             first = t
                         line = line and offs[t] - t == offs[first] - first
                         valid += 1
+                    ox += 1
+                    if ox == ow_n:
+                        ox = 0
+                        oy += 1
                 ent[e, 1] = dst
                 if valid == 0 or not line:
                     ent[e, 0] = _ZERO
