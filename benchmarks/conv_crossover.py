@@ -13,12 +13,11 @@ implicit kernel wins at every shape measured: graphc.plan.implicit.MIN_K is read
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
 
-from .crossover import _time
+from .crossover import _time, write_json
 
 # (batch, C, OC, H = W, kernel): LeNet's and VGG's layers and neighbours, K from 1 to 1152,
 # batches of 1 (where a block's copies are not shared by other images) to 64
@@ -86,10 +85,7 @@ def main(argv=None) -> int:
               f"{r['kernel']:<2d} {r['k']:5d} {r['im2col_gemm_s'] * 1e3:14.3f} "
               f"{r['implicit_s'] * 1e3:12.3f} {r['speedup']:8.2f}x")
     print(f"implicit faster at every shape from K = {crossover(rows)}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
-    return 0
+    return write_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -96,8 +96,13 @@ def main(argv=None) -> int:
         print(f"{args.dtype} {'acc ' if args.acc else ''}{case}: loops win at every shape up "
               f"to m*n*k = {c['own_wins_up_to']}, BLAS at every shape from "
               f"{c['blas_wins_from']}")
-    if args.json:
-        with open(args.json, "w") as f:
+    return write_json(args.json, rows)
+
+
+def write_json(path, rows: list) -> int:
+    """Every measurement to path (when given); 0, the exit status."""
+    if path:
+        with open(path, "w") as f:
             json.dump(rows, f, indent=1)
     return 0
 
