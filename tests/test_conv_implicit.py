@@ -158,3 +158,12 @@ def test_float64_and_training_keep_the_column_matrix():
     kernels = _kernels(f)
     assert "im2col" in kernels and "matmul_batch_sum" in kernels  # the columns, read twice
     assert not any(k.startswith("conv2d_implicit") for k in kernels)
+
+
+def test_a_non_contiguous_output_is_refused_not_written_to_a_copy():
+    case = CASES[0]
+    x, w, b = _data(case)
+    out = np.zeros(_out(case).shape[:3] + (2 * _out(case).shape[3],), np.float32)[..., ::2]
+    with pytest.raises(ValueError, match="C-contiguous"):
+        conv.conv2d_implicit_bias(x, w, out, b, *_window(case))
+    assert not out.any()

@@ -550,6 +550,9 @@ def _pack_weights(w, bias, wp, bp):
 
 
 def _implicit(x, w, out, bias, relu: int, kh, kw, sh, sw, ph, pw) -> None:
+    if not (x.flags.c_contiguous and out.flags.c_contiguous):  # (flat offsets below)
+        raise ValueError("conv2d_implicit: x and out must be C-contiguous arrays (the plan's "
+                         f"buffers are); got strides {x.strides} and {out.strides}")
     oc = w.shape[0]
     w2 = w.reshape((oc, x.shape[1] * kh * kw))
     rows = (oc + MR - 1) // MR * MR
