@@ -1,6 +1,8 @@
 """Hand-written Numba kernels of the convolution and pooling ops (graphc.ops.conv): im2col and
-col2im, the per-image products of a convolution through graphc's OpenBLAS, and 2-D max and
-average pooling with their gradients. Their bindings are in bindings.py.
+col2im, the per-image products of a convolution through graphc's OpenBLAS, the implicit-GEMM
+float32 convolution (im2col packed straight into register-tile panels: a forward pass whose
+columns nothing else reads), and 2-D max and average pooling with their gradients. Their
+bindings are in bindings.py.
 
 Images are NCHW and C-contiguous; a column matrix is (N, C*KH*KW, OH*OW), rows in
 (c, kh, kw) order (graphc.ops.conv says why). Window arguments (kernel kh, kw; stride sh, sw;
@@ -15,15 +17,16 @@ Loop orders, and why:
 - Inside a plane the innermost loop runs along a row (ow), the contiguous axis of the rows
   written: a copy (stride 1) or a strided gather that LLVM can vectorize, with the padded
   borders cut out of the range beforehand rather than tested per element.
-- Every convolution goes through im2col and a GEMM, 1-3 input channels included. Direct
-  loops (no column matrix: each output plane accumulated one weight at a time, rows
+- Every convolution goes through columns and a GEMM, 1-3 input channels included: written
+  by im2col, or packed block by block in the implicit kernel (below). Direct loops (no column matrix: each output plane accumulated one weight at a time, rows
   shifted by the window offset, flat unsigned offsets so that LLVM vectorizes them) were
   measured against im2col + GEMM on 2026-12-01 (Zen 3, 2 threads, bias + ReLU fused):
   C=3 OC=64 64x64 3x3 batch 8: 6.4 ms against 2.6 ms; C=1 OC=16 28x28 5x5 batch 64:
   3.5 against 2.6 ms; C=3..16 with K = 27..144: 2.5-5x slower. Without register blocking
   across output channels (which Numba cannot express), every multiply-add loads and
   stores its output, so the loops are load/store-bound, while the column matrix of a
-  small C is small (K = C*KH*KW rows) and cheap to write.
+  small C is small (K = C*KH*KW rows) and cheap to write. (The implicit kernel's tile is
+  that register blocking, written as intrinsics: kernels/cpu/tile.py.)
 - The products are one GEMM per image, (OC x C*KH*KW) @ (C*KH*KW x OH*OW): whole images
   go to Numba's threads, each GEMM single-threaded, when there are at least as many images
   as threads; otherwise BLAS's own threads split each product (see _image_threads).
