@@ -275,8 +275,7 @@ def compile_builtins() -> int:
     from .progress import CompileProgress
 
     start = time.perf_counter()
-    cases = 4  # float32/float64 x int32/int64 labels
-    with CompileProgress(cases, "sets of hand-written kernels") as progress:
+    with CompileProgress(builtins.CASES, "sets of hand-written kernels") as progress:
         done = builtins.precompile(progress)
     for what in done:
         print(f"  hand-written kernels for {what}: ready", flush=True)
@@ -507,8 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="TARGET", nargs="?", default=None, help=target_help)
     p.add_argument("--builtins", action="store_true",
                    help="also compile graphc's hand-written kernels (softmax cross entropy, "
-                        "small products, ...) for float32 and float64, so no first compile "
-                        "waits for them (~30 s once; cached afterwards)")
+                        "small products, convolution and pooling, ...) for float32 and "
+                        "float64, so no first compile waits for them (~45 s once; cached "
+                        "afterwards)")
     p.add_argument("--backend", default="cpu", help="backend to compile for (default: cpu)")
     p.add_argument("--batch", type=_batch_sizes, default=[1], metavar="N[,N...]",
                    help="then call it once on zeros per batch size N, so that Numba compiles "
