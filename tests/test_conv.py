@@ -487,3 +487,20 @@ def test_op_table_conv_reference_matches_torch():
     want = F.conv2d(torch.tensor(xv), torch.tensor(wv), torch.tensor(bv), stride=(2, 1),
                     padding=(1, 2))
     _close(np_conv2d(xv, wv, bv, (2, 1), (1, 2)), want, "np_conv2d")
+
+
+def test_every_conv_kernel_names_the_numba_kernels_it_runs():
+    """warm() tells "compiled" from "loaded" (and the compile helper prepares a kernel) by
+    the Numba dispatchers behind it: every conv binding's Python wrapper lists them."""
+    from graphc.kernels.cache import warm
+    from graphc.kernels.cpu import conv
+    from graphc.kernels.cpu.bindings import BINDINGS
+
+    wrappers = [b.function for b in BINDINGS.values() if b.function.__module__ == conv.__name__]
+    assert len(wrappers) >= 13
+    for fn in wrappers:
+        assert fn.kernels and all(hasattr(k, "stats") for k in fn.kernels), fn.__name__
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    col = np.zeros((1, 9, 16), np.float32)
+    conv.im2col(x, col, 3, 3, 1, 1, 1, 1)  # (compiled or loaded by now)
+    assert warm(conv.im2col, x, col, 3, 3, 1, 1, 1, 1)["status"] == "memory"

@@ -813,3 +813,17 @@ def avg_pool2d_grad(gy, gx, kh, kw, sh, sw, ph, pw):
     """avg_pool2d's adjoint: gx = 0, then gy[n, c, oh, ow] / (kh*kw) added over each
     window's input elements."""
     _run(_AVG_POOL_GRAD, gx.size, _planes(gy), gy, gx, kh, kw, sh, sw, ph, pw)
+
+
+# what warm() (graphc.kernels.cache) compiles or loads when it is handed one of the Python
+# wrappers above: its GRAPHC_LOG line then says which, and the compile helper process can
+# prepare them (graphc.backends.cpu.compile_jobs)
+im2col.kernels, col2im.kernels = (_IM2COL,), (_COL2IM,)
+matmul_shared.kernels = matmul_shared_bias.kernels = matmul_shared_bias_relu.kernels = \
+    matmul_shared_t.kernels = (_shared_products, _shared_products_by_image)
+matmul_batch_sum.kernels = (_summed_products,)
+conv2d_implicit.kernels = conv2d_implicit_bias.kernels = \
+    conv2d_implicit_bias_relu.kernels = (_pack_weights, _IMPLICIT)
+max_pool2d.kernels, max_pool2d_grad.kernels = (_MAX_POOL,), (_MAX_POOL_GRAD,)
+max_pool2d_select.kernels = (_MAX_POOL_SELECT,)
+avg_pool2d.kernels, avg_pool2d_grad.kernels = (_AVG_POOL,), (_AVG_POOL_GRAD,)
