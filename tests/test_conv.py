@@ -1,8 +1,8 @@
 """Convolution and pooling (graphc.ops.conv, kernels/cpu/conv.py) beyond the op table rows:
 PyTorch as a second oracle for every forward and gradient over strides, pads, odd sizes and
 kernel shapes; double backprop; shape errors at the user's line; compiled plans with no
-NumPy fallback and column buffers from the memory plan; save/load; VGG16 built
-symbolically and dumped without running."""
+NumPy fallback; save/load; VGG16 built symbolically and dumped without running. (Plans'
+column buffers and kernel records, which need no torch, are in test_conv_implicit.py.)"""
 from __future__ import annotations
 
 import importlib.util
@@ -326,56 +326,6 @@ def test_compiled_conv_and_pool_plans_have_no_numpy_fallback():
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-3)
 
 
-def test_column_buffers_come_from_the_memory_plan():
-    """Every stored im2col output (in training: the weight's gradient reads it) is an arena
-    buffer (planned by liveness, reused across calls and layers), never an allocation per
-    call."""
-    x = gc.placeholder((None, 3, 16, 16), name="x")
-    rng = _rng("arena")
-    h, params = x, []
-    for c_in in (3, 8):
-        W = gc.Parameter(rng.standard_normal((8, c_in, 3, 3)).astype(np.float32))
-        params.append(W)
-        h = gc.relu(gc.conv2d(h, W, pad=1))
-    loss = gc.sum(gc.max_pool2d(h, 2))
-    grads = gc.grad(loss, params)
-    f = gc.compile([x], loss, updates=[(p, p - 0.01 * g) for p, g in zip(params, grads)])
-    plan = f.executable.plan
-    cols = [s.outputs[0] for s in plan.steps if getattr(s, "kernel", "") == "im2col"]
-    assert len(cols) == 2
-    assert [plan.kinds[t] for t in cols] == ["arena", "arena"]
-    run = f.executable.bind(4)
-    assert all(t in run.memory.offsets for t in cols)
-    assert "np.empty" not in run.source.split("im2col")[0]  # nothing allocated before it
-    xv = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
-    want = gc.compile([x], loss, backend="numpy")(xv)
-    np.testing.assert_allclose(f(xv), want, rtol=1e-5)
-
-
-def test_a_forward_convolution_writes_no_column_matrix():
-    """Forward only, nothing else reads a convolution's columns: im2col is packed into the
-    product's tiles (graphc.plan.implicit), so no step stores a column matrix, and the
-    arena holds no (N, C*KH*KW, OH*OW) buffer; the result is the NumPy backend's."""
-    x = gc.placeholder((None, 3, 16, 16), name="x")
-    rng = _rng("implicit")
-    h = x
-    for c_in in (3, 8):
-        W = gc.Parameter(rng.standard_normal((8, c_in, 3, 3)).astype(np.float32))
-        h = gc.relu(gc.conv2d(h, W, pad=1))
-    y = gc.max_pool2d(h, 2)
-    f = gc.compile([x], y)
-    plan = f.executable.plan
-    kernels = [getattr(s, "kernel", "") for s in plan.steps]
-    assert "im2col" not in kernels and kernels.count("conv2d_implicit_bias_relu") == 0
-    assert kernels.count("conv2d_implicit") == 2  # (no bias: the product alone)
-    assert "im2col packed into the product's tiles" in f.dump()
-    run = f.executable.bind(4)
-    assert not any(getattr(t.node, "op", "") == "im2col" for t in run.memory.offsets)
-    xv = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
-    np.testing.assert_allclose(f(xv), gc.compile([x], y, backend="numpy")(xv),
-                               rtol=1e-5, atol=1e-5)
-
-
 # --- printing and files ----------------------------------------------------------------------------
 def test_dump_prints_conv_and_pool_attributes():
     x = gc.placeholder((None, 1, 6, 6), name="x")
@@ -487,20 +437,3 @@ def test_op_table_conv_reference_matches_torch():
     want = F.conv2d(torch.tensor(xv), torch.tensor(wv), torch.tensor(bv), stride=(2, 1),
                     padding=(1, 2))
     _close(np_conv2d(xv, wv, bv, (2, 1), (1, 2)), want, "np_conv2d")
-
-
-def test_every_conv_kernel_names_the_numba_kernels_it_runs():
-    """warm() tells "compiled" from "loaded" (and the compile helper prepares a kernel) by
-    the Numba dispatchers behind it: every conv binding's Python wrapper lists them."""
-    from graphc.kernels.cache import warm
-    from graphc.kernels.cpu import conv
-    from graphc.kernels.cpu.bindings import BINDINGS
-
-    wrappers = [b.function for b in BINDINGS.values() if b.function.__module__ == conv.__name__]
-    assert len(wrappers) >= 13
-    for fn in wrappers:
-        assert fn.kernels and all(hasattr(k, "stats") for k in fn.kernels), fn.__name__
-    x = np.zeros((1, 1, 4, 4), np.float32)
-    col = np.zeros((1, 9, 16), np.float32)
-    conv.im2col(x, col, 3, 3, 1, 1, 1, 1)  # (compiled or loaded by now)
-    assert warm(conv.im2col, x, col, 3, 3, 1, 1, 1, 1)["status"] == "memory"

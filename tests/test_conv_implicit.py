@@ -2,7 +2,9 @@
 of kernels/cpu/tile.py, the plan pass graphc.plan.implicit): results against a float64
 NumPy reference over strides, pads, odd and tiny sizes, channel counts that leave partial
 tiles; NaN and inf as an im2col + GEMM gives them; every thread split the bits of one pass;
-and which plans take it."""
+and which plans take it. Also, without torch (so CI runs them): training plans' column
+buffers come from the memory plan, a forward plan writes none, and every conv wrapper names
+the Numba kernels it runs."""
 from __future__ import annotations
 
 import numpy as np
@@ -167,3 +169,71 @@ def test_a_non_contiguous_output_is_refused_not_written_to_a_copy():
     with pytest.raises(ValueError, match="C-contiguous"):
         conv.conv2d_implicit_bias(x, w, out, b, *_window(case))
     assert not out.any()
+
+
+# --- plans and kernel records (no torch: these run in CI too) ------------------------------------
+def test_column_buffers_come_from_the_memory_plan():
+    """Every stored im2col output (in training: the weight's gradient reads it) is an arena
+    buffer (planned by liveness, reused across calls and layers), never an allocation per
+    call."""
+    x = gc.placeholder((None, 3, 16, 16), name="x")
+    rng = np.random.default_rng(21)
+    h, params = x, []
+    for c_in in (3, 8):
+        W = gc.Parameter(rng.standard_normal((8, c_in, 3, 3)).astype(np.float32))
+        params.append(W)
+        h = gc.relu(gc.conv2d(h, W, pad=1))
+    loss = gc.sum(gc.max_pool2d(h, 2))
+    grads = gc.grad(loss, params)
+    f = gc.compile([x], loss, updates=[(p, p - 0.01 * g) for p, g in zip(params, grads)])
+    plan = f.executable.plan
+    cols = [s.outputs[0] for s in plan.steps if getattr(s, "kernel", "") == "im2col"]
+    assert len(cols) == 2
+    assert [plan.kinds[t] for t in cols] == ["arena", "arena"]
+    run = f.executable.bind(4)
+    assert all(t in run.memory.offsets for t in cols)
+    assert "np.empty" not in run.source.split("im2col")[0]  # nothing allocated before it
+    xv = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
+    want = gc.compile([x], loss, backend="numpy")(xv)
+    np.testing.assert_allclose(f(xv), want, rtol=1e-5)
+
+
+def test_a_forward_convolution_writes_no_column_matrix():
+    """Forward only, nothing else reads a convolution's columns: im2col is packed into the
+    product's tiles (graphc.plan.implicit), so no step stores a column matrix, and the
+    arena holds no (N, C*KH*KW, OH*OW) buffer; the result is the NumPy backend's."""
+    x = gc.placeholder((None, 3, 16, 16), name="x")
+    rng = np.random.default_rng(22)
+    h = x
+    for c_in in (3, 8):
+        W = gc.Parameter(rng.standard_normal((8, c_in, 3, 3)).astype(np.float32))
+        h = gc.relu(gc.conv2d(h, W, pad=1))
+    y = gc.max_pool2d(h, 2)
+    f = gc.compile([x], y)
+    plan = f.executable.plan
+    kernels = [getattr(s, "kernel", "") for s in plan.steps]
+    assert "im2col" not in kernels and kernels.count("conv2d_implicit_bias_relu") == 0
+    assert kernels.count("conv2d_implicit") == 2  # (no bias: the product alone)
+    assert "im2col packed into the product's tiles" in f.dump()
+    run = f.executable.bind(4)
+    assert not any(getattr(t.node, "op", "") == "im2col" for t in run.memory.offsets)
+    xv = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(f(xv), gc.compile([x], y, backend="numpy")(xv),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_every_conv_kernel_names_the_numba_kernels_it_runs():
+    """warm() tells "compiled" from "loaded" (and the compile helper prepares a kernel) by
+    the Numba dispatchers behind it: every conv binding's Python wrapper lists them."""
+    from graphc.kernels.cache import warm
+    from graphc.kernels.cpu import conv
+    from graphc.kernels.cpu.bindings import BINDINGS
+
+    wrappers = [b.function for b in BINDINGS.values() if b.function.__module__ == conv.__name__]
+    assert len(wrappers) >= 13
+    for fn in wrappers:
+        assert fn.kernels and all(hasattr(k, "stats") for k in fn.kernels), fn.__name__
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    col = np.zeros((1, 9, 16), np.float32)
+    conv.im2col(x, col, 3, 3, 1, 1, 1, 1)  # (compiled or loaded by now)
+    assert warm(conv.im2col, x, col, 3, 3, 1, 1, 1, 1)["status"] == "memory"
