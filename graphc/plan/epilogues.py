@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .steps import FusedGroup, KernelStep, ViewStep
-from .updates import _renumber
+from .updates import splice
 
 KERNELS = {1: "matmul_shared_bias", 2: "matmul_shared_bias_relu"}  # by the nodes taken
 
@@ -107,10 +107,7 @@ def fuse_product_epilogues(plan):
         keep = [replace(group, nodes=rest, notes=())] if rest or group.epilogue is not None else []
         replaced[group.index] = [fused] + keep
         replaced[step.index] = replaced[view.index] = []
-    if not replaced:
-        return plan
-    steps = [new for s in plan.steps for new in replaced.get(s.index, [s])]
-    return replace(plan, steps=_renumber(steps))
+    return splice(plan, replaced)
 
 
 def _only_reader(g, group, rest):

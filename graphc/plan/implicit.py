@@ -21,10 +21,8 @@ and 1.46-1.82x at batch 64. The batch is not known when the plan is made, so K d
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 from .steps import KernelStep
-from .updates import _renumber
+from .updates import splice
 
 MIN_K = 27
 KERNELS = {  # the product step's kernel -> the implicit kernel that replaces both steps
@@ -75,7 +73,4 @@ def fuse_implicit_convolutions(plan):
             step.index, source.nodes + step.nodes,
             step.notes + ("im2col packed into the product's tiles: no column matrix",),
             kernel=KERNELS[step.kernel], stores=stores)]
-    if not replaced:
-        return plan
-    steps = [new for s in plan.steps for new in replaced.get(s.index, [s])]
-    return replace(plan, steps=_renumber(steps))
+    return splice(plan, replaced)

@@ -84,6 +84,15 @@ def _renumber(steps) -> tuple:
                  for i, step in enumerate(steps))
 
 
+def splice(plan, replaced: dict):
+    """plan with each step whose index is in `replaced` swapped for the (possibly empty)
+    list of steps there, renumbered; plan itself when nothing is replaced."""
+    if not replaced:
+        return plan
+    steps = [new for s in plan.steps for new in replaced.get(s.index, [s])]
+    return replace(plan, steps=_renumber(steps))
+
+
 def fuse_gemm_updates(plan):
     """param + alpha * (A @ B) as a product accumulating into param."""
     g = plan.graph

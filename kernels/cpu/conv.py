@@ -18,7 +18,8 @@ Loop orders, and why:
   written: a copy (stride 1) or a strided gather that LLVM can vectorize, with the padded
   borders cut out of the range beforehand rather than tested per element.
 - Every convolution goes through columns and a GEMM, 1-3 input channels included: written
-  by im2col, or packed block by block in the implicit kernel (below). Direct loops (no column matrix: each output plane accumulated one weight at a time, rows
+  by im2col, or packed block by block in the implicit kernel (below). Direct loops (no
+  column matrix: each output plane accumulated one weight at a time, rows
   shifted by the window offset, flat unsigned offsets so that LLVM vectorizes them) were
   measured against im2col + GEMM on 2026-12-01 (Zen 3, 2 threads, bias + ReLU fused):
   C=3 OC=64 64x64 3x3 batch 8: 6.4 ms against 2.6 ms; C=1 OC=16 28x28 5x5 batch 64:
@@ -384,8 +385,9 @@ def _block_copies(ent, masks, height, width, ow_n, kh, kw, sh, sw, ph, pw, p0, n
     to src. Each panel row (window offset (i, j), panel q) is worked out lane by lane:
     - _ZERO: no lane reads the input (padding, or past the block): NR zeros at dst;
     - _FULL: all NR lanes read one run src..src+NR-1 (stride 1 inside an image row);
-    - _MASKED: the lanes set in masks[lo] read src + lane, the others are zeros (a run cut
-      by the padding; in a "same" convolution also a panel across output rows);
+    - _MASKED: the lanes set in row e of masks (its flat offset in lo) read src + lane,
+      the others are zeros (a run cut by the padding; in a "same" convolution also a
+      panel across output rows);
     - otherwise the row is zeroed first (a _ZERO entry), then each run of lanes reading
       consecutive inputs is one _SOME_LANES copy of lanes [lo, hi) from src + lane (a
       panel across the rows of a "valid" convolution), or one _ELEMENT (dst, src) when

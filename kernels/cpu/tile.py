@@ -39,6 +39,7 @@ _LANES = 8
 
 _F32 = ir.FloatType()
 _VEC = ir.VectorType(_F32, _LANES)
+_ROW = ir.VectorType(_F32, NR)  # one row of a packed panel
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
 
@@ -58,11 +59,12 @@ def _i64(n: int):
     return ir.Constant(_I64, n)
 
 
-def _splat(builder, scalar):
-    undef = ir.Constant(_VEC, ir.Undefined)
+def _splat(builder, scalar, vec=_VEC):
+    """A vector of type `vec` with `scalar` in every lane."""
+    undef = ir.Constant(vec, ir.Undefined)
     first = builder.insert_element(undef, scalar, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(first, undef, ir.Constant(ir.VectorType(_I32, _LANES),
-                                                            [0] * _LANES))
+    return builder.shuffle_vector(first, undef, ir.Constant(ir.VectorType(_I32, vec.count),
+                                                            [0] * vec.count))
 
 
 def _f32_arrays(*arrays) -> bool:
@@ -156,14 +158,13 @@ def copy_panel_row(typingctx, dst, d0, src, s0):
     if not (_f32_arrays(dst, src) and _ints(d0, s0)):
         return None
     sig = types.void(dst, d0, src, s0)
-    wide = ir.VectorType(_F32, NR)
 
     def codegen(context, builder, signature, args):
         dst_v, d0_v, src_v, s0_v = args
         s = builder.gep(_data(context, builder, signature.args[2], src_v), [s0_v])
         d = builder.gep(_data(context, builder, signature.args[0], dst_v), [d0_v])
-        v = builder.load(builder.bitcast(s, wide.as_pointer()), align=4)
-        builder.store(v, builder.bitcast(d, wide.as_pointer()), align=4)
+        v = builder.load(builder.bitcast(s, _ROW.as_pointer()), align=4)
+        builder.store(v, builder.bitcast(d, _ROW.as_pointer()), align=4)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -193,18 +194,12 @@ def prefetch(typingctx, arr, offset):
 
 def _lane_mask(builder, lo, hi):
     """<NR x i1>: lanes j with lo <= j < hi."""
-    lanes = ir.Constant(ir.VectorType(_I64, NR), list(range(NR)))
     wide = ir.VectorType(_I64, NR)
-
-    def splat(v):
-        undef = ir.Constant(wide, ir.Undefined)
-        first = builder.insert_element(undef, v, ir.Constant(_I32, 0))
-        return builder.shuffle_vector(first, undef, ir.Constant(ir.VectorType(_I32, NR),
-                                                                [0] * NR))
+    lanes = ir.Constant(wide, list(range(NR)))
     lo64 = builder.sext(lo, _I64) if lo.type.width < 64 else lo
     hi64 = builder.sext(hi, _I64) if hi.type.width < 64 else hi
-    return builder.and_(builder.icmp_signed("<=", splat(lo64), lanes),
-                        builder.icmp_signed("<", lanes, splat(hi64)))
+    return builder.and_(builder.icmp_signed("<=", _splat(builder, lo64, wide), lanes),
+                        builder.icmp_signed("<", lanes, _splat(builder, hi64, wide)))
 
 
 def _masked_row(context, builder, signature, args, mask, others):
@@ -212,10 +207,9 @@ def _masked_row(context, builder, signature, args, mask, others):
     load (src's other lanes are never read) and one full store; args start (dst, d0, src,
     s0)."""
     dst_v, d0_v, src_v, s0_v = args[:4]
-    wide = ir.VectorType(_F32, NR)
-    vp = wide.as_pointer()
+    vp = _ROW.as_pointer()
     load = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(wide, [vp, _I32, mask.type, wide]),
+        builder.module, ir.FunctionType(_ROW, [vp, _I32, mask.type, _ROW]),
         "llvm.masked.load.v16f32.p0v16f32")
     s = builder.gep(_data(context, builder, signature.args[2], src_v), [s0_v])
     d = builder.bitcast(builder.gep(_data(context, builder, signature.args[0], dst_v),
@@ -258,6 +252,6 @@ def load_masked(typingctx, dst, d0, src, s0, masks, m0):
         lanes = builder.load(builder.bitcast(m, ints.as_pointer()), align=4)
         mask = builder.icmp_signed("!=", lanes, ir.Constant(ints, None))
         return _masked_row(context, builder, signature, args, mask,
-                           lambda d: ir.Constant(ir.VectorType(_F32, NR), None))
+                           lambda d: ir.Constant(_ROW, None))
 
     return sig, codegen
