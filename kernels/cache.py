@@ -618,6 +618,54 @@ def _load_without_refresh(cache, sig, target_context):
     return None  # (the guard swallowed a spurious I/O error: a miss)
 
 
+_package_stamps: dict[str, tuple] = {}
+_PACKAGE_TAG = "graphc-package"
+_KERNELS_ROOT = os.path.dirname(os.path.abspath(__file__))  # graphc.kernels
+
+
+def _package_stamp(py_file: str) -> tuple:
+    """(folder, name, mtime, size) of every .py file beside `py_file` and in graphc.kernels
+    itself (mathlib.py, ...), read once per process.
+
+    Numba stamps a cached kernel with its own file only, but a kernel of conv.py has the
+    intrinsics of tile.py and pool_lanes.py and the jitted helpers of gemm_call.py and
+    mathlib.py compiled into it: an edit there left the old machine code loading. With the
+    package in the stamp, a change to any kernel module recompiles these kernels once."""
+    here = os.path.dirname(os.path.abspath(py_file))
+    stamp = _package_stamps.get(here)
+    if stamp is None:
+        entries = []
+        for folder in sorted({here, _KERNELS_ROOT}):
+            try:
+                for name in sorted(os.listdir(folder)):
+                    if name.endswith(".py"):
+                        st = os.stat(os.path.join(folder, name))
+                        entries.append((folder, name, st.st_mtime_ns, st.st_size))
+            except OSError:
+                entries.append((folder, "(unreadable)", 0, 0))
+        stamp = _package_stamps[here] = tuple(entries)
+    return stamp
+
+
+def _with_package(stamp, py_file: str) -> tuple:
+    if isinstance(stamp, tuple) and stamp[:1] == (_PACKAGE_TAG,):
+        return stamp
+    return (_PACKAGE_TAG, stamp, _package_stamp(py_file))
+
+
+def stamp_package(mod) -> None:
+    """Stamp the disk cache of every njit(cache=True) kernel of module `mod` with its whole
+    package (_package_stamp), in Numba's own cache folder too (a direct caller of the
+    kernels, before any plan points them at graphc's). Kernel modules call this last."""
+    for disp in _dispatchers(mod):
+        try:
+            cache_file = disp._cache._cache_file
+            cache_file._source_stamp = _with_package(cache_file._source_stamp,
+                                                     disp._cache._impl.locator._py_file)
+        except AttributeError:  # pragma: no cover - internal API moved
+            continue
+
+
 def _point_cache(disp, folder: str | None) -> None:
     """Make dispatcher `disp` read and write only verified Numba cache files, in `folder`
     (None: where Numba put them). Without the expected internals its disk cache is turned
@@ -630,8 +678,8 @@ def _point_cache(disp, folder: str | None) -> None:
         if folder is not None:  # (created, private, when Numba first saves there)
             impl._locator = locator(impl.locator, folder)
             cache._cache_path = folder
-        cache._cache_file = verified(cache._cache_path, impl.filename_base,
-                                     cache._cache_file._source_stamp)
+        stamp = _with_package(cache._cache_file._source_stamp, impl.locator._py_file)
+        cache._cache_file = verified(cache._cache_path, impl.filename_base, stamp)
         cache.__class__ = robust
     except (TypeError, AttributeError):  # pragma: no cover - internal API moved
         from numba.core.caching import NullCache

@@ -109,7 +109,7 @@ def test_a_zero_bias_and_no_bias_give_the_same_bits():
 def test_every_thread_split_gives_the_bits_of_one_pass(threads, monkeypatch):
     monkeypatch.setattr(conv.numba.config, "NUMBA_NUM_THREADS", threads)
     monkeypatch.setattr(conv, "_THREADS", [])  # a pool of this size
-    monkeypatch.setattr(conv, "PARALLEL_MIN", 1)  # split this small case too
+    monkeypatch.setattr(conv, "SPLIT_MIN_NS", 0.0)  # split this small case too
     case = (5, 24, 20, 30, 14, (3, 3), (1, 1), (1, 1))  # 50 units, split inside images
     x, w, b = _data(case, 3)
     out = _out(case)

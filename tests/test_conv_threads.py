@@ -1,5 +1,6 @@
 """The pooling and im2col/col2im kernels split their image planes across threads above
-PARALLEL_MIN elements (kernels.cpu.conv._run): every split gives the bits of one pass."""
+SPLIT_MIN_NS of estimated work (kernels.cpu.conv._run): every split gives the bits of one
+pass."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,7 @@ def test_split_planes_give_the_bits_of_one_pass(window, threads, monkeypatch):
     x = rng.standard_normal((9, 7, 48, 46)).astype(np.float32)
     x[0, 0, :2, :2] = np.nan
     oh, ow = (48 + 2 * ph - kh) // sh + 1, (46 + 2 * pw - kw) // sw + 1
-    assert x.size >= conv.PARALLEL_MIN
+    monkeypatch.setattr(conv, "SPLIT_MIN_NS", 0.0)  # (every call split)
     planes = 9 * 7
     col = np.full((9, 7 * kh * kw, oh * ow), np.nan, np.float32)
     conv.im2col(x, col, kh, kw, sh, sw, ph, pw)
@@ -39,13 +40,14 @@ def test_split_planes_give_the_bits_of_one_pass(window, threads, monkeypatch):
     if ph * 2 <= kh and pw * 2 <= kw:  # (a pool's padding is at most half its window)
         y, ref_y = np.empty((9, 7, oh, ow), np.float32), np.empty((9, 7, oh, ow), np.float32)
         conv.max_pool2d(x, y, kh, kw, sh, sw, ph, pw)
-        _one_pass(conv._MAX_POOL, planes, x, ref_y, kh, kw, sh, sw, ph, pw)
+        _one_pass(conv._MAX_POOL, planes, x, ref_y, x.ravel(), ref_y.ravel(),
+                  kh, kw, sh, sw, ph, pw)
         np.testing.assert_array_equal(y, ref_y)
         gy = rng.standard_normal(y.shape).astype(np.float32)
         gx, ref_gx = np.empty_like(x), np.empty_like(x)
         conv.max_pool2d_grad(x, gy, gx, kh, kw, sh, sw, ph, pw)
-        _one_pass(conv._MAX_POOL_GRAD, planes, x, gy, ref_gx, conv._bits(gy),
-                  conv._bits(ref_gx), kh, kw, sh, sw, ph, pw)
+        _one_pass(conv._MAX_POOL_GRAD, planes, x, gy, ref_gx, x.ravel(), gy.ravel(),
+                  ref_gx.ravel(), conv._bits(gy), conv._bits(ref_gx), kh, kw, sh, sw, ph, pw)
         np.testing.assert_array_equal(gx, ref_gx)
         conv.avg_pool2d_grad(gy, gx, kh, kw, sh, sw, ph, pw)
         _one_pass(conv._AVG_POOL_GRAD, planes, gy, ref_gx, kh, kw, sh, sw, ph, pw)

@@ -366,3 +366,40 @@ def test_corrupt_numba_data_with_intact_index_is_a_miss(cache_env, tmp_path):
     out = np.empty_like(x)
     assert kc.warm(fn, x, out)["status"] == "compiled"
     np.testing.assert_allclose(out, np.exp(x.astype(np.float64) * 0.5), rtol=1e-6)
+
+
+def test_hand_written_kernels_recompile_when_a_sibling_module_changes(tmp_path):
+    """A cached kernel has its helpers' code compiled in (conv.py: tile.py's intrinsics,
+    gemm_call.py's helpers): stamp_package makes an edit of any module of its package a
+    cache miss, where Numba's own stamp (the kernel's file alone) kept loading old code."""
+    pkg = tmp_path / "graphc_stamp_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helper.py").write_text("from numba import njit\n\n\n@njit(cache=True)\n"
+                                   "def value():\n    return 1.0\n")
+    (pkg / "kern.py").write_text(textwrap.dedent("""
+        import sys
+        from numba import njit
+        from graphc.kernels import cache as kc
+        from graphc_stamp_pkg.helper import value
+
+        @njit(cache=True)
+        def kern():
+            return value() + 1.0
+
+        kc.stamp_package(sys.modules[__name__])
+        """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
+               NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    script = "from graphc_stamp_pkg.kern import kern; print(kern())"
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, timeout=240, check=True)
+        return float(out.stdout.split()[-1])
+
+    assert run() == 2.0
+    assert run() == 2.0  # (from the cache)
+    (pkg / "helper.py").write_text("from numba import njit\n\n\n@njit(cache=True)\n"
+                                   "def value():\n    return 10.0\n")
+    assert run() == 11.0

@@ -9,8 +9,9 @@ Images are NCHW and C-contiguous; a column matrix is (N, C*KH*KW, OH*OW), rows i
 pad ph, pw) are ints from the node's attributes.
 
 Loop orders, and why:
-- Every pass over images splits the N*C planes across threads (`_run`: the GIL-free serial
-  loops over a range of planes, one range per thread), not N alone: each plane's work (one
+- Every pass over images large enough to pay for a thread hand-off (SPLIT_MIN_NS) splits
+  the N*C planes across threads (`_run`: the GIL-free serial loops over a range of planes,
+  one range per thread), not N alone: each plane's work (one
   input plane, the KH*KW column rows or the output plane it owns) is independent of the
   others, and a batch of 1 or 2 with many channels still fills both cores. Writes never
   cross planes, so no two threads touch one element.
@@ -34,11 +35,14 @@ Loop orders, and why:
 """
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager, nullcontext
 
 import numba
 import numpy as np
+from graphc.kernels import cache as _cache
 from graphc.kernels.cpu.gemm_call import ALL_THREADS, gemm_address, gemm_k_chunk, gemm_threads
+from graphc.kernels.cpu.pool_lanes import max_2x2_4, max_2x2_8, max_2x2_grad_4, max_2x2_grad_8
 from graphc.kernels.cpu.tile import (
     MR,
     NR,
@@ -70,7 +74,17 @@ def _out_size(size, kernel, stride, pad):
 
 
 # --- serial and parallel variants -----------------------------------------------------------------
-PARALLEL_MIN = 1 << 17  # elements from which the prange variant pays (as the fused kernels)
+# When a kernel's planes are split across threads (`_run`): from SPLIT_MIN_NS of estimated
+# single-thread time, the units of a call's work times its kernel's NS_PER_UNIT (column
+# entries for im2col and col2im, input elements for pooling, multiply-adds for the implicit
+# convolution). Both measured by `python -m benchmarks.split_crossover` on Zen 3, 2 cores,
+# 2026-12-02: a hand-off to a worker thread took 0.1-0.4 ms there (waking an idle vCPU),
+# and splitting was faster at every size from 0.8 ms of one thread's work. (The implicit
+# convolution's cost is its tile's rate, ~30 G multiply-adds a second.)
+SPLIT_MIN_NS = 0.8e6
+NS_PER_UNIT = {"im2col": 0.41, "col2im": 0.38, "max_pool": 0.34, "max_pool_grad": 0.53,
+               "max_pool_select": 3.1, "avg_pool": 3.4, "avg_pool_grad": 3.3,
+               "implicit": 0.033}
 
 
 def _variants(loops):
@@ -94,13 +108,14 @@ def _pool(workers: int):
     return _THREADS[0]
 
 
-def _run(kernel, work: int, planes: int, *args) -> None:
-    """kernel(*args, lo, hi) over planes [0, planes): in one call below PARALLEL_MIN
-    elements of work (a thread hand-off costs ~10-30 µs, more than a small pool or column
-    copy), else split into equal ranges, one per thread (Numba's thread count), the caller
-    doing the first. Planes are independent, so the result does not depend on the split."""
+def _run(kernel, cost: str, units: int, planes: int, *args) -> None:
+    """kernel(*args, lo, hi) over planes [0, planes): in one call below SPLIT_MIN_NS of
+    estimated work (units * NS_PER_UNIT[cost]: a thread hand-off costs more than a small
+    pool or column copy), else split into equal ranges, one per thread (Numba's thread
+    count), the caller doing the first. Planes are independent, so the result does not
+    depend on the split."""
     threads = max(1, int(numba.config.NUMBA_NUM_THREADS))
-    parts = min(threads, planes) if work >= PARALLEL_MIN else 1
+    parts = min(threads, planes) if units * NS_PER_UNIT[cost] >= SPLIT_MIN_NS else 1
     if parts <= 1:
         kernel(*args, 0, planes)
         return
@@ -179,7 +194,7 @@ _IM2COL = _variants(_im2col_loops)
 def im2col(x, col, kh, kw, sh, sw, ph, pw):
     """col[n, (c*kh + i)*kw + j, oh*OW + ow] = x[n, c, oh*sh + i - ph, ow*sw + j - pw], zero
     where that falls in the padding."""
-    _run(_IM2COL, col.size, _planes(x), x, col, kh, kw, sh, sw, ph, pw)
+    _run(_IM2COL, "im2col", col.size, _planes(x), x, col, kh, kw, sh, sw, ph, pw)
 
 
 def _col2im_loops(col, x, kh, kw, sh, sw, ph, pw, lo, hi):
@@ -215,7 +230,7 @@ _COL2IM = _variants(_col2im_loops)
 def col2im(col, x, kh, kw, sh, sw, ph, pw):
     """im2col's adjoint: x[n, c] = 0, then every column entry added back where im2col took
     it from (overlapping windows add up; padding entries are dropped)."""
-    _run(_COL2IM, col.size, _planes(x), col, x, kh, kw, sh, sw, ph, pw)
+    _run(_COL2IM, "col2im", col.size, _planes(x), col, x, kh, kw, sh, sw, ph, pw)
 
 
 # --- the products: one GEMM per image through graphc's OpenBLAS --------------------------------
@@ -569,10 +584,8 @@ def _implicit(x, w, out, bias, relu: int, kh, kw, sh, sw, ph, pw) -> None:
     out = out.reshape((x.shape[0], oc, oh, ow))  # (N, OC, OH*OW) without an epilogue
     pixels = oh * ow
     units = x.shape[0] * ((pixels + NB * NR - 1) // (NB * NR))
-    # both threads from 2^24 multiply-adds (~0.3 ms on one thread), where the thread
-    # hand-off (0.1-0.4 ms on this VM) stops mattering: LeNet's first layer (7M) ran 0.56 ms
-    # on one thread and 0.94 ms split
-    _run(_IMPLICIT, out.size * w2.shape[1] >> 7, units, x, wp, bp, relu, out,
+    # (LeNet's first layer, 7M multiply-adds, ran 0.56 ms on one thread and 0.94 ms split)
+    _run(_IMPLICIT, "implicit", out.size * w2.shape[1], units, x, wp, bp, relu, out,
          kh, kw, sh, sw, ph, pw)
 
 
@@ -658,15 +671,62 @@ def _pool_2x2(kh, kw, sh, sw, ph, pw):
     return kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
 
 
-def _max_pool_loops(x, out, kh, kw, sh, sw, ph, pw, lo, hi):
+@numba.njit(**_INLINE)
+def _lanes_2x2(xf, ow_n):
+    """Windows per vector step of a 2x2 pooling row of ow_n windows (pool_lanes): 32 bytes
+    of each input row a step (8 float32 or 4 float64 windows; 16 float64 ones measured
+    slower than the scalar loop's forward pass), 4 for float32 rows of 4-7 windows, 0 (the
+    scalar loop) for rows too narrow for one step. A row's last step is moved back to end
+    at its last window, redoing a few windows with the same result, rather than ending in
+    a scalar tail: that tail's selects, branches in Numba's code, mispredict on real data."""
+    step = 32 // xf.itemsize
+    if ow_n >= step:
+        return step
+    return 4 if ow_n >= 4 else 0
+
+
+@numba.njit(**_INLINE)
+def _max_row_2x2(xf, x0, x1, of, o0, ow_n, step):
+    """of[o0 + j] = the selected element of window j < ow_n of the row pair at xf[x0], xf[x1]."""
+    last = ow_n - step
+    for j in range(0, last + step, step):
+        j = min(j, last)
+        if step == 8:
+            max_2x2_8(xf, x0 + 2 * j, x1 + 2 * j, of, o0 + j)
+        else:
+            max_2x2_4(xf, x0 + 2 * j, x1 + 2 * j, of, o0 + j)
+
+
+@numba.njit(**_INLINE)
+def _grad_row_2x2(xf, x0, x1, gf, g0, df, ow_n, step):
+    """The gradient of the row pair at xf[x0], xf[x1] (windows j < ow_n): df at the same
+    offsets gets gf[g0 + j] at each window's selected element, +0.0 elsewhere."""
+    last = ow_n - step
+    for j in range(0, last + step, step):
+        j = min(j, last)
+        a, b = x0 + 2 * j, x1 + 2 * j
+        if step == 8:
+            max_2x2_grad_8(xf, a, b, gf, g0 + j, df, a, b)
+        else:
+            max_2x2_grad_4(xf, a, b, gf, g0 + j, df, a, b)
+
+
+def _max_pool_loops(x, out, xf, of, kh, kw, sh, sw, ph, pw, lo, hi):
+    """(xf, of: flat views of x and out, for the 2x2 pass's vector steps)"""
     _, chans, oh_n, ow_n = out.shape
+    height, width = x.shape[2], x.shape[3]
     fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
+    step = _lanes_2x2(xf, ow_n)
     for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
         plane = x[n, c]
         dst = out[n, c]
-        if fast:
+        if fast and step:
+            for oh in range(oh_n):
+                x0 = (nc * height + 2 * oh) * width
+                _max_row_2x2(xf, x0, x0 + width, of, (nc * oh_n + oh) * ow_n, ow_n, step)
+        elif fast:
             for oh in range(oh_n):
                 for ow in range(ow_n):
                     dst[oh, ow] = _max_2x2(plane, 2 * oh, 2 * ow)
@@ -677,16 +737,29 @@ def _max_pool_loops(x, out, kh, kw, sh, sw, ph, pw, lo, hi):
                     dst[oh, ow] = plane[bh, bw]
 
 
-def _max_pool_grad_loops(x, gy, gx, gyi, gxi, kh, kw, sh, sw, ph, pw, lo, hi):
-    """(gyi, gxi: gy and gx viewed as same-width integers, for the 2x2 pass's masks)"""
+def _max_pool_grad_loops(x, gy, gx, xf, gyf, gxf, gyi, gxi, kh, kw, sh, sw, ph, pw, lo, hi):
+    """(xf, gyf, gxf: flat views of x, gy and gx, for the 2x2 pass's vector steps; gyi,
+    gxi: gy and gx viewed as same-width integers, for its scalar masks)"""
     _, chans, oh_n, ow_n = gy.shape
+    height, width = x.shape[2], x.shape[3]
     fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
+    step = _lanes_2x2(xf, ow_n)
     for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
         plane = x[n, c]
         g = gy[n, c]
         dst = gx[n, c]
+        if fast and step:  # every element of the windows written; zero the rest
+            for oh in range(oh_n):
+                x0 = (nc * height + 2 * oh) * width
+                _grad_row_2x2(xf, x0, x0 + width, gyf, (nc * oh_n + oh) * ow_n, gxf, ow_n,
+                              step)
+            if height > 2 * oh_n:
+                dst[2 * oh_n:, :] = 0
+            if width > 2 * ow_n:
+                dst[:, 2 * ow_n:] = 0
+            continue
         dst[:, :] = 0
         if fast:  # disjoint windows: each element gets g's bits or zero bits, by a mask
             gii, dsti = gyi[n, c], gxi[n, c]
@@ -782,9 +855,23 @@ _AVG_POOL = _variants(_avg_pool_loops)
 _AVG_POOL_GRAD = _variants(_avg_pool_grad_loops)
 
 
+def _flat(*arrays):
+    """1-D views of C-contiguous arrays, for the kernels' flat offsets; None if one is not
+    (plans' buffers always are)."""
+    if all(a.flags.c_contiguous for a in arrays):
+        return tuple(a.reshape(-1) for a in arrays)
+    return None
+
+
 def max_pool2d(x, out, kh, kw, sh, sw, ph, pw):
     """out[n, c, oh, ow] = the selected element of window (oh, ow) of x[n, c]."""
-    _run(_MAX_POOL, x.size, _planes(out), x, out, kh, kw, sh, sw, ph, pw)
+    flat = _flat(x, out)
+    if flat is None:  # (a strided view from a direct caller: through contiguous copies)
+        dense = np.empty(out.shape, out.dtype)
+        max_pool2d(np.ascontiguousarray(x), dense, kh, kw, sh, sw, ph, pw)
+        out[...] = dense
+        return
+    _run(_MAX_POOL, "max_pool", x.size, _planes(out), x, out, *flat, kh, kw, sh, sw, ph, pw)
 
 
 def _bits(a):
@@ -797,24 +884,33 @@ _BITS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 
 def max_pool2d_grad(x, gy, gx, kh, kw, sh, sw, ph, pw):
     """gx = 0, then gy[n, c, oh, ow] added at the selected element of each window of x."""
-    _run(_MAX_POOL_GRAD, x.size, _planes(gy), x, gy, gx, _bits(gy), _bits(gx), kh, kw, sh, sw, ph, pw)
+    flat = _flat(x, gy, gx)
+    if flat is None:  # (a strided view from a direct caller: through contiguous copies)
+        dense = np.empty(gx.shape, gx.dtype)
+        max_pool2d_grad(np.ascontiguousarray(x), np.ascontiguousarray(gy), dense,
+                        kh, kw, sh, sw, ph, pw)
+        gx[...] = dense
+        return
+    _run(_MAX_POOL_GRAD, "max_pool_grad", x.size, _planes(gy), x, gy, gx, *flat, _bits(gy),
+         _bits(gx), kh, kw, sh, sw, ph, pw)
 
 
 def max_pool2d_select(x, v, out, kh, kw, sh, sw, ph, pw):
     """out[n, c, oh, ow] = v[n, c] at the selected element of window (oh, ow) of x[n, c]."""
-    _run(_MAX_POOL_SELECT, x.size, _planes(out), x, v, out, _bits(v), _bits(out), kh, kw, sh, sw, ph, pw)
+    _run(_MAX_POOL_SELECT, "max_pool_select", x.size, _planes(out), x, v, out, _bits(v),
+         _bits(out), kh, kw, sh, sw, ph, pw)
 
 
 def avg_pool2d(x, out, kh, kw, sh, sw, ph, pw):
     """out[n, c, oh, ow] = (sum of the window's input elements) / (kh*kw): padding counts
     as zeros. The sum is taken in float64, in row-major window order."""
-    _run(_AVG_POOL, x.size, _planes(out), x, out, kh, kw, sh, sw, ph, pw)
+    _run(_AVG_POOL, "avg_pool", x.size, _planes(out), x, out, kh, kw, sh, sw, ph, pw)
 
 
 def avg_pool2d_grad(gy, gx, kh, kw, sh, sw, ph, pw):
     """avg_pool2d's adjoint: gx = 0, then gy[n, c, oh, ow] / (kh*kw) added over each
     window's input elements."""
-    _run(_AVG_POOL_GRAD, gx.size, _planes(gy), gy, gx, kh, kw, sh, sw, ph, pw)
+    _run(_AVG_POOL_GRAD, "avg_pool_grad", gx.size, _planes(gy), gy, gx, kh, kw, sh, sw, ph, pw)
 
 
 # what warm() (graphc.kernels.cache) compiles or loads when it is handed one of the Python
@@ -829,3 +925,6 @@ conv2d_implicit.kernels = conv2d_implicit_bias.kernels = \
 max_pool2d.kernels, max_pool2d_grad.kernels = (_MAX_POOL,), (_MAX_POOL_GRAD,)
 max_pool2d_select.kernels = (_MAX_POOL_SELECT,)
 avg_pool2d.kernels, avg_pool2d_grad.kernels = (_AVG_POOL,), (_AVG_POOL_GRAD,)
+
+
+_cache.stamp_package(sys.modules[__name__])  # (see there: the package in every kernel's stamp)

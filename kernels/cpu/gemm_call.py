@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import sys
 
 import numpy as np
+from graphc.kernels import cache as _cache
 from llvmlite import ir
 from numba import njit, types
 from numba.core.errors import TypingError
@@ -273,3 +275,6 @@ def gemm_k_chunk() -> int:
         return 0 if blas is None else int(blas.info()["k_chunk"])
     except Exception:  # noqa: BLE001 - as gemm_address: no OpenBLAS, nothing to split
         return 0
+
+
+_cache.stamp_package(sys.modules[__name__])  # (see there: the package in every kernel's stamp)

@@ -7,8 +7,11 @@ ValueError naming the op and the user's line, so no Numba traceback reaches the 
 """
 from __future__ import annotations
 
+import sys
+
 import numba
 import numpy as np
+from graphc.kernels import cache as _cache
 from graphc.kernels.mathlib import fexp32
 from numba import types
 from numba.extending import overload
@@ -322,3 +325,6 @@ def acc_tt(a, b, out, alpha, beta):
 
 
 ACC_KERNELS = {"nn": acc_nn, "nt": acc_nt, "tn": acc_tn, "tt": acc_tt}
+
+
+_cache.stamp_package(sys.modules[__name__])  # (see there: the package in every kernel's stamp)

@@ -1,0 +1,125 @@
+"""`python -m benchmarks.split_crossover`: from how much work the convolution and pooling
+kernels pay for splitting their image planes across threads.
+
+kernels/cpu/conv.py `_run` runs a kernel on the caller's thread alone, or splits its planes
+between the caller and graphc's worker threads. The split costs a hand-off: waking a worker
+on another core and waiting for it, 0.1-0.4 ms on this project's 2-core VMs, ~10-30 µs on an
+idle desktop. So `_run` estimates each call's single-thread time (units of work times the
+kernel's cost per unit, conv.NS_PER_UNIT) and splits from conv.SPLIT_MIN_NS.
+
+For each kernel over a sweep of batch sizes (LeNet-sized planes), this times one thread and
+the split side by side (alternating, median of rounds: the hand-off's cost is its typical
+one, not its best), prints both, each kernel's measured cost per unit, and the smallest
+single-thread time from which the split is faster at every larger size measured.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from .crossover import write_json
+
+BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CHANNELS, SIZE = 16, 28  # LeNet's first pooled layer
+
+
+def _cases(n: int):
+    """name -> (call, units of work as conv.py counts them, cost key)."""
+    from graphc.kernels.cpu import conv
+
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, CHANNELS, SIZE, SIZE)).astype(np.float32)
+    y = np.empty((n, CHANNELS, SIZE // 2, SIZE // 2), np.float32)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    gx = np.empty_like(x)
+    col = np.empty((n, CHANNELS * 9, SIZE * SIZE), np.float32)
+    pool = (2, 2, 2, 2, 0, 0)
+    same = (3, 3, 1, 1, 1, 1)
+    return {
+        "im2col": (lambda: conv.im2col(x, col, *same), col.size),
+        "col2im": (lambda: conv.col2im(col, gx, *same), col.size),
+        "max_pool": (lambda: conv.max_pool2d(x, y, *pool), x.size),
+        "max_pool_grad": (lambda: conv.max_pool2d_grad(x, gy, gx, *pool), x.size),
+        "max_pool_select": (lambda: conv.max_pool2d_select(x, gx, y, *pool), x.size),
+        "avg_pool": (lambda: conv.avg_pool2d(x, y, *pool), x.size),
+        "avg_pool_grad": (lambda: conv.avg_pool2d_grad(gy, gx, *pool), x.size),
+    }
+
+
+def _median(fn, reps: int) -> float:
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def measure(batches=BATCHES, reps: int = 15) -> list:
+    from graphc.kernels.cpu import conv
+
+    saved = conv.SPLIT_MIN_NS
+    rows = []
+    try:
+        for n in batches:
+            for name, (call, units) in _cases(n).items():
+                one = split = 0.0
+                call()
+                for _ in range(3):  # alternating, so that a slow spell hits both
+                    conv.SPLIT_MIN_NS = float("inf")
+                    one += _median(call, reps) / 3
+                    conv.SPLIT_MIN_NS = 0.0
+                    split += _median(call, reps) / 3
+                rows.append({"kernel": name, "batch": n, "units": units, "one_thread_s": one,
+                             "split_s": split, "ns_per_unit": one * 1e9 / units,
+                             "speedup": one / split})
+    finally:
+        conv.SPLIT_MIN_NS = saved
+    return rows
+
+
+def costs(rows: list) -> dict:
+    """Each kernel's single-thread ns per unit: the median over its sizes from 1M units
+    (smaller calls are dominated by per-call overhead), or over all if none is that big."""
+    out = {}
+    for name in dict.fromkeys(r["kernel"] for r in rows):
+        mine = [r for r in rows if r["kernel"] == name]
+        big = [r["ns_per_unit"] for r in mine if r["units"] >= 1 << 20]
+        out[name] = float(np.median(big or [r["ns_per_unit"] for r in mine]))
+    return out
+
+
+def crossover(rows: list) -> float | None:
+    """The smallest single-thread time (ns) from which the split is faster at every row
+    measured of every kernel."""
+    for t in sorted(r["one_thread_s"] * 1e9 for r in rows):
+        if all(r["speedup"] > 1 for r in rows if r["one_thread_s"] * 1e9 >= t):
+            return t
+    return None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.split_crossover", description=__doc__)
+    p.add_argument("--json", default=None, help="write every measurement here")
+    args = p.parse_args(argv)
+    from graphc.kernels.cpu import conv
+
+    rows = measure()
+    print("kernel            batch     units   one thread ms   split ms  speedup  ns/unit")
+    for r in rows:
+        print(f"{r['kernel']:16s} {r['batch']:6d} {r['units']:9d} {r['one_thread_s'] * 1e3:15.3f}"
+              f" {r['split_s'] * 1e3:10.3f} {r['speedup']:7.2f}x {r['ns_per_unit']:8.3f}")
+    print("ns per unit on one thread (conv.NS_PER_UNIT):",
+          {k: round(v, 3) for k, v in costs(rows).items()})
+    t = crossover(rows)
+    print("split faster at every size from one thread's",
+          "(never)" if t is None else f"{t / 1e6:.2f} ms", f"(conv.SPLIT_MIN_NS: "
+          f"{conv.SPLIT_MIN_NS / 1e6:.2f} ms)")
+    return write_json(args.json, rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

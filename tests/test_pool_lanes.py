@@ -1,0 +1,100 @@
+"""Max pooling's 2x2 windows (stride 2, no padding) run in vector steps (kernels/cpu/
+pool_lanes.py, conv._lanes_2x2): every row width, both float types, and the selection rule
+(the first maximum in row-major order, or the last NaN; PyTorch's) against a NumPy
+reference, bit for bit."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from graphc.kernels.cpu import conv
+
+
+def _choice(x):
+    """Index 0-3 of each 2x2 window's selected element (a, b, c, d in row-major order)."""
+    n, c, h, w = x.shape
+    oh, ow = h // 2, w // 2
+    win = x[:, :, :2 * oh, :2 * ow].reshape(n, c, oh, 2, ow, 2).transpose(0, 1, 2, 4, 3, 5)
+    win = win.reshape(n, c, oh, ow, 4)
+    nan = np.isnan(win)
+    last_nan = 3 - np.argmax(nan[..., ::-1], axis=-1)
+    first_max = np.argmax(np.where(nan, -np.inf, win), axis=-1)
+    return np.where(nan.any(axis=-1), last_nan, first_max), win
+
+
+def _reference(x, gy):
+    idx, win = _choice(x)
+    y = np.take_along_axis(win, idx[..., None], axis=-1)[..., 0]
+    n, c, oh, ow = gy.shape
+    onehot = np.arange(4) == idx[..., None]
+    g4 = np.where(onehot, gy[..., None], np.zeros((), gy.dtype))  # (bits of gy or +0.0)
+    gx = np.zeros_like(x)
+    gx[:, :, :2 * oh, :2 * ow] = g4.reshape(n, c, oh, ow, 2, 2).transpose(
+        0, 1, 2, 4, 3, 5).reshape(n, c, 2 * oh, 2 * ow)
+    return y, gx
+
+
+def _hostile(rng, shape, dtype):
+    """Ties (small integers), NaN, +-inf, -0.0 next to +0.0."""
+    x = rng.integers(-3, 4, shape).astype(dtype)
+    flat = x.reshape(-1)
+    for value in (np.nan, np.inf, -np.inf, -0.0, 0.0):
+        flat[rng.integers(0, flat.size, max(1, flat.size // 16))] = value
+    return x
+
+
+def _bits(a):
+    return a.view(np.uint8)
+
+
+# input widths giving rows of 1-3 windows (scalar), 4-7 (4-window steps, float32), and
+# 8+ (whole steps, or a last step moved back), odd widths and heights (a column or row no
+# window reads, which must come out zero)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [2, 5, 6, 8, 9, 11, 14, 16, 17, 18, 30, 33, 34])
+def test_2x2_pooling_selects_and_routes_gradients_as_the_reference(dtype, width):
+    rng = np.random.default_rng(width)
+    height = 7 if width % 2 else 6
+    x = _hostile(rng, (3, 2, height, width), dtype)
+    gy = rng.standard_normal((3, 2, height // 2, width // 2)).astype(dtype)
+    gy.reshape(-1)[::5] = -0.0
+    ref_y, ref_gx = _reference(x, gy)
+    y = np.full_like(ref_y, 7)
+    conv.max_pool2d(x, y, 2, 2, 2, 2, 0, 0)
+    np.testing.assert_array_equal(_bits(y), _bits(ref_y))
+    gx = np.full_like(x, 7)
+    conv.max_pool2d_grad(x, gy, gx, 2, 2, 2, 2, 0, 0)
+    np.testing.assert_array_equal(_bits(gx), _bits(ref_gx))
+
+
+def test_random_data_matches_the_reference_at_lenets_sizes():
+    rng = np.random.default_rng(3)
+    for shape in [(4, 16, 28, 28), (4, 32, 14, 14)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        gy = rng.standard_normal((shape[0], shape[1], shape[2] // 2, shape[3] // 2))
+        gy = gy.astype(np.float32)
+        ref_y, ref_gx = _reference(x, gy)
+        y, gx = np.empty_like(ref_y), np.empty_like(x)
+        conv.max_pool2d(x, y, 2, 2, 2, 2, 0, 0)
+        conv.max_pool2d_grad(x, gy, gx, 2, 2, 2, 2, 0, 0)
+        np.testing.assert_array_equal(y, ref_y)
+        np.testing.assert_array_equal(gx, ref_gx)
+
+
+def test_strided_views_are_pooled_through_contiguous_copies():
+    """The vector steps use flat offsets: a direct caller's strided view (no plan passes
+    one) gets the same results, written into the view itself."""
+    rng = np.random.default_rng(5)
+    base = _hostile(rng, (2, 3, 12, 20), np.float32)
+    x = base[:, :, :, ::2]  # (2, 3, 12, 10), not contiguous
+    gy = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    ref_y, ref_gx = _reference(np.ascontiguousarray(x), gy)
+    y_base = np.zeros((2, 3, 6, 10), np.float32)
+    y = y_base[:, :, :, ::2]
+    conv.max_pool2d(x, y, 2, 2, 2, 2, 0, 0)
+    np.testing.assert_array_equal(_bits(np.ascontiguousarray(y)), _bits(ref_y))
+    assert not y_base[:, :, :, 1::2].any()  # (the view's gaps untouched)
+    gx_base = np.zeros((2, 3, 12, 20), np.float32)
+    gx = gx_base[:, :, :, ::2]
+    conv.max_pool2d_grad(x, gy[:, :, :, ::-1][:, :, :, ::-1], gx, 2, 2, 2, 2, 0, 0)
+    np.testing.assert_array_equal(_bits(np.ascontiguousarray(gx)), _bits(ref_gx))
+    assert not gx_base[:, :, :, 1::2].any()
