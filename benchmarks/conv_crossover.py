@@ -9,6 +9,9 @@ packs the columns straight from the image into register-tile panels
 (stride 1, pad kernel//2) it times both the way the runner calls them (min of rounds, the two
 alternating), prints each ratio with K = C*KH*KW, and the smallest K from which the
 implicit kernel wins at every shape measured: graphc.plan.implicit.MIN_K is read from it.
+Below that K it prints the smallest batch from which the implicit kernel wins at every
+shape measured: kernels/cpu/conv.py IMPLICIT_MIN_BATCH, where a plan's `conv2d_by_batch`
+step switches to it.
 """
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ GRID = [
     (1, 3, 16, 224, 3), (1, 3, 64, 224, 3), (64, 4, 16, 28, 3), (64, 6, 32, 14, 3),
     (64, 16, 32, 14, 3), (1, 16, 32, 14, 3), (32, 32, 32, 16, 3), (8, 64, 64, 64, 3),
     (1, 64, 64, 56, 3), (4, 128, 128, 32, 3), (16, 3, 32, 32, 5), (8, 64, 64, 16, 1),
-]
+] + [  # below K = 27, the batches between
+    (n, c, 16, 28, k) for c, k in ((1, 2), (1, 3), (2, 3)) for n in (2, 4, 8, 16)]
 
 
 def _columns(x, w, b, out, col, window):
@@ -74,6 +78,16 @@ def crossover(rows: list) -> int | None:
     return None
 
 
+def min_batch(rows: list, below_k: int) -> int | None:
+    """The smallest batch from which the implicit kernel is faster at every row measured
+    with K < below_k."""
+    small = [r for r in rows if r["k"] < below_k]
+    for n in sorted({r["batch"] for r in small}):
+        if all(r["speedup"] > 1 for r in small if r["batch"] >= n):
+            return n
+    return None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.conv_crossover", description=__doc__)
     p.add_argument("--json", default=None, help="write every measurement here")
@@ -84,7 +98,10 @@ def main(argv=None) -> int:
         print(f"{r['batch']:5d} {r['c']:4d} {r['oc']:4d} {r['size']:5d} {r['kernel']:4d}x"
               f"{r['kernel']:<2d} {r['k']:5d} {r['im2col_gemm_s'] * 1e3:14.3f} "
               f"{r['implicit_s'] * 1e3:12.3f} {r['speedup']:8.2f}x")
-    print(f"implicit faster at every shape from K = {crossover(rows)}")
+    k = crossover(rows)
+    print(f"implicit faster at every shape from K = {k}")
+    if k is not None:
+        print(f"below K = {k}, implicit faster at every shape from batch {min_batch(rows, k)}")
     return write_json(args.json, rows)
 
 

@@ -7,8 +7,8 @@ on another core and waiting for it, 0.1-0.4 ms on this project's 2-core VMs, ~10
 idle desktop. So `_run` estimates each call's single-thread time (units of work times the
 kernel's cost per unit, conv.NS_PER_UNIT) and splits from conv.SPLIT_MIN_NS.
 
-For each kernel over a sweep of batch sizes (LeNet-sized planes), this times one thread and
-the split side by side (alternating, median of rounds: the hand-off's cost is its typical
+For each kernel over a sweep of batch sizes (LeNet-sized planes; products of its second
+layer), this times one thread and the split side by side (alternating, median of rounds: the hand-off's cost is its typical
 one, not its best), prints both, each kernel's measured cost per unit, and the smallest
 single-thread time from which the split is faster at every larger size measured.
 """
@@ -23,11 +23,13 @@ import numpy as np
 from .crossover import write_json
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-CHANNELS, SIZE = 16, 28  # LeNet's first pooled layer
+MAX_WORK = 1 << 38  # (batch x units: leaves the largest products out, ~2 s a round)
+CHANNELS, SIZE = 16, 28  # LeNet's first pooled layer (and a 3x3 convolution of it)
+OUT_CHANNELS = 32
 
 
 def _cases(n: int):
-    """name -> (call, units of work as conv.py counts them, cost key)."""
+    """NS_PER_UNIT key -> (call, units of work as conv.py counts them)."""
     from graphc.kernels.cpu import conv
 
     rng = np.random.default_rng(n)
@@ -35,10 +37,19 @@ def _cases(n: int):
     y = np.empty((n, CHANNELS, SIZE // 2, SIZE // 2), np.float32)
     gy = rng.standard_normal(y.shape).astype(np.float32)
     gx = np.empty_like(x)
-    col = np.empty((n, CHANNELS * 9, SIZE * SIZE), np.float32)
+    col = rng.standard_normal((n, CHANNELS * 9, SIZE * SIZE)).astype(np.float32)
+    w = rng.standard_normal((OUT_CHANNELS, CHANNELS * 9)).astype(np.float32)
+    b = rng.standard_normal(OUT_CHANNELS).astype(np.float32)
+    out = np.empty((n, OUT_CHANNELS, SIZE, SIZE), np.float32)
+    g = rng.standard_normal(out.shape).astype(np.float32).reshape(n, OUT_CHANNELS, -1)
+    gw = np.empty_like(w)
     pool = (2, 2, 2, 2, 0, 0)
     same = (3, 3, 1, 1, 1, 1)
+    macs = out.size * w.shape[1]
     return {
+        "products": (lambda: conv.matmul_shared_bias_relu(w, col, out, b), macs),
+        "summed_products": (lambda: conv.matmul_batch_sum(g, col, gw), macs),
+        "implicit": (lambda: conv.conv2d_implicit_bias_relu(x, w, out, b, *same), macs),
         "im2col": (lambda: conv.im2col(x, col, *same), col.size),
         "col2im": (lambda: conv.col2im(col, gx, *same), col.size),
         "max_pool": (lambda: conv.max_pool2d(x, y, *pool), x.size),
@@ -66,6 +77,8 @@ def measure(batches=BATCHES, reps: int = 15) -> list:
     try:
         for n in batches:
             for name, (call, units) in _cases(n).items():
+                if n * units > MAX_WORK:
+                    continue
                 one = split = 0.0
                 call()
                 for _ in range(3):  # alternating, so that a slow spell hits both

@@ -647,10 +647,16 @@ def _package_stamp(py_file: str) -> tuple:
     return stamp
 
 
-def _with_package(stamp, py_file: str) -> tuple:
+def _with_package(stamp, py_file: str, anywhere: bool = False):
+    """A hand-written kernel's stamp with its package's (graphc.kernels' modules, or any
+    module when `anywhere`: stamp_package); any other (a generated kernel, whose cache key
+    already holds its helper modules' source) as it was."""
     if isinstance(stamp, tuple) and stamp[:1] == (_PACKAGE_TAG,):
         return stamp
-    return (_PACKAGE_TAG, stamp, _package_stamp(py_file))
+    path = os.path.abspath(py_file)
+    if not anywhere and os.path.commonpath([path, _KERNELS_ROOT]) != _KERNELS_ROOT:
+        return stamp
+    return (_PACKAGE_TAG, stamp, _package_stamp(path))
 
 
 def stamp_package(mod) -> None:
@@ -660,8 +666,8 @@ def stamp_package(mod) -> None:
     for disp in _dispatchers(mod):
         try:
             cache_file = disp._cache._cache_file
-            cache_file._source_stamp = _with_package(cache_file._source_stamp,
-                                                     disp._cache._impl.locator._py_file)
+            cache_file._source_stamp = _with_package(
+                cache_file._source_stamp, disp._cache._impl.locator._py_file, anywhere=True)
         except AttributeError:  # pragma: no cover - internal API moved
             continue
 

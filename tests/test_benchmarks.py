@@ -326,19 +326,24 @@ def test_conv_crossover_times_both_ways_and_reads_the_smallest_k_that_wins_every
     assert conv_crossover.crossover(fake) == 27
     assert conv_crossover.crossover([{"k": 9, "speedup": 1.1}, {"k": 64, "speedup": 0.9}]) \
         is None
+    small = [{"k": 9, "batch": 1, "speedup": 0.8}, {"k": 18, "batch": 4, "speedup": 0.9},
+             {"k": 9, "batch": 8, "speedup": 1.1}, {"k": 18, "batch": 64, "speedup": 1.4},
+             {"k": 27, "batch": 1, "speedup": 0.5}]  # (K >= 27: not counted)
+    assert conv_crossover.min_batch(small, 27) == 8
 
 
 def test_split_crossover_times_one_thread_and_the_split_and_reads_the_threshold():
-    from benchmarks import split_crossover
     from graphc.kernels.cpu import conv
+
+    from benchmarks import split_crossover
 
     saved = conv.SPLIT_MIN_NS
     rows = split_crossover.measure(batches=(1,), reps=1)
     assert conv.SPLIT_MIN_NS == saved  # (restored)
-    assert {r["kernel"] for r in rows} == set(conv.NS_PER_UNIT) - {"implicit"}
+    assert {r["kernel"] for r in rows} == set(conv.NS_PER_UNIT)
     assert all(r["one_thread_s"] > 0 and r["split_s"] > 0 and r["units"] > 0 for r in rows)
     costs = split_crossover.costs(rows)
-    assert costs["im2col"] == pytest.approx(rows[0]["ns_per_unit"])
+    assert costs["products"] == pytest.approx(rows[0]["ns_per_unit"])
     fake = [{"one_thread_s": 1e-4, "speedup": 0.5}, {"one_thread_s": 5e-4, "speedup": 1.2},
             {"one_thread_s": 6e-4, "speedup": 0.9}, {"one_thread_s": 8e-4, "speedup": 1.1},
             {"one_thread_s": 3e-3, "speedup": 1.6}]

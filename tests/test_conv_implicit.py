@@ -138,16 +138,51 @@ def _conv_relu(c, dtype="float32"):
 
 
 def test_forward_float32_convolutions_from_min_k_columns_take_it():
+    """From MIN_K the implicit kernel always; below, the step that chooses by the batch
+    (and keeps the column buffer for small batches)."""
     big = MIN_K // 9 + 1  # channels: K = 9*big >= MIN_K
-    for c, expected in ((big, "conv2d_implicit_bias_relu"), (1, "matmul_shared_bias_relu")):
+    for c, expected in ((big, "conv2d_implicit_bias_relu"), (1, "conv2d_by_batch_bias_relu")):
         assert (9 * c >= MIN_K) == (c == big)
         x, _W, _b, y = _conv_relu(c)
         f = gc.compile([x], y)
         assert expected in _kernels(f)
-        assert ("im2col" in _kernels(f)) == (c == 1)
+        assert "im2col" not in _kernels(f)
+        plan = f.executable.plan
+        step = next(s for s in plan.steps if getattr(s, "kernel", "") == expected)
+        col = step.nodes[0].outputs[0]
+        assert any(t is col for t in step.stores) == (c == 1)  # (by batch: its buffer)
         xv = np.random.default_rng(9).standard_normal((3, c, 8, 8)).astype(np.float32)
         np.testing.assert_allclose(f(xv), gc.compile([x], y, backend="numpy")(xv),
                                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("relu", [0, 1])
+def test_below_min_k_the_batch_chooses_the_kernel(relu):
+    """conv2d_by_batch: the bits of im2col + the per-image GEMMs below IMPLICIT_MIN_BATCH
+    images, of the implicit kernel from it (no 64-image K = 18 layer slower than a K = 27
+    one), on a batch either side; the column buffer is written only below."""
+    rng = np.random.default_rng(31)
+    window = (3, 3, 1, 1, 1, 1)
+    w = rng.standard_normal((10, 18)).astype(np.float32)
+    b = rng.standard_normal(10).astype(np.float32)
+    for n in (conv.IMPLICIT_MIN_BATCH - 1, conv.IMPLICIT_MIN_BATCH):
+        x = rng.standard_normal((n, 2, 9, 11)).astype(np.float32)
+        col = np.full((n, 18, 99), np.nan, np.float32)
+        out = np.empty((n, 10, 9, 11), np.float32)
+        (conv.conv2d_by_batch_bias_relu if relu else conv.conv2d_by_batch_bias)(
+            x, w, col, out, b, *window)
+        want = np.empty_like(out)
+        if n < conv.IMPLICIT_MIN_BATCH:
+            ref_col = np.empty_like(col)
+            conv.im2col(x, ref_col, *window)
+            (conv.matmul_shared_bias_relu if relu else conv.matmul_shared_bias)(
+                w, ref_col, want, b)
+            np.testing.assert_array_equal(col, ref_col)
+        else:
+            (conv.conv2d_implicit_bias_relu if relu else conv.conv2d_implicit_bias)(
+                x, w, want, b, *window)
+            assert np.isnan(col).all()  # (not written)
+        np.testing.assert_array_equal(out.view(np.int32), want.view(np.int32))
 
 
 def test_float64_and_training_keep_the_column_matrix():

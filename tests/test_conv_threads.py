@@ -84,3 +84,63 @@ def test_im2col_gives_the_padded_inputs_bits(case):
     col = np.full(want.shape, 7.0, np.float32)  # every element written
     conv.im2col(x, col, kh, kw, sh, sw, ph, pw)
     assert col.tobytes() == want.tobytes()
+
+
+# --- a direct caller's wrong buffers are refused, never read or written out of bounds ---------
+def _bad_calls():
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    col = np.zeros((2, 27, 64), np.float32)
+    w = np.zeros((4, 27), np.float32)
+    out = np.zeros((2, 4, 64), np.float32)
+    w3 = (3, 3, 1, 1, 1, 1)
+    return [
+        ("im2col", lambda: conv.im2col(x, np.zeros((2, 27, 63), np.float32), *w3),
+         "col has shape (2, 27, 63), expected (2, 27, 64)"),
+        ("col2im", lambda: conv.col2im(col, np.zeros((2, 3, 8, 7), np.float32), *w3),
+         "col has shape (2, 27, 64), expected (2, 27, 56)"),
+        ("im2col", lambda: conv.im2col(x, col.astype(np.float64), *w3),
+         "col is float64 but the other arrays are float32"),
+        ("im2col", lambda: conv.im2col(x, np.zeros((2, 27, 128), np.float32)[:, :, ::2], *w3),
+         "col must be C-contiguous"),
+        ("im2col", lambda: conv.im2col(x, col, 3, 3, 0, 1, 1, 1), "stride must be >= 1"),
+        ("im2col", lambda: conv.im2col(x, col, 11, 11, 1, 1, 1, 1),
+         "kernel (11, 11) is larger than x's padded planes (10, 10)"),
+        ("matmul_shared", lambda: conv.matmul_shared(np.zeros((4, 26), np.float32), col, out),
+         "x has 27 rows per image, w's product needs 26"),
+        ("matmul_shared_bias_relu",
+         lambda: conv.matmul_shared_bias_relu(w, col, out, np.zeros(5, np.float32)),
+         "bias has 5 elements, expected 4"),
+        ("matmul_shared_t", lambda: conv.matmul_shared_t(w, out, np.zeros((2, 27, 60),
+                                                                           np.float32)),
+         "out has shape (2, 27, 60), expected (2, 27, 64)"),
+        ("matmul_batch_sum", lambda: conv.matmul_batch_sum(out, col, np.zeros((4, 26),
+                                                                              np.float32)),
+         "out has shape (4, 26), expected (4, 27)"),
+        ("conv2d_implicit", lambda: conv.conv2d_implicit(x, w, np.zeros((2, 4, 8, 7),
+                                                                        np.float32), *w3),
+         "out has shape (2, 4, 8, 7), expected (2, 4, 8, 8)"),
+        ("conv2d_implicit", lambda: conv.conv2d_implicit(x.astype(np.float64), w.astype(
+            np.float64), np.zeros((2, 4, 8, 8)), *w3), "float32 only"),
+        ("max_pool2d", lambda: conv.max_pool2d(x, np.zeros((2, 3, 4, 5), np.float32),
+                                               2, 2, 2, 2, 0, 0),
+         "out has shape (2, 3, 4, 5), expected (2, 3, 4, 4)"),
+        ("max_pool2d_grad", lambda: conv.max_pool2d_grad(
+            x, np.zeros((2, 3, 4, 4), np.float32), np.zeros((2, 3, 8, 9), np.float32),
+            2, 2, 2, 2, 0, 0), "gx has shape (2, 3, 8, 9), expected (2, 3, 8, 8)"),
+        ("avg_pool2d_grad", lambda: conv.avg_pool2d_grad(
+            np.zeros((2, 3, 5, 4), np.float32), x, 2, 2, 2, 2, 0, 0),
+         "gy has shape (2, 3, 5, 4), expected (2, 3, 4, 4)"),
+        ("avg_pool2d", lambda: conv.avg_pool2d(x, np.zeros((2, 3, 5, 5), np.float32),
+                                               2, 2, 1, 1, 2, 2),
+         "pad (2, 2) is more than half the kernel (2, 2)"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_calls())))
+def test_wrong_buffers_are_refused_with_the_kernel_and_shape_named(case):
+    kernel, call, message = _bad_calls()[case]
+    with pytest.raises(ValueError) as err:
+        call()
+    text = str(err.value)
+    assert text.startswith(f"graphc.kernels.cpu.conv.{kernel}: "), text
+    assert message in text, text

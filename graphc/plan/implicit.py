@@ -17,7 +17,12 @@ K 1-1152, bias + ReLU). Its run of 2026-12-01 (Zen 3, 2 threads): 1.24-2.06x fas
 K = 27 (W5's 64-channel layer 1.41x, its 3-channel one 1.51x); below, 0.69x at K = 9 and
 0.99x at K = 18 for a single 28x28 image (a block's copies are worked out per block and
 shared by the batch's images: with one image nothing shares them), 0.96x for a 2x2 kernel,
-and 1.46-1.82x at batch 64. The batch is not known when the plan is made, so K decides.
+and 1.46-1.82x at batch 64.
+
+Below MIN_K the batch decides, and it is not known when the plan is made: the pair becomes
+a `conv2d_by_batch` step instead, which keeps the column buffer and runs the implicit
+kernel from conv.IMPLICIT_MIN_BATCH images, im2col + GEMMs below (K alone had made a
+64-image K = 18 layer 1.3-1.6x slower than a K = 27 one).
 """
 from __future__ import annotations
 
@@ -29,6 +34,11 @@ KERNELS = {  # the product step's kernel -> the implicit kernel that replaces bo
     "matmul_shared": "conv2d_implicit",
     "matmul_shared_bias": "conv2d_implicit_bias",
     "matmul_shared_bias_relu": "conv2d_implicit_bias_relu",
+}
+BY_BATCH = {  # ... and the one that chooses by the batch, below MIN_K
+    "matmul_shared": "conv2d_by_batch",
+    "matmul_shared_bias": "conv2d_by_batch_bias",
+    "matmul_shared_bias_relu": "conv2d_by_batch_bias_relu",
 }
 
 
@@ -49,8 +59,7 @@ def _columns_step(g, step):
     if [u.id for u in g.users.get(col, [])] != [product.id]:
         return None
     x = im2col.inputs[0]
-    if x.dtype != "float32" or w.dtype != "float32" or x.ndim != 4 or \
-            col.shape[1] is None or col.shape[1] < MIN_K:
+    if x.dtype != "float32" or w.dtype != "float32" or x.ndim != 4 or col.shape[1] is None:
         return None
     return source
 
@@ -61,16 +70,24 @@ def fuse_implicit_convolutions(plan):
     g = plan.graph
     replaced: dict = {}
     for step in plan.steps:
-        if not isinstance(step, KernelStep) or step.kernel not in KERNELS or \
-                not has_kernel(KERNELS[step.kernel]):
+        if not isinstance(step, KernelStep) or step.kernel not in KERNELS:
             continue
         source = _columns_step(g, step)
         if source is None:
             continue
         stores = step.stores or tuple(o for n in step.nodes for o in n.outputs)
+        col = source.nodes[0].outputs[0]
+        if col.shape[1] >= MIN_K:
+            kernel = KERNELS[step.kernel]
+            note = "im2col packed into the product's tiles: no column matrix"
+        else:
+            kernel, stores = BY_BATCH[step.kernel], (col,) + stores
+            note = ("im2col packed into the product's tiles from "
+                    "conv.IMPLICIT_MIN_BATCH images, else through the columns")
+        if not has_kernel(kernel):
+            continue
         replaced[source.index] = []
-        replaced[step.index] = [KernelStep(
-            step.index, source.nodes + step.nodes,
-            step.notes + ("im2col packed into the product's tiles: no column matrix",),
-            kernel=KERNELS[step.kernel], stores=stores)]
+        replaced[step.index] = [KernelStep(step.index, source.nodes + step.nodes,
+                                           step.notes + (note,), kernel=kernel,
+                                           stores=stores)]
     return splice(plan, replaced)

@@ -107,6 +107,16 @@ for _binding in [
     Binding("conv2d_implicit_bias_relu", conv.conv2d_implicit_bias_relu,
             (_IN, Arg("in", 0, node=1), Arg("out", 0, node=3), Arg("in", 1, node=2))
             + _WINDOW),
+    # the same below graphc.plan.implicit.MIN_K, choosing by the batch: the column buffer
+    # (im2col's output) is kept for batches the implicit kernel loses on
+    Binding("conv2d_by_batch", conv.conv2d_by_batch,
+            (_IN, Arg("in", 0, node=1), _OUT, Arg("out", 0, node=1)) + _WINDOW),
+    Binding("conv2d_by_batch_bias", conv.conv2d_by_batch_bias,
+            (_IN, Arg("in", 0, node=1), _OUT, Arg("out", 0, node=2), Arg("in", 1, node=2))
+            + _WINDOW),
+    Binding("conv2d_by_batch_bias_relu", conv.conv2d_by_batch_bias_relu,
+            (_IN, Arg("in", 0, node=1), _OUT, Arg("out", 0, node=3), Arg("in", 1, node=2))
+            + _WINDOW),
     Binding("matmul_shared_t", conv.matmul_shared_t, (_IN, Arg("in", 1), _OUT)),
     Binding("matmul_batch_sum", conv.matmul_batch_sum, (_IN, Arg("in", 1), _OUT)),
     Binding("max_pool2d", conv.max_pool2d, (_IN, _OUT) + _WINDOW),

@@ -36,7 +36,7 @@ Loop orders, and why:
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -74,17 +74,24 @@ def _out_size(size, kernel, stride, pad):
 
 
 # --- serial and parallel variants -----------------------------------------------------------------
-# When a kernel's planes are split across threads (`_run`): from SPLIT_MIN_NS of estimated
-# single-thread time, the units of a call's work times its kernel's NS_PER_UNIT (column
-# entries for im2col and col2im, input elements for pooling, multiply-adds for the implicit
-# convolution). Both measured by `python -m benchmarks.split_crossover` on Zen 3, 2 cores,
-# 2026-12-02: a hand-off to a worker thread took 0.1-0.4 ms there (waking an idle vCPU),
-# and splitting was faster at every size from 0.8 ms of one thread's work. (The implicit
-# convolution's cost is its tile's rate, ~30 G multiply-adds a second.)
+# When a kernel's work is split across threads (`_run`, `_image_threads`): from
+# SPLIT_MIN_NS of estimated single-thread time, the units of a call's work times its
+# kernel's NS_PER_UNIT (column entries for im2col and col2im, input elements for pooling,
+# multiply-adds for the products; the implicit convolution adds its packing, priced as
+# im2col). Measured by `python -m benchmarks.split_crossover` on Zen 3, 2 cores, 2026-12-02:
+# a hand-off to a worker thread took 0.1-0.4 ms there (waking an idle vCPU), and splitting
+# was faster at every size from 0.8 ms of one thread's work in one run; in another, from
+# 0.5-1.2 ms for each kernel but the max pools, whose largest (12 MB) passes are bound by
+# memory bandwidth and ran 0.8-0.9x split (and 1.1-1.4x at half that size).
 SPLIT_MIN_NS = 0.8e6
-NS_PER_UNIT = {"im2col": 0.41, "col2im": 0.38, "max_pool": 0.34, "max_pool_grad": 0.53,
-               "max_pool_select": 3.1, "avg_pool": 3.4, "avg_pool_grad": 3.3,
-               "implicit": 0.033}
+NS_PER_UNIT = {"im2col": 0.38, "col2im": 0.40, "max_pool": 0.34, "max_pool_grad": 0.54,
+               "max_pool_select": 3.2, "avg_pool": 3.1, "avg_pool_grad": 3.2,
+               "products": 0.045, "summed_products": 0.038, "implicit": 0.03}
+
+
+def _ns(cost: str, units: int) -> float:
+    """Estimated single-thread nanoseconds of `units` of kernel `cost`'s work."""
+    return units * NS_PER_UNIT[cost]
 
 
 def _variants(loops):
@@ -108,14 +115,13 @@ def _pool(workers: int):
     return _THREADS[0]
 
 
-def _run(kernel, cost: str, units: int, planes: int, *args) -> None:
+def _run(kernel, ns: float, planes: int, *args) -> None:
     """kernel(*args, lo, hi) over planes [0, planes): in one call below SPLIT_MIN_NS of
-    estimated work (units * NS_PER_UNIT[cost]: a thread hand-off costs more than a small
-    pool or column copy), else split into equal ranges, one per thread (Numba's thread
-    count), the caller doing the first. Planes are independent, so the result does not
-    depend on the split."""
+    estimated work (`ns`: a thread hand-off costs more than a small pool or column copy),
+    else split into equal ranges, one per thread (Numba's thread count), the caller doing
+    the first. Planes are independent, so the result does not depend on the split."""
     threads = max(1, int(numba.config.NUMBA_NUM_THREADS))
-    parts = min(threads, planes) if units * NS_PER_UNIT[cost] >= SPLIT_MIN_NS else 1
+    parts = min(threads, planes) if ns >= SPLIT_MIN_NS else 1
     if parts <= 1:
         kernel(*args, 0, planes)
         return
@@ -131,6 +137,90 @@ def _run(kernel, cost: str, units: int, planes: int, *args) -> None:
 
 def _planes(a) -> int:
     return a.shape[0] * a.shape[1]
+
+
+# --- argument checks -------------------------------------------------------------------------
+# The loops index with flat offsets computed from the shapes, so a buffer of the wrong size
+# or layout would be read or written out of bounds (a direct call with a wrong column
+# buffer once ended in glibc's "free(): invalid next size"). Plans always pass the right
+# buffers; every wrapper still checks what it is given (~1 µs a call) and raises a
+# ValueError naming the kernel, the argument and the shape it expected.
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _fail(kernel: str, what: str):
+    raise ValueError(f"graphc.kernels.cpu.conv.{kernel}: {what}")
+
+
+def _floats(kernel: str, **arrays) -> None:
+    """Every argument a NumPy array of one float dtype (float32 or float64)."""
+    dtype = None
+    for name, a in arrays.items():
+        if not isinstance(a, np.ndarray):
+            _fail(kernel, f"{name} must be a NumPy array, got {type(a).__name__}")
+        if a.dtype not in _FLOATS:
+            _fail(kernel, f"{name} must be float32 or float64, got {a.dtype}")
+        if dtype is not None and a.dtype != dtype:
+            _fail(kernel, f"{name} is {a.dtype} but the other arrays are {dtype}")
+        dtype = a.dtype
+
+
+def _expect(kernel: str, name: str, a, shape: tuple, why: str) -> None:
+    """a has `shape`; a shape holding None (the window over an empty x) asks for an empty
+    array of its rank: nothing to compute, nothing indexed."""
+    if None in shape:
+        if a.ndim != len(shape) or a.size:
+            _fail(kernel, f"{name} has shape {tuple(a.shape)}, expected an empty array of "
+                          f"{len(shape)} dimensions ({why}: x is empty)")
+        return
+    if tuple(a.shape) != tuple(shape):
+        shown = tuple(int(d) for d in shape)
+        _fail(kernel, f"{name} has shape {tuple(a.shape)}, expected {shown} ({why})")
+
+
+def _contiguous(kernel: str, **arrays) -> None:
+    for name, a in arrays.items():
+        if not a.flags.c_contiguous:
+            _fail(kernel, f"{name} must be C-contiguous (it is written or read through flat "
+                          f"offsets); got strides {a.strides}")
+
+
+def _window(kernel: str, x, kh, kw, sh, sw, ph, pw) -> tuple:
+    """(OH, OW) of the window over x (N, C, H, W); (None, None) for an empty x (the
+    warm-up's arrays: every dimension 0)."""
+    if x.ndim != 4:
+        _fail(kernel, f"x must be 4-D (N, C, H, W), got shape {x.shape}")
+    if min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0:
+        _fail(kernel, f"window kernel ({kh}, {kw}) stride ({sh}, {sw}) pad ({ph}, {pw}): "
+                      f"kernel and stride must be >= 1, pad >= 0")
+    if x.size == 0:
+        return None, None
+    oh = (x.shape[2] + 2 * ph - kh) // sh + 1
+    ow = (x.shape[3] + 2 * pw - kw) // sw + 1
+    if oh < 1 or ow < 1:
+        _fail(kernel, f"kernel ({kh}, {kw}) is larger than x's padded planes "
+                      f"({x.shape[2] + 2 * ph}, {x.shape[3] + 2 * pw})")
+    return oh, ow
+
+
+def _columns(kernel: str, x, col, kh, kw, sh, sw, ph, pw) -> None:
+    """x (N, C, H, W) and col (N, C*KH*KW, OH*OW), both C-contiguous, of one dtype."""
+    _floats(kernel, x=x, col=col)
+    oh, ow = _window(kernel, x, kh, kw, sh, sw, ph, pw)
+    n, c = x.shape[0], x.shape[1]
+    _expect(kernel, "col", col, (n, c * kh * kw, None if oh is None else oh * ow),
+            f"N, C*KH*KW, OH*OW for x {tuple(x.shape)} and a {kh}x{kw} window")
+    _contiguous(kernel, x=x, col=col)
+
+
+def _pooled(kernel: str, x, out, kh, kw, sh, sw, ph, pw, names=("x", "out")) -> None:
+    """x (N, C, H, W) and out (N, C, OH, OW) of one dtype."""
+    _floats(kernel, **{names[0]: x, names[1]: out})
+    oh, ow = _window(kernel, x, kh, kw, sh, sw, ph, pw)
+    if 2 * ph > kh or 2 * pw > kw:
+        _fail(kernel, f"pad ({ph}, {pw}) is more than half the kernel ({kh}, {kw})")
+    _expect(kernel, names[1], out, x.shape[:2] + (oh, ow),
+            f"N, C, OH, OW for {names[0]} {tuple(x.shape)} and a {kh}x{kw} window")
 
 
 # --- im2col / col2im ---------------------------------------------------------------------------
@@ -194,7 +284,8 @@ _IM2COL = _variants(_im2col_loops)
 def im2col(x, col, kh, kw, sh, sw, ph, pw):
     """col[n, (c*kh + i)*kw + j, oh*OW + ow] = x[n, c, oh*sh + i - ph, ow*sw + j - pw], zero
     where that falls in the padding."""
-    _run(_IM2COL, "im2col", col.size, _planes(x), x, col, kh, kw, sh, sw, ph, pw)
+    _columns("im2col", x, col, kh, kw, sh, sw, ph, pw)
+    _run(_IM2COL, _ns("im2col", col.size), _planes(x), x, col, kh, kw, sh, sw, ph, pw)
 
 
 def _col2im_loops(col, x, kh, kw, sh, sw, ph, pw, lo, hi):
@@ -230,7 +321,8 @@ _COL2IM = _variants(_col2im_loops)
 def col2im(col, x, kh, kw, sh, sw, ph, pw):
     """im2col's adjoint: x[n, c] = 0, then every column entry added back where im2col took
     it from (overlapping windows add up; padding entries are dropped)."""
-    _run(_COL2IM, "col2im", col.size, _planes(x), col, x, kh, kw, sh, sw, ph, pw)
+    _columns("col2im", x, col, kh, kw, sh, sw, ph, pw)
+    _run(_COL2IM, _ns("col2im", col.size), _planes(x), col, x, kh, kw, sh, sw, ph, pw)
 
 
 # --- the products: one GEMM per image through graphc's OpenBLAS --------------------------------
@@ -262,14 +354,16 @@ def _blas_threads(n: int):
         blas.set_num_threads(old)
 
 
-def _image_threads(images: int) -> int:
+def _image_threads(images: int, ns: float) -> int:
     """Threads that take whole images at a time: Numba's thread count when there are at least
-    as many images, else 1 (then BLAS splits each image's product). Measured on W3 (64
-    images, per-image products of ~1M multiply-adds): BLAS threads woken per product
-    spent more time waking than computing; one single-threaded product per image per core
-    keeps both cores busy with no hand-over."""
+    as many images and the products' estimated work (`ns`) pays for waking them, else 1
+    (then BLAS may split each image's product: gemm_threads does for large ones). Measured
+    on W3 (64 images, per-image products of ~1M multiply-adds): BLAS threads woken per
+    product spent more time waking than computing; one single-threaded product per image
+    per core keeps both cores busy with no hand-over. Four images of LeNet's first layer
+    (0.5M multiply-adds) took 236 µs split and ~25 µs on one thread."""
     threads = numba.get_num_threads()
-    return threads if images >= threads > 1 else 1
+    return threads if images >= threads > 1 and ns >= SPLIT_MIN_NS else 1
 
 
 @numba.njit(**_INLINE)
@@ -306,20 +400,59 @@ def _shared_products_by_image(addr, k_chunk, w, x, out, trans_w, bias, act):
         _epilogue(out[n], bias, act)
 
 
+@numba.njit(**_INLINE)
+def _summed_block(addr, k_chunk, g, x, part, lo, hi):
+    """part = the sum of g[n] @ x[n].T over images [lo, hi) (zero if none)."""
+    if lo == hi:
+        part[:, :] = 0
+    for n in range(lo, hi):
+        gemm_threads(addr, ALL_THREADS, g[n], x[n], part, False, True, 1.0,
+                     0.0 if n == lo else 1.0, k_chunk)
+
+
+@numba.njit(**_OPTS)
+def _summed_products_one(addr, k_chunk, g, x, out):
+    """out = the sum of g[n] @ x[n].T over all images, on the caller's thread."""
+    _summed_block(addr, k_chunk, g, x, out, 0, g.shape[0])
+
+
 @numba.njit(**_PAR)
 def _summed_products(addr, k_chunk, g, x, parts):
     """parts[t] = the sum of g[n] @ x[n].T over thread t's block of images."""
     threads, images = parts.shape[0], g.shape[0]
     for t in numba.prange(threads):
-        lo, hi = t * images // threads, (t + 1) * images // threads
-        if lo == hi:
-            parts[t] = 0
-        for n in range(lo, hi):
-            gemm_threads(addr, ALL_THREADS, g[n], x[n], parts[t], False, True, 1.0,
-                         0.0 if n == lo else 1.0, k_chunk)
+        _summed_block(addr, k_chunk, g, x, parts[t], t * images // threads,
+                      (t + 1) * images // threads)
 
 
-def _shared(w, x, out, trans_w: bool, bias=None, act: int = 0) -> None:
+# _WARM_UP: a plan compiles (or loads) its hand-written kernels by calling them on empty
+# arrays (graphc.backends.cpu.kernels.binding_dummy_args), and `graphc compile --builtins`
+# through small plans. A product wrapper called on no images runs both its one-thread and
+# its split kernel, so that the first call large enough to split does not stop to compile
+# the split one (~3 s on a first run).
+
+
+def _products(kernel: str, w, x, out, trans_w: bool, bias):
+    """w (OC, K) (or (K, OC) when trans_w), x (N, K, P), out N*OC*P elements, bias OC (or
+    None); returns out as (N, OC, P)."""
+    _floats(kernel, w=w, x=x, out=out, **({} if bias is None else {"bias": bias}))
+    if w.ndim != 2 or x.ndim != 3:
+        _fail(kernel, f"w must be 2-D and x 3-D (N, K, P), got shapes {w.shape} and {x.shape}")
+    k, oc = (w.shape[0], w.shape[1]) if trans_w else (w.shape[1], w.shape[0])
+    if x.shape[1] != k:
+        _fail(kernel, f"x has {x.shape[1]} rows per image, w's product needs {k} "
+                      f"(shapes {w.shape} and {x.shape})")
+    n, p = x.shape[0], x.shape[2]
+    if out.size != n * oc * p or out.shape[:2] != (n, oc):
+        _fail(kernel, f"out has shape {out.shape}, expected ({n}, {oc}, {p}) or "
+                      f"({n}, {oc}, OH, OW) with OH*OW = {p}")
+    if bias is not None and bias.size != oc:
+        _fail(kernel, f"bias has {bias.size} elements, expected {oc} (one per output channel)")
+    return out.reshape((n, oc, p))
+
+
+def _shared(w, x, out, trans_w: bool, bias=None, act: int = 0, kernel: str = "") -> None:
+    out = _products(kernel, w, x, out, trans_w, bias)
     bias = np.empty(0, out.dtype) if bias is None else bias.reshape(-1)
     addr, k_chunk = _blas(out.dtype)
     if not addr:
@@ -329,35 +462,38 @@ def _shared(w, x, out, trans_w: bool, bias=None, act: int = 0) -> None:
         if act == 1:
             np.maximum(out, 0, out=out)
         return
-    threads = _image_threads(x.shape[0])
-    if threads == 1:
+    threads = _image_threads(x.shape[0], _ns("products", w.size * x.shape[0] * x.shape[2]))
+    if x.shape[0] == 0:  # (the plan's warm-up call: compile both, as _WARM_UP says)
+        threads = 0
+    if threads <= 1:
         _shared_products(addr, k_chunk, w, x, out, trans_w, bias, act)
-        return
+        if threads == 1:
+            return
     with _blas_threads(1):
         _shared_products_by_image(addr, k_chunk, w, x, out, trans_w, bias, act)
 
 
 def matmul_shared(w, x, out):
     """out[n] = w @ x[n]: a convolution's product, W (OC, C*KH*KW) @ col[n]."""
-    _shared(w, x, out, False)
+    _shared(w, x, out, False, kernel="matmul_shared")
 
 
 def matmul_shared_bias(w, x, out, bias):
     """out[n] = w @ x[n] + bias[:, None]: a convolution's product with its bias added to
     each image's product while it is in cache (one pass over the output instead of two).
     `out` is the (N, OC, OH, OW) sum; bias has OC elements."""
-    _shared(w, x, out.reshape((x.shape[0], w.shape[0], x.shape[2])), False, bias, 0)
+    _shared(w, x, out, False, bias, 0, "matmul_shared_bias")
 
 
 def matmul_shared_bias_relu(w, x, out, bias):
     """out[n] = relu(w @ x[n] + bias[:, None]): as matmul_shared_bias, then ReLU in the
     same pass (conv2d followed by relu)."""
-    _shared(w, x, out.reshape((x.shape[0], w.shape[0], x.shape[2])), False, bias, 1)
+    _shared(w, x, out, False, bias, 1, "matmul_shared_bias_relu")
 
 
 def matmul_shared_t(w, g, out):
     """out[n] = w.T @ g[n]: the columns' gradient of a convolution (and deconv2d's product)."""
-    _shared(w, g, out, True)
+    _shared(w, g, out, True, kernel="matmul_shared_t")
 
 
 def matmul_batch_sum(g, x, out):
@@ -365,17 +501,28 @@ def matmul_batch_sum(g, x, out):
     its block of images into a partial of out's shape by the GEMMs themselves (beta = 1
     after its first image); the partials (one per thread: the weight's size, small next
     to the columns) are then added into out."""
+    _floats("matmul_batch_sum", g=g, x=x, out=out)
+    if g.ndim != 3 or x.ndim != 3 or g.shape[::2] != x.shape[::2]:
+        _fail("matmul_batch_sum", f"g and x must be (N, M, P) and (N, K, P), got shapes "
+                                  f"{g.shape} and {x.shape}")
+    _expect("matmul_batch_sum", "out", out, (g.shape[1], x.shape[1]), "M, K")
     addr, k_chunk = _blas(out.dtype)
     if not addr:
         np.einsum("nmp,nkp->mk", g, x, out=out)
         return
-    threads = _image_threads(g.shape[0])
-    parts = out.reshape((1,) + out.shape) if threads == 1 else \
-        np.empty((threads,) + out.shape, out.dtype)
-    with _blas_threads(1) if threads > 1 else nullcontext():
+    threads = _image_threads(g.shape[0], _ns("summed_products", out.size * g.shape[0] *
+                                                 g.shape[2]))
+    if g.shape[0] == 0:  # (the plan's warm-up call: compile both, as _WARM_UP says)
+        threads = 0
+    if threads <= 1:
+        _summed_products_one(addr, k_chunk, g, x, out)
+        if threads == 1:
+            return
+        threads = 1
+    parts = np.empty((threads,) + out.shape, out.dtype)
+    with _blas_threads(1):
         _summed_products(addr, k_chunk, g, x, parts)
-    if threads > 1:
-        np.sum(parts, axis=0, out=out)
+    np.sum(parts, axis=0, out=out)
 
 
 # --- implicit GEMM: im2col fused into the packing of the product's panels (float32) --------
@@ -570,22 +717,35 @@ def _pack_weights(w, bias, wp, bp):
 
 
 def _implicit(x, w, out, bias, relu: int, kh, kw, sh, sw, ph, pw) -> None:
-    if not (x.flags.c_contiguous and out.flags.c_contiguous):  # (flat offsets below)
-        raise ValueError("conv2d_implicit: x and out must be C-contiguous arrays (the plan's "
-                         f"buffers are); got strides {x.strides} and {out.strides}")
-    oc = w.shape[0]
+    kernel = "conv2d_implicit"
+    _floats(kernel, x=x, w=w, out=out, **({} if bias is None else {"bias": bias}))
+    if x.dtype != np.float32:
+        _fail(kernel, f"float32 only (its tiles are 8 float32 lanes), got {x.dtype}")
+    oh, ow = _window(kernel, x, kh, kw, sh, sw, ph, pw)
+    if oh is None:  # (an empty x: nothing to compute, nothing indexed)
+        oh = ow = 0
+        if out.size:
+            _fail(kernel, f"out has shape {out.shape}, expected an empty array (x is empty)")
+    oc = w.shape[0] if w.ndim else 0
+    if w.size != oc * x.shape[1] * kh * kw:
+        _fail(kernel, f"w has shape {w.shape}, expected ({oc}, {x.shape[1] * kh * kw}) or "
+                      f"({oc}, {x.shape[1]}, {kh}, {kw}) for x {x.shape}")
+    if out.size != x.shape[0] * oc * oh * ow or out.shape[:2] != (x.shape[0], oc):
+        _fail(kernel, f"out has shape {out.shape}, expected {(x.shape[0], oc, oh, ow)}")
+    if bias is not None and bias.size != oc:
+        _fail(kernel, f"bias has {bias.size} elements, expected {oc}")
+    _contiguous(kernel, x=x, out=out)  # (flat offsets below)
     w2 = w.reshape((oc, x.shape[1] * kh * kw))
     rows = (oc + MR - 1) // MR * MR
     wp = np.empty(rows * w2.shape[1], np.float32)
     bp = np.empty(rows, np.float32)
     _pack_weights(w2, np.empty(0, np.float32) if bias is None else bias.reshape(-1), wp, bp)
-    oh = max(0, (x.shape[2] + 2 * ph - kh) // sh + 1)  # (0: the warm-up's empty arrays)
-    ow = max(0, (x.shape[3] + 2 * pw - kw) // sw + 1)
     out = out.reshape((x.shape[0], oc, oh, ow))  # (N, OC, OH*OW) without an epilogue
     pixels = oh * ow
     units = x.shape[0] * ((pixels + NB * NR - 1) // (NB * NR))
-    # (LeNet's first layer, 7M multiply-adds, ran 0.56 ms on one thread and 0.94 ms split)
-    _run(_IMPLICIT, "implicit", out.size * w2.shape[1], units, x, wp, bp, relu, out,
+    k_all = w2.shape[1]
+    ns = _ns("implicit", out.size * k_all) + _ns("im2col", x.shape[0] * k_all * pixels)
+    _run(_IMPLICIT, ns, units, x, wp, bp, relu, out,
          kh, kw, sh, sw, ph, pw)
 
 
@@ -603,6 +763,43 @@ def conv2d_implicit_bias(x, w, out, bias, kh, kw, sh, sw, ph, pw):
 def conv2d_implicit_bias_relu(x, w, out, bias, kh, kw, sh, sw, ph, pw):
     """As conv2d_implicit_bias, then ReLU (np.maximum(v, 0)) in the same store."""
     _implicit(x, w, out, bias, 1, kh, kw, sh, sw, ph, pw)
+
+
+# Below graphc.plan.implicit.MIN_K (K = C*KH*KW < 27: one to two input channels of a 3x3
+# kernel, 2x2 kernels...), the implicit kernel loses for a single image (0.8x: a block's
+# copies are shared by no other image) and wins from a few images on (1.3-1.6x at 64),
+# so a plan cannot choose by K alone without a cliff there; these choose per call, by the
+# batch: the implicit kernel from IMPLICIT_MIN_BATCH images (`python -m
+# benchmarks.conv_crossover`, 2026-12-02, Zen 3: faster at every K < 27 from batch 8,
+# 1.01-1.38x; 0.78-1.23x below), else im2col into `col` (the plan's buffer) and the
+# per-image GEMMs.
+IMPLICIT_MIN_BATCH = 8
+
+
+def _by_batch(x, w, col, out, bias, relu: int, kh, kw, sh, sw, ph, pw) -> None:
+    n = x.shape[0]
+    if n >= IMPLICIT_MIN_BATCH or n == 0:  # (0: the warm-up runs both ways, _WARM_UP)
+        _implicit(x, w, out, bias, relu, kh, kw, sh, sw, ph, pw)
+    if n < IMPLICIT_MIN_BATCH:
+        im2col(x, col, kh, kw, sh, sw, ph, pw)
+        _shared(w.reshape((w.shape[0], col.shape[1])), col, out, False, bias, relu,
+                "conv2d_by_batch")
+
+
+def conv2d_by_batch(x, w, col, out, kh, kw, sh, sw, ph, pw):
+    """out = conv2d(x, w) (float32): conv2d_implicit from IMPLICIT_MIN_BATCH images, else
+    through the column buffer `col` (N, C*KH*KW, OH*OW)."""
+    _by_batch(x, w, col, out, None, 0, kh, kw, sh, sw, ph, pw)
+
+
+def conv2d_by_batch_bias(x, w, col, out, bias, kh, kw, sh, sw, ph, pw):
+    """As conv2d_by_batch, plus bias (OC values)."""
+    _by_batch(x, w, col, out, bias, 0, kh, kw, sh, sw, ph, pw)
+
+
+def conv2d_by_batch_bias_relu(x, w, col, out, bias, kh, kw, sh, sw, ph, pw):
+    """As conv2d_by_batch_bias, then ReLU."""
+    _by_batch(x, w, col, out, bias, 1, kh, kw, sh, sw, ph, pw)
 
 
 # --- pooling -----------------------------------------------------------------------------------
@@ -865,13 +1062,15 @@ def _flat(*arrays):
 
 def max_pool2d(x, out, kh, kw, sh, sw, ph, pw):
     """out[n, c, oh, ow] = the selected element of window (oh, ow) of x[n, c]."""
+    _pooled("max_pool2d", x, out, kh, kw, sh, sw, ph, pw)
     flat = _flat(x, out)
     if flat is None:  # (a strided view from a direct caller: through contiguous copies)
         dense = np.empty(out.shape, out.dtype)
         max_pool2d(np.ascontiguousarray(x), dense, kh, kw, sh, sw, ph, pw)
         out[...] = dense
         return
-    _run(_MAX_POOL, "max_pool", x.size, _planes(out), x, out, *flat, kh, kw, sh, sw, ph, pw)
+    _run(_MAX_POOL, _ns("max_pool", x.size), _planes(out), x, out, *flat,
+         kh, kw, sh, sw, ph, pw)
 
 
 def _bits(a):
@@ -884,6 +1083,9 @@ _BITS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 
 def max_pool2d_grad(x, gy, gx, kh, kw, sh, sw, ph, pw):
     """gx = 0, then gy[n, c, oh, ow] added at the selected element of each window of x."""
+    _pooled("max_pool2d_grad", x, gy, kh, kw, sh, sw, ph, pw, ("x", "gy"))
+    _floats("max_pool2d_grad", x=x, gx=gx)
+    _expect("max_pool2d_grad", "gx", gx, x.shape, "x's shape")
     flat = _flat(x, gy, gx)
     if flat is None:  # (a strided view from a direct caller: through contiguous copies)
         dense = np.empty(gx.shape, gx.dtype)
@@ -891,26 +1093,32 @@ def max_pool2d_grad(x, gy, gx, kh, kw, sh, sw, ph, pw):
                         kh, kw, sh, sw, ph, pw)
         gx[...] = dense
         return
-    _run(_MAX_POOL_GRAD, "max_pool_grad", x.size, _planes(gy), x, gy, gx, *flat, _bits(gy),
-         _bits(gx), kh, kw, sh, sw, ph, pw)
+    _run(_MAX_POOL_GRAD, _ns("max_pool_grad", x.size), _planes(gy), x, gy, gx, *flat,
+         _bits(gy), _bits(gx), kh, kw, sh, sw, ph, pw)
 
 
 def max_pool2d_select(x, v, out, kh, kw, sh, sw, ph, pw):
     """out[n, c, oh, ow] = v[n, c] at the selected element of window (oh, ow) of x[n, c]."""
-    _run(_MAX_POOL_SELECT, "max_pool_select", x.size, _planes(out), x, v, out, _bits(v),
+    _pooled("max_pool2d_select", x, out, kh, kw, sh, sw, ph, pw)
+    _floats("max_pool2d_select", x=x, v=v)
+    _expect("max_pool2d_select", "v", v, x.shape, "x's shape")
+    _run(_MAX_POOL_SELECT, _ns("max_pool_select", x.size), _planes(out), x, v, out, _bits(v),
          _bits(out), kh, kw, sh, sw, ph, pw)
 
 
 def avg_pool2d(x, out, kh, kw, sh, sw, ph, pw):
     """out[n, c, oh, ow] = (sum of the window's input elements) / (kh*kw): padding counts
     as zeros. The sum is taken in float64, in row-major window order."""
-    _run(_AVG_POOL, "avg_pool", x.size, _planes(out), x, out, kh, kw, sh, sw, ph, pw)
+    _pooled("avg_pool2d", x, out, kh, kw, sh, sw, ph, pw)
+    _run(_AVG_POOL, _ns("avg_pool", x.size), _planes(out), x, out, kh, kw, sh, sw, ph, pw)
 
 
 def avg_pool2d_grad(gy, gx, kh, kw, sh, sw, ph, pw):
     """avg_pool2d's adjoint: gx = 0, then gy[n, c, oh, ow] / (kh*kw) added over each
     window's input elements."""
-    _run(_AVG_POOL_GRAD, "avg_pool_grad", gx.size, _planes(gy), gy, gx, kh, kw, sh, sw, ph, pw)
+    _pooled("avg_pool2d_grad", gx, gy, kh, kw, sh, sw, ph, pw, ("gx", "gy"))
+    _run(_AVG_POOL_GRAD, _ns("avg_pool_grad", gx.size), _planes(gy), gy, gx,
+         kh, kw, sh, sw, ph, pw)
 
 
 # what warm() (graphc.kernels.cache) compiles or loads when it is handed one of the Python
@@ -919,9 +1127,11 @@ def avg_pool2d_grad(gy, gx, kh, kw, sh, sw, ph, pw):
 im2col.kernels, col2im.kernels = (_IM2COL,), (_COL2IM,)
 matmul_shared.kernels = matmul_shared_bias.kernels = matmul_shared_bias_relu.kernels = \
     matmul_shared_t.kernels = (_shared_products, _shared_products_by_image)
-matmul_batch_sum.kernels = (_summed_products,)
+matmul_batch_sum.kernels = (_summed_products_one, _summed_products)
 conv2d_implicit.kernels = conv2d_implicit_bias.kernels = \
     conv2d_implicit_bias_relu.kernels = (_pack_weights, _IMPLICIT)
+conv2d_by_batch.kernels = conv2d_by_batch_bias.kernels = conv2d_by_batch_bias_relu.kernels = \
+    (_pack_weights, _IMPLICIT, _IM2COL, _shared_products, _shared_products_by_image)
 max_pool2d.kernels, max_pool2d_grad.kernels = (_MAX_POOL,), (_MAX_POOL_GRAD,)
 max_pool2d_select.kernels = (_MAX_POOL_SELECT,)
 avg_pool2d.kernels, avg_pool2d_grad.kernels = (_AVG_POOL,), (_AVG_POOL_GRAD,)
