@@ -11,10 +11,15 @@ For each kernel over a sweep of batch sizes (LeNet-sized planes; products of its
 layer), this times one thread and the split side by side (alternating, median of rounds: the hand-off's cost is its typical
 one, not its best), prints both, each kernel's measured cost per unit, and the smallest
 single-thread time from which the split is faster at every larger size measured.
+
+Then the same for fused elementwise kernels (graphc.backends.cpu.runner): their serial and
+prange variants over 32K-8M elements, and the estimated one-thread time (runner.element_ns)
+from which the prange variant wins: runner.PARALLEL_MIN_NS.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 
@@ -94,6 +99,50 @@ def measure(batches=BATCHES, reps: int = 15) -> list:
     return rows
 
 
+FUSED = {  # graphc.backends.cpu.runner: one fused kernel each (a sum of x with a mask / exp / tanh)
+    "fused masked sum": lambda gc, x, g: gc.sum(gc.where(x > 0, g, 0.0 * g)),
+    "fused exp sum": lambda gc, x, g: gc.sum(gc.exp(-x) * g),
+    "fused tanh sum": lambda gc, x, g: gc.sum(gc.tanh(x) * g),
+}
+FUSED_SIZES = tuple(1 << e for e in range(15, 24))
+
+
+def measure_fused(sizes=FUSED_SIZES, reps: int = 15) -> list:
+    """The fused kernels' serial and prange variants (runner.PARALLEL_MIN_NS at 0 and
+    infinity when each plan is bound), alternating; `estimated_ns` is the one-thread time
+    runner.element_ns predicts, which the runner compares with PARALLEL_MIN_NS."""
+    import graphc as gc
+    from graphc.backends.cpu import runner
+
+    saved = runner.PARALLEL_MIN_NS
+    rng = np.random.default_rng(0)
+    rows = []
+    try:
+        for name, make in FUSED.items():
+            for n in sizes:
+                args = [rng.standard_normal(n).astype(np.float32) for _ in range(2)]
+                fns = []
+                for threshold in (float("inf"), 0.0):
+                    runner.PARALLEL_MIN_NS = threshold
+                    x, g = gc.placeholder((n,), name="x"), gc.placeholder((n,), name="g")
+                    fn = gc.compile([x, g], make(gc, x, g))
+                    fn(*args)  # (binds the plan: the variant is chosen here)
+                    fns.append(fn)
+                lows = list(fns[0].executable.plan.lowered.values())
+                estimate = n * sum(runner.element_ns(low.spec) for low in lows)
+                calls = [functools.partial(fn, *args) for fn in fns]
+                one = split = 0.0
+                for _ in range(3):
+                    one += _median(calls[0], reps) / 3
+                    split += _median(calls[1], reps) / 3
+                rows.append({"kernel": name, "batch": n, "units": n, "one_thread_s": one,
+                             "split_s": split, "ns_per_unit": one * 1e9 / n,
+                             "estimated_ns": estimate, "speedup": one / split})
+    finally:
+        runner.PARALLEL_MIN_NS = saved
+    return rows
+
+
 def costs(rows: list) -> dict:
     """Each kernel's single-thread ns per unit: the median over its sizes from 1M units
     (smaller calls are dominated by per-call overhead), or over all if none is that big."""
@@ -105,11 +154,14 @@ def costs(rows: list) -> dict:
     return out
 
 
-def crossover(rows: list) -> float | None:
-    """The smallest single-thread time (ns) from which the split is faster at every row
-    measured of every kernel."""
-    for t in sorted(r["one_thread_s"] * 1e9 for r in rows):
-        if all(r["speedup"] > 1 for r in rows if r["one_thread_s"] * 1e9 >= t):
+def crossover(rows: list, key: str = "one_thread_s") -> float | None:
+    """The smallest single-thread time (ns; `key` "estimated_ns": as estimated) from which
+    the split is faster at every row measured of every kernel."""
+    def ns(r):
+        return r[key] * 1e9 if key.endswith("_s") else r[key]
+
+    for t in sorted(ns(r) for r in rows):
+        if all(r["speedup"] > 1 for r in rows if ns(r) >= t):
             return t
     return None
 
@@ -131,7 +183,20 @@ def main(argv=None) -> int:
     print("split faster at every size from one thread's",
           "(never)" if t is None else f"{t / 1e6:.2f} ms", f"(conv.SPLIT_MIN_NS: "
           f"{conv.SPLIT_MIN_NS / 1e6:.2f} ms)")
-    return write_json(args.json, rows)
+    from graphc.backends.cpu import runner
+
+    fused = measure_fused()
+    print("\nfused kernel        elements   one thread ms   prange ms  speedup  ns/elem  "
+          "estimated ns/elem")
+    for r in fused:
+        print(f"{r['kernel']:18s} {r['units']:9d} {r['one_thread_s'] * 1e3:15.3f}"
+              f" {r['split_s'] * 1e3:11.3f} {r['speedup']:7.2f}x {r['ns_per_unit']:8.3f}"
+              f" {r['estimated_ns'] / r['units']:10.3f}")
+    t = crossover(fused, "estimated_ns")
+    print("prange faster at every size from an estimated",
+          "(never)" if t is None else f"{t / 1e6:.2f} ms", "of one thread's work "
+          f"(runner.PARALLEL_MIN_NS: {runner.PARALLEL_MIN_NS / 1e6:.2f} ms)")
+    return write_json(args.json, rows + fused)
 
 
 if __name__ == "__main__":

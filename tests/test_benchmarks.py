@@ -349,3 +349,18 @@ def test_split_crossover_times_one_thread_and_the_split_and_reads_the_threshold(
             {"one_thread_s": 3e-3, "speedup": 1.6}]
     assert split_crossover.crossover(fake) == pytest.approx(8e5)
     assert split_crossover.crossover([{"one_thread_s": 1e-3, "speedup": 0.9}]) is None
+
+
+def test_split_crossover_times_the_fused_kernels_variants():
+    from benchmarks import split_crossover
+    from graphc.backends.cpu import runner
+
+    saved = runner.PARALLEL_MIN_NS
+    rows = split_crossover.measure_fused(sizes=(1000,), reps=1)
+    assert runner.PARALLEL_MIN_NS == saved
+    assert [r["kernel"] for r in rows] == list(split_crossover.FUSED)
+    assert all(r["one_thread_s"] > 0 and r["split_s"] > 0 and r["estimated_ns"] > 0
+               for r in rows)
+    fake = [{"estimated_ns": 1e5, "speedup": 0.5}, {"estimated_ns": 9e5, "speedup": 1.1},
+            {"estimated_ns": 2e6, "speedup": 1.5}]
+    assert split_crossover.crossover(fake, "estimated_ns") == 9e5

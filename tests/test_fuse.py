@@ -387,8 +387,8 @@ def test_the_parallel_variant_gives_the_bits_of_the_serial_one(monkeypatch):
     yv = rng.standard_normal((301, 257)).astype(np.float32)
     bv = rng.standard_normal(257).astype(np.float32)
     results = []
-    for parallel_min in (0, 1 << 40):
-        monkeypatch.setattr(runner, "PARALLEL_MIN", parallel_min)
+    for parallel_min in (0.0, float("inf")):
+        monkeypatch.setattr(runner, "PARALLEL_MIN_NS", parallel_min)
         x = gc.placeholder((None, 257), name="x")
         y = gc.placeholder((None, 257), name="y")
         b = gc.Parameter(bv.copy(), name="b")
@@ -413,13 +413,14 @@ def test_the_parallel_variant_is_a_prange_over_the_kernels_compiled_loop(monkeyp
     its body, ~4.5 s this way). An empty kernel cache, so that both compile here."""
     import sys
 
-    from graphc.backends.cpu.runner import PARALLEL_MIN
+    from graphc.backends.cpu import runner
 
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(runner, "PARALLEL_MIN_NS", 2e4)  # (parallel from ~0.1M elements)
     x = gc.placeholder((None,), name="x")
     f = gc.compile([x], [gc.exp(-x) * x, gc.sum(x * x)])
     small = np.linspace(-1, 1, 1000, dtype=np.float32)
-    large = np.linspace(-1, 1, PARALLEL_MIN + 17, dtype=np.float32)
+    large = np.linspace(-1, 1, (1 << 17) + 17, dtype=np.float32)
     kernels = list(f.executable.kernels.values())
     for xv in (small, large):
         got, total = f(xv)
@@ -450,3 +451,29 @@ def test_the_short_row_branch_is_generated_only_where_rows_can_be_short(width, s
     for n in (1, 7, 64):
         xv = rng.standard_normal((n, width)).astype(np.float32)
         np.testing.assert_array_equal(f(xv), np.maximum(xv + b.value, 0))
+
+
+def test_the_parallel_variant_is_chosen_by_estimated_time_not_element_count():
+    """A cheap kernel (a masked copy) stays on one thread where waking the sleeping threads
+    would cost more than its work (131K elements: 44 µs alone, 288 µs split, measured);
+    an exp-heavy one of the same size is estimated dearer; 16M elements go parallel."""
+    from graphc.backends.cpu import runner
+
+    def variants(n, make):
+        x = gc.placeholder((n,), name="x")
+        f = gc.compile([x], make(x))
+        source = f.executable.bind(None).source
+        lows = list(f.executable.plan.lowered.values())
+        return ("_parallel(" in source), [runner.element_ns(low.spec) for low in lows]
+
+    cheap = lambda x: gc.relu(x) * 2.0
+    dear = lambda x: gc.sigmoid(gc.tanh(gc.exp(-x)))
+    par, (ns_cheap,) = variants(1 << 17, cheap)
+    assert not par and 0.2 < ns_cheap < 0.6
+    _, (ns_dear,) = variants(1 << 17, dear)
+    assert ns_dear > ns_cheap + 1.5  # (an exp, a tanh and a sigmoid)
+    assert variants(1 << 24, cheap)[0]
+    # the switch sits where the estimate crosses PARALLEL_MIN_NS, for either kernel
+    for make, ns in ((cheap, ns_cheap), (dear, ns_dear)):
+        edge = int(runner.PARALLEL_MIN_NS / ns)
+        assert not variants(edge - 64, make)[0] and variants(edge + 64, make)[0]

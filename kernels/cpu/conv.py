@@ -80,10 +80,10 @@ def _out_size(size, kernel, stride, pad):
 # multiply-adds for the products; the implicit convolution adds its packing, priced as
 # im2col). Measured by `python -m benchmarks.split_crossover` on Zen 3, 2 cores, 2026-12-02:
 # a hand-off to a worker thread took 0.1-0.4 ms there (waking an idle vCPU), and splitting
-# was faster at every size from 0.8 ms of one thread's work in one run; in another, from
-# 0.5-1.2 ms for each kernel but the max pools, whose largest (12 MB) passes are bound by
-# memory bandwidth and ran 0.8-0.9x split (and 1.1-1.4x at half that size).
-SPLIT_MIN_NS = 0.8e6
+# was faster at every size from 0.8, 1.34 and 1.98 ms of one thread's work in three runs
+# (the median taken). The last two were set by the max pools, whose largest (12 MB) passes
+# are bound by memory bandwidth and ran 0.8-0.9x split (and 1.1-1.4x at half that size).
+SPLIT_MIN_NS = 1.3e6
 NS_PER_UNIT = {"im2col": 0.38, "col2im": 0.40, "max_pool": 0.34, "max_pool_grad": 0.54,
                "max_pool_select": 3.2, "avg_pool": 3.1, "avg_pool_grad": 3.2,
                "products": 0.045, "summed_products": 0.038, "implicit": 0.03}

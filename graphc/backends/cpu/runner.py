@@ -28,7 +28,31 @@ from ...printing import node_line
 from ...shapes import bind
 from .kernels import matmul_function, warm_variant
 
-PARALLEL_MIN = 1 << 17   # elements from which a fused kernel's prange variant pays (~1 µs)
+# A fused kernel runs its prange variant from PARALLEL_MIN_NS of estimated one-thread time
+# (its elements times element_ns(spec)), not from a count of elements. graphc's threads
+# sleep between kernels (OMP_WAIT_POLICY=PASSIVE, graphc/__init__.py), so each parallel
+# call wakes them: 0.15-0.3 ms on this project's 2-core VMs (`python -m
+# benchmarks.split_crossover`, 2026-12-02, Zen 3), where a masked sum of 131K float32 took
+# 44 µs on one thread and 288 µs in the prange variant (the old threshold, 2^17 elements,
+# made that a 6x step at one element more). The prange variant was faster at every size
+# from an estimated 1.41 ms of one-thread work (tanh from ~0.8 ms, exp ~1.5 ms, a masked sum
+# ~2 ms: bound by memory).
+PARALLEL_MIN_NS = 1.4e6
+# one-thread ns per element: per byte loaded or stored, per body line, and per call of a
+# costly function (float32, measured on the sums of split_crossover: ~0.3 ns an element
+# for a masked sum, ~0.9 with an exp, ~1.4 with a tanh)
+_BYTE_NS, _LINE_NS = 0.05, 0.02
+_CALL_NS = {"exp(": 0.5, "log(": 0.5, "sigmoid(": 0.6, "tanh(": 0.9, "sin(": 0.8,
+            "cos(": 0.8, "sqrt(": 0.1, "**": 1.0, "/": 0.1}
+
+
+def element_ns(spec) -> float:
+    """Estimated one-thread nanoseconds per loop element of fused kernel `spec`."""
+    nbytes = sum(np.dtype(d).itemsize for d, _ in spec.inputs) + \
+        sum(np.dtype(d).itemsize for _, d in spec.outputs)
+    text = " ".join(expr for _, expr, _ in spec.body)
+    return _BYTE_NS * nbytes + _LINE_NS * len(spec.body) + \
+        sum(w * text.count(call) for call, w in _CALL_NS.items())
 
 # m*n*k up to which graphc's own loops (kernels/cpu/nn.py: mm_*, acc_*) beat graphc's OpenBLAS
 # called from Numba (kernels/cpu/gemm_call.py), per dtype and transpose case; above, gemm.
@@ -314,7 +338,7 @@ def emit_fused(b: RunnerBuilder, step) -> None:
             b.names[step.post.value] = b.param(step.post.param)
             args.append(b.view(b.names[step.post.value], red_shape))
     total = int(np.prod(sizes, dtype=np.int64))
-    variant = "parallel" if total >= PARALLEL_MIN else "serial"
+    variant = "parallel" if total * element_ns(low.spec) >= PARALLEL_MIN_NS else "serial"
     kernel = b.ex.kernels[step.index]
     warm_variant(kernel, low, variant, b.ex.kernel_log)
     fn = b.glob(kernel.fns[variant], f"{low.spec.name}_{variant}")
