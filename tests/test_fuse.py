@@ -477,3 +477,29 @@ def test_the_parallel_variant_is_chosen_by_estimated_time_not_element_count():
     for make, ns in ((cheap, ns_cheap), (dear, ns_dear)):
         edge = int(runner.PARALLEL_MIN_NS / ns)
         assert not variants(edge - 64, make)[0] and variants(edge + 64, make)[0]
+
+
+def test_branches_of_one_value_that_meet_again_fuse_into_one_kernel():
+    """A value read by two branches that join ((x+1)*(x-1): a diamond) is one kernel: the
+    second branch joins its sibling's group, which reads x anyway; a shared broadcast
+    constant is no reason to join (the two layers' ReLU masks of an MLP step keep their
+    own groups, with one kernel structure between them)."""
+    x = gc.placeholder((None, 64), name="x")
+    xv = np.random.default_rng(2).standard_normal((5, 64)).astype(np.float32)
+    for y, want in [((x + 1.0) * (x - 1.0), (xv + 1) * (xv - 1)),
+                    (gc.exp(-x) * gc.tanh(x), np.exp(-xv) * np.tanh(xv)),
+                    (gc.relu(x) + gc.sigmoid(x), np.maximum(xv, 0) + 1 / (1 + np.exp(-xv)))]:
+        f = gc.compile([x], y)
+        assert len(f.executable.plan.lowered) == 1, f.dump()
+        np.testing.assert_allclose(f(xv), want, rtol=1e-6, atol=1e-6)
+    rng = np.random.default_rng(3)
+    t = gc.placeholder((None,), "int64", name="t")
+    ws = [gc.Parameter(rng.standard_normal(s).astype(np.float32)) for s in
+          ((64, 32), (32, 32), (32, 10))]
+    h = gc.relu(x @ ws[0])
+    h = gc.relu(h @ ws[1])
+    loss = gc.softmax_cross_entropy(h @ ws[2], t)
+    step = gc.compile([x, t], loss, updates=[(w, w - 0.1 * g) for w, g in
+                                              zip(ws, gc.grad(loss, ws))])
+    names = sorted(low.spec.name for low in step.executable.plan.lowered.values())
+    assert names.count("relu_greater") == 2, names

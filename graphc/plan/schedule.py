@@ -6,6 +6,8 @@ Steps are drafted as mutable `_Draft`s while the graph is walked, then frozen.
 """
 from __future__ import annotations
 
+import itertools
+
 from .. import dtypes as dt
 from ..graph import consumers, toposort
 from ..ops.registry import ELEMENTWISE, REDUCE, SOURCE
@@ -26,6 +28,9 @@ WHY_FULL = "the group is full"
 # operands from registers. Long chains are cut into kernels of this size, which share one
 # cached compiled kernel whenever their structure repeats.
 MAX_FUSED_NODES = 48
+# siblings (other readers of an operand) whose groups an elementwise node may join: the
+# first few (a tensor may have 10k readers, and each of them would look at all the others)
+MAX_SIBLINGS = 16
 
 class _Draft:
     """A step being built: its kind, nodes and fields, frozen by `freeze`."""
@@ -119,7 +124,7 @@ def schedule(roots, has_kernel=None) -> tuple:
         if (node.op == "broadcast_to" or is_swap_transpose(out)) and virtual(out):
             continue
         if record.group == ELEMENTWISE or node.op == "broadcast_to":
-            target = _pick_group(node, ready_index, draft_of, virtual)
+            target = _pick_group(node, ready_index, draft_of, virtual, users)
             if target is not None:
                 join(target, node)
                 continue
@@ -185,25 +190,45 @@ def _forward_sce(grad_node, sce_steps, ready_index):
     return None
 
 
-def _pick_group(node, ready_index, draft_of, virtual):
+def _pick_group(node, ready_index, draft_of, virtual, users):
     """The latest fused group `node` may join: same domain, not reading the group's
-    epilogue, and every operand from outside the group ready before the group runs."""
+    epilogue, and every operand from outside the group ready before the group runs.
+
+    The groups of its operands' producers are tried first; failing them, those of its
+    siblings: earlier nodes reading one of its operands in full (an array of the node's
+    own shape, not a broadcast constant). Without the siblings, a value read by two
+    branches that meet again ((x+1)*(x-1), exp(-x)*tanh(x), the gradient of a fanned-out
+    tensor) took two kernels and a pass over an intermediate, where the sibling's group
+    reads that operand anyway."""
     out = node.outputs[0]
-    candidates = []
-    for t in node.inputs:
-        g = draft_of.get(t.node.id)
-        if g is not None and g.kind is FusedGroup and g.fields["shape"] == out.shape and \
-                not virtual(t) and t.node is not g.fields["epilogue"] and \
-                len(g.nodes) < MAX_FUSED_NODES:
-            candidates.append(g)
+
+    def fits(g, t):
+        return g is not None and g.kind is FusedGroup and g.fields["shape"] == out.shape and \
+            not virtual(t) and t.node is not g.fields["epilogue"] and \
+            len(g.nodes) < MAX_FUSED_NODES
 
     def inside(t, g):  # a member's value (the epilogue's result exists only after the loop)
         return draft_of.get(t.node.id) is g and t.node is not g.fields["epilogue"]
 
-    for g in sorted(candidates, key=lambda g: -g.index):
-        if all(inside(t, g) or ready_index(t) < g.index for t in node.inputs):
-            return g
-    return None
+    def first_ready(candidates):
+        for g in sorted(candidates, key=lambda g: -g.index):
+            if all(inside(t, g) or ready_index(t) < g.index for t in node.inputs):
+                return g
+        return None
+
+    producers = [g for t in node.inputs if fits(g := draft_of.get(t.node.id), t)]
+    found = first_ready(producers)
+    if found is not None:
+        return found
+    siblings = []
+    for t in node.inputs:
+        if t.shape != out.shape or virtual(t):
+            continue
+        for u in itertools.islice(users.get(t, ()), MAX_SIBLINGS):
+            g = draft_of.get(u.id)
+            if u is not node and fits(g, u.outputs[0]) and g not in siblings:
+                siblings.append(g)
+    return first_ready(siblings)
 
 
 def _why_not_fused(node, draft_of) -> list[str]:
