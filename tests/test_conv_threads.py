@@ -50,7 +50,8 @@ def test_split_planes_give_the_bits_of_one_pass(window, threads, monkeypatch):
                   ref_gx.ravel(), conv._bits(gy), conv._bits(ref_gx), kh, kw, sh, sw, ph, pw)
         np.testing.assert_array_equal(gx, ref_gx)
         conv.avg_pool2d_grad(gy, gx, kh, kw, sh, sw, ph, pw)
-        _one_pass(conv._AVG_POOL_GRAD, planes, gy, ref_gx, kh, kw, sh, sw, ph, pw)
+        _one_pass(conv._AVG_POOL_GRAD, planes, gy, ref_gx, gy.ravel(), ref_gx.ravel(),
+                  kh, kw, sh, sw, ph, pw)
         np.testing.assert_array_equal(gx, ref_gx)
 
 

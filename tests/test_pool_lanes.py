@@ -1,4 +1,4 @@
-"""Max pooling's 2x2 windows (stride 2, no padding) run in vector steps (kernels/cpu/
+"""Max and average pooling of 2x2 windows (stride 2, no padding) run in vector steps (kernels/cpu/
 pool_lanes.py, conv._lanes_2x2): every row width, both float types, and the selection rule
 (the first maximum in row-major order, or the last NaN; PyTorch's) against a NumPy
 reference, bit for bit."""
@@ -98,3 +98,67 @@ def test_strided_views_are_pooled_through_contiguous_copies():
     conv.max_pool2d_grad(x, gy[:, :, :, ::-1][:, :, :, ::-1], gx, 2, 2, 2, 2, 0, 0)
     np.testing.assert_array_equal(_bits(np.ascontiguousarray(gx)), _bits(ref_gx))
     assert not gx_base[:, :, :, 1::2].any()
+
+
+def _avg_reference(x):
+    """conv's scalar average: ((((+0.0 + a) + b) + c) + d) / 4 in float64, rounded once."""
+    n, c, h, w = x.shape
+    oh, ow = h // 2, w // 2
+    win = x.astype(np.float64)[:, :, :2 * oh, :2 * ow].reshape(n, c, oh, 2, ow, 2)
+    total = 0.0 + win[:, :, :, 0, :, 0]
+    with np.errstate(invalid="ignore"):  # (inf + -inf: NaN, as in the kernel)
+        for i, j in ((0, 1), (1, 0), (1, 1)):
+            total = total + win[:, :, :, i, :, j]
+    return (total / 4).astype(x.dtype)
+
+
+def _avg_grad_reference(gy, shape):
+    """Each window's four elements get +0.0 + gy / 4 (float64, rounded once); the rest 0."""
+    share = (0.0 + gy.astype(np.float64) / 4).astype(gy.dtype)
+    gx = np.zeros(shape, gy.dtype)
+    oh, ow = gy.shape[2:]
+    for i in range(2):
+        for j in range(2):
+            gx[:, :, i:2 * oh:2, j:2 * ow:2] = share
+    return gx
+
+
+def _same_numbers(got, want):
+    """Bit for bit (-0.0 included), except that a NaN may come out with another sign or
+    payload (inf + -inf and NaN operands: IEEE leaves those bits open, and LLVM may swap
+    an addition's operands)."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_array_equal(_bits(got[ok]), _bits(want[ok]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [2, 5, 6, 8, 9, 14, 16, 17, 33])
+def test_2x2_average_pooling_and_its_gradient_match_the_scalar_sums(dtype, width):
+    rng = np.random.default_rng(100 + width)
+    height = 7 if width % 2 else 6
+    x = _hostile(rng, (3, 2, height, width), dtype)
+    y = np.full((3, 2, height // 2, width // 2), 7, dtype)
+    conv.avg_pool2d(x, y, 2, 2, 2, 2, 0, 0)
+    _same_numbers(y, _avg_reference(x))
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gy.reshape(-1)[::5] = -0.0
+    gx = np.full(x.shape, 7, dtype)
+    conv.avg_pool2d_grad(gy, gx, 2, 2, 2, 2, 0, 0)
+    _same_numbers(gx, _avg_grad_reference(gy, x.shape))
+
+
+def test_average_pooling_of_other_windows_keeps_the_scalar_loops():
+    """3x3 stride 2 pad 1 (overlapping windows, padding counted as zeros): the vector
+    steps are for the common window only; the result is PyTorch's rule by NumPy."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 9, 10)).astype(np.float32)
+    y = np.empty((2, 3, 5, 5), np.float32)
+    conv.avg_pool2d(x, y, 3, 3, 2, 2, 1, 1)
+    xp = np.zeros((2, 3, 11, 12), np.float64)
+    xp[:, :, 1:10, 1:11] = x
+    want = np.empty_like(y)
+    for i in range(5):
+        for j in range(5):
+            want[:, :, i, j] = xp[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3].sum(axis=(2, 3)) / 9
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)

@@ -42,7 +42,16 @@ import numba
 import numpy as np
 from graphc.kernels import cache as _cache
 from graphc.kernels.cpu.gemm_call import ALL_THREADS, gemm_address, gemm_k_chunk, gemm_threads
-from graphc.kernels.cpu.pool_lanes import max_2x2_4, max_2x2_8, max_2x2_grad_4, max_2x2_grad_8
+from graphc.kernels.cpu.pool_lanes import (
+    avg_2x2_4,
+    avg_2x2_8,
+    avg_2x2_grad_4,
+    avg_2x2_grad_8,
+    max_2x2_4,
+    max_2x2_8,
+    max_2x2_grad_4,
+    max_2x2_grad_8,
+)
 from graphc.kernels.cpu.tile import (
     MR,
     NR,
@@ -84,6 +93,7 @@ def _out_size(size, kernel, stride, pad):
 # (the median taken). The last two were set by the max pools, whose largest (12 MB) passes
 # are bound by memory bandwidth and ran 0.8-0.9x split (and 1.1-1.4x at half that size).
 SPLIT_MIN_NS = 1.3e6
+# (avg_pool: other windows than 2x2 stride 2, which take the vector steps and max_pool's)
 NS_PER_UNIT = {"im2col": 0.38, "col2im": 0.40, "max_pool": 0.34, "max_pool_grad": 0.54,
                "max_pool_select": 3.2, "avg_pool": 3.1, "avg_pool_grad": 3.2,
                "products": 0.045, "summed_products": 0.038, "implicit": 0.03}
@@ -883,15 +893,32 @@ def _lanes_2x2(xf, ow_n):
 
 
 @numba.njit(**_INLINE)
-def _max_row_2x2(xf, x0, x1, of, o0, ow_n, step):
-    """of[o0 + j] = the selected element of window j < ow_n of the row pair at xf[x0], xf[x1]."""
+def _row_2x2(mean, xf, x0, x1, of, o0, ow_n, step):
+    """of[o0 + j] = the selected element (mean: the mean) of window j < ow_n of the row
+    pair at xf[x0], xf[x1]."""
     last = ow_n - step
     for j in range(0, last + step, step):
         j = min(j, last)
-        if step == 8:
-            max_2x2_8(xf, x0 + 2 * j, x1 + 2 * j, of, o0 + j)
+        a, b, o = x0 + 2 * j, x1 + 2 * j, o0 + j
+        if mean:
+            if step == 8:
+                avg_2x2_8(xf, a, b, of, o)
+            else:
+                avg_2x2_4(xf, a, b, of, o)
+        elif step == 8:
+            max_2x2_8(xf, a, b, of, o)
         else:
-            max_2x2_4(xf, x0 + 2 * j, x1 + 2 * j, of, o0 + j)
+            max_2x2_4(xf, a, b, of, o)
+
+
+@numba.njit(**_INLINE)
+def _zero_outside_windows(dst, oh_n, ow_n):
+    """Zero a gradient plane's last row and column when no 2x2 window reads them (odd
+    height or width): the vector steps wrote every other element."""
+    if dst.shape[0] > 2 * oh_n:
+        dst[2 * oh_n:, :] = 0
+    if dst.shape[1] > 2 * ow_n:
+        dst[:, 2 * ow_n:] = 0
 
 
 @numba.njit(**_INLINE)
@@ -922,7 +949,7 @@ def _max_pool_loops(x, out, xf, of, kh, kw, sh, sw, ph, pw, lo, hi):
         if fast and step:
             for oh in range(oh_n):
                 x0 = (nc * height + 2 * oh) * width
-                _max_row_2x2(xf, x0, x0 + width, of, (nc * oh_n + oh) * ow_n, ow_n, step)
+                _row_2x2(False, xf, x0, x0 + width, of, (nc * oh_n + oh) * ow_n, ow_n, step)
         elif fast:
             for oh in range(oh_n):
                 for ow in range(ow_n):
@@ -952,10 +979,7 @@ def _max_pool_grad_loops(x, gy, gx, xf, gyf, gxf, gyi, gxi, kh, kw, sh, sw, ph, 
                 x0 = (nc * height + 2 * oh) * width
                 _grad_row_2x2(xf, x0, x0 + width, gyf, (nc * oh_n + oh) * ow_n, gxf, ow_n,
                               step)
-            if height > 2 * oh_n:
-                dst[2 * oh_n:, :] = 0
-            if width > 2 * ow_n:
-                dst[:, 2 * ow_n:] = 0
+            _zero_outside_windows(dst, oh_n, ow_n)
             continue
         dst[:, :] = 0
         if fast:  # disjoint windows: each element gets g's bits or zero bits, by a mask
@@ -1007,14 +1031,34 @@ def _max_pool_select_loops(x, v, out, vi, outi, kh, kw, sh, sw, ph, pw, lo, hi):
                     dst[oh, ow] = src[bh, bw]
 
 
-def _avg_pool_loops(x, out, kh, kw, sh, sw, ph, pw, lo, hi):
+@numba.njit(**_INLINE)
+def _avg_grad_row_2x2(gf, g0, df, d0, d1, ow_n, step):
+    """The four elements of each window j < ow_n of gradient rows df[d0...], df[d1...] get
+    gf[g0 + j]'s share."""
+    last = ow_n - step
+    for j in range(0, last + step, step):
+        j = min(j, last)
+        if step == 8:
+            avg_2x2_grad_8(gf, g0 + j, df, d0 + 2 * j, d1 + 2 * j)
+        else:
+            avg_2x2_grad_4(gf, g0 + j, df, d0 + 2 * j, d1 + 2 * j)
+
+
+def _avg_pool_loops(x, out, xf, of, kh, kw, sh, sw, ph, pw, lo, hi):
+    """(xf, of: flat views of x and out, for the 2x2 pass's vector steps)"""
     _, chans, oh_n, ow_n = out.shape
     height, width = x.shape[2], x.shape[3]
     area = kh * kw
+    step = _lanes_2x2(xf, ow_n) if _pool_2x2(kh, kw, sh, sw, ph, pw) else 0
     for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
         plane = x[n, c]
+        if step:
+            for oh in range(oh_n):
+                x0 = (nc * height + 2 * oh) * width
+                _row_2x2(True, xf, x0, x0 + width, of, (nc * oh_n + oh) * ow_n, ow_n, step)
+            continue
         for oh in range(oh_n):
             h0 = oh * sh - ph
             for ow in range(ow_n):
@@ -1026,14 +1070,23 @@ def _avg_pool_loops(x, out, kh, kw, sh, sw, ph, pw, lo, hi):
                 out[n, c, oh, ow] = total / area
 
 
-def _avg_pool_grad_loops(gy, gx, kh, kw, sh, sw, ph, pw, lo, hi):
+def _avg_pool_grad_loops(gy, gx, gyf, gxf, kh, kw, sh, sw, ph, pw, lo, hi):
+    """(gyf, gxf: flat views of gy and gx, for the 2x2 pass's vector steps)"""
     _, chans, oh_n, ow_n = gy.shape
     height, width = gx.shape[2], gx.shape[3]
     area = kh * kw
+    step = _lanes_2x2(gyf, ow_n) if _pool_2x2(kh, kw, sh, sw, ph, pw) else 0
     for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
         dst = gx[n, c]
+        if step:  # every element of the windows written; zero the rest
+            for oh in range(oh_n):
+                d0 = (nc * height + 2 * oh) * width
+                _avg_grad_row_2x2(gyf, (nc * oh_n + oh) * ow_n, gxf, d0, d0 + width, ow_n,
+                                  step)
+            _zero_outside_windows(dst, oh_n, ow_n)
+            continue
         dst[:, :] = 0
         for oh in range(oh_n):
             h0 = oh * sh - ph
@@ -1060,15 +1113,21 @@ def _flat(*arrays):
     return None
 
 
+def _via_dense(fn, arrays, window) -> None:
+    """fn on C-contiguous copies of `arrays`, the last (the output) then written back: a
+    direct caller's strided view (the vector steps use flat offsets)."""
+    *inputs, out = arrays
+    dense = np.empty(out.shape, out.dtype)
+    fn(*[np.ascontiguousarray(a) for a in inputs], dense, *window)
+    out[...] = dense
+
+
 def max_pool2d(x, out, kh, kw, sh, sw, ph, pw):
     """out[n, c, oh, ow] = the selected element of window (oh, ow) of x[n, c]."""
     _pooled("max_pool2d", x, out, kh, kw, sh, sw, ph, pw)
     flat = _flat(x, out)
-    if flat is None:  # (a strided view from a direct caller: through contiguous copies)
-        dense = np.empty(out.shape, out.dtype)
-        max_pool2d(np.ascontiguousarray(x), dense, kh, kw, sh, sw, ph, pw)
-        out[...] = dense
-        return
+    if flat is None:
+        return _via_dense(max_pool2d, (x, out), (kh, kw, sh, sw, ph, pw))
     _run(_MAX_POOL, _ns("max_pool", x.size), _planes(out), x, out, *flat,
          kh, kw, sh, sw, ph, pw)
 
@@ -1079,6 +1138,7 @@ def _bits(a):
 
 
 _BITS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
+_COMMON = (2, 2, 2, 2, 0, 0)  # the window _pool_2x2 tests for: 2x2, stride 2, no padding
 
 
 def max_pool2d_grad(x, gy, gx, kh, kw, sh, sw, ph, pw):
@@ -1087,12 +1147,8 @@ def max_pool2d_grad(x, gy, gx, kh, kw, sh, sw, ph, pw):
     _floats("max_pool2d_grad", x=x, gx=gx)
     _expect("max_pool2d_grad", "gx", gx, x.shape, "x's shape")
     flat = _flat(x, gy, gx)
-    if flat is None:  # (a strided view from a direct caller: through contiguous copies)
-        dense = np.empty(gx.shape, gx.dtype)
-        max_pool2d_grad(np.ascontiguousarray(x), np.ascontiguousarray(gy), dense,
-                        kh, kw, sh, sw, ph, pw)
-        gx[...] = dense
-        return
+    if flat is None:
+        return _via_dense(max_pool2d_grad, (x, gy, gx), (kh, kw, sh, sw, ph, pw))
     _run(_MAX_POOL_GRAD, _ns("max_pool_grad", x.size), _planes(gy), x, gy, gx, *flat,
          _bits(gy), _bits(gx), kh, kw, sh, sw, ph, pw)
 
@@ -1110,14 +1166,22 @@ def avg_pool2d(x, out, kh, kw, sh, sw, ph, pw):
     """out[n, c, oh, ow] = (sum of the window's input elements) / (kh*kw): padding counts
     as zeros. The sum is taken in float64, in row-major window order."""
     _pooled("avg_pool2d", x, out, kh, kw, sh, sw, ph, pw)
-    _run(_AVG_POOL, _ns("avg_pool", x.size), _planes(out), x, out, kh, kw, sh, sw, ph, pw)
+    flat = _flat(x, out)
+    if flat is None:
+        return _via_dense(avg_pool2d, (x, out), (kh, kw, sh, sw, ph, pw))
+    cost = "max_pool" if (kh, kw, sh, sw, ph, pw) == _COMMON else "avg_pool"  # (vector steps)
+    _run(_AVG_POOL, _ns(cost, x.size), _planes(out), x, out, *flat, kh, kw, sh, sw, ph, pw)
 
 
 def avg_pool2d_grad(gy, gx, kh, kw, sh, sw, ph, pw):
     """avg_pool2d's adjoint: gx = 0, then gy[n, c, oh, ow] / (kh*kw) added over each
     window's input elements."""
     _pooled("avg_pool2d_grad", gx, gy, kh, kw, sh, sw, ph, pw, ("gx", "gy"))
-    _run(_AVG_POOL_GRAD, _ns("avg_pool_grad", gx.size), _planes(gy), gy, gx,
+    flat = _flat(gy, gx)
+    if flat is None:
+        return _via_dense(avg_pool2d_grad, (gy, gx), (kh, kw, sh, sw, ph, pw))
+    cost = "max_pool_grad" if (kh, kw, sh, sw, ph, pw) == _COMMON else "avg_pool_grad"
+    _run(_AVG_POOL_GRAD, _ns(cost, gx.size), _planes(gy), gy, gx, *flat,
          kh, kw, sh, sw, ph, pw)
 
 
