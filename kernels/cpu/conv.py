@@ -473,14 +473,12 @@ def _shared(w, x, out, trans_w: bool, bias=None, act: int = 0, kernel: str = "")
             np.maximum(out, 0, out=out)
         return
     threads = _image_threads(x.shape[0], _ns("products", w.size * x.shape[0] * x.shape[2]))
-    if x.shape[0] == 0:  # (the plan's warm-up call: compile both, as _WARM_UP says)
-        threads = 0
-    if threads <= 1:
+    warm_up = x.shape[0] == 0  # (the plan's warm-up call: compile both, as _WARM_UP says)
+    if threads == 1 or warm_up:
         _shared_products(addr, k_chunk, w, x, out, trans_w, bias, act)
-        if threads == 1:
-            return
-    with _blas_threads(1):
-        _shared_products_by_image(addr, k_chunk, w, x, out, trans_w, bias, act)
+    if threads > 1 or warm_up:
+        with _blas_threads(1):
+            _shared_products_by_image(addr, k_chunk, w, x, out, trans_w, bias, act)
 
 
 def matmul_shared(w, x, out):
@@ -522,17 +520,14 @@ def matmul_batch_sum(g, x, out):
         return
     threads = _image_threads(g.shape[0], _ns("summed_products", out.size * g.shape[0] *
                                                  g.shape[2]))
-    if g.shape[0] == 0:  # (the plan's warm-up call: compile both, as _WARM_UP says)
-        threads = 0
-    if threads <= 1:
+    warm_up = g.shape[0] == 0  # (the plan's warm-up call: compile both, as _WARM_UP says)
+    if threads == 1 or warm_up:
         _summed_products_one(addr, k_chunk, g, x, out)
-        if threads == 1:
-            return
-        threads = 1
-    parts = np.empty((threads,) + out.shape, out.dtype)
-    with _blas_threads(1):
-        _summed_products(addr, k_chunk, g, x, parts)
-    np.sum(parts, axis=0, out=out)
+    if threads > 1 or warm_up:
+        parts = np.empty((threads,) + out.shape, out.dtype)
+        with _blas_threads(1):
+            _summed_products(addr, k_chunk, g, x, parts)
+        np.sum(parts, axis=0, out=out)
 
 
 # --- implicit GEMM: im2col fused into the packing of the product's panels (float32) --------
