@@ -39,6 +39,7 @@ from numba.extending import intrinsic
 
 __all__ = [
     "fexp32",
+    "flat_view",
     "fsigmoid32",
     "ftanh32",
     "select",
@@ -107,6 +108,30 @@ def select(typingctx, cond, a, b):
         return builder.select(c, x, y)
 
     return sig, codegen
+
+
+@intrinsic
+def flat_view(typingctx, a):
+    """The elements of a C-contiguous array as a 1-D array: the same memory, no copy (what
+    ``a.reshape(a.size)`` gives). Numba's ``reshape`` is an implementation it compiles in
+    every process that first uses it: ~0.25 s of a first compile (measured 2026-12-02, a
+    short-row bias add: 0.44 s with ``reshape``, 0.19 s with this). An intrinsic: callable
+    from compiled code only."""
+    if not isinstance(a, types.Array) or a.layout != "C":
+        return None
+    flat = types.Array(a.dtype, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        from numba.core.imputils import impl_ret_borrowed
+        from numba.np.arrayobj import make_array, populate_array
+
+        src = make_array(signature.args[0])(context, builder, args[0])
+        out = make_array(flat)(context, builder)
+        populate_array(out, data=src.data, shape=[src.nitems], strides=[src.itemsize],
+                       itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent)
+        return impl_ret_borrowed(context, builder, flat, out._getvalue())
+
+    return flat(a), codegen
 
 
 # ---------------------------------------------------------------------------

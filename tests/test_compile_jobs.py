@@ -30,6 +30,14 @@ def test_groups_keep_a_functions_signatures_together_costliest_first():
     assert sum(len(g) for g in groups) == len(_jobs())
 
 
+def test_a_fused_kernels_estimated_cost_grows_with_its_source_and_allocations():
+    """The queue's order: a long kernel with partial sums before a short map."""
+    short = {"kind": "fused", "source": "x\n" * 40, "deps": [], "args": []}
+    long_ = dict(short, source="x\n" * 120 + "a = np.empty(n)\n" * 3)
+    assert cj.job_cost(long_) > cj.job_cost(short) > 0
+    assert cj.groups([short, long_])[0][0] is long_
+
+
 def test_two_processes_sharing_the_claim_folder_take_each_kernel_exactly_once(tmp_path):
     groups = cj.groups(_jobs())
     mine, helper = cj.Queue(groups, str(tmp_path)), cj.Queue(groups, str(tmp_path))

@@ -168,3 +168,32 @@ def test_w4_reduce_small_sizes(n):
     x = np.linspace(-2.0, 2.0, n, dtype=np.float32)
     ref = w4.w4_reference(x)
     assert w4.w4_reduce(x) == pytest.approx(ref, rel=1e-6, abs=1e-12)
+
+
+@numba.njit(error_model="numpy")
+def _through_flat_view(a):
+    flat = ml.flat_view(a)
+    for i in range(flat.shape[0]):
+        flat[i] = flat[i] * 2 + i
+    return flat
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 4), (7,), (0, 4), (4, 1)])
+def test_flat_view_is_the_arrays_elements_in_order_without_a_copy(shape):
+    """flat_view (the short-row kernels' stand-in for reshape): the same memory in C order;
+    writes through it land in the array, and the view keeps the memory alive."""
+    a = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    want = a.ravel() * 2 + np.arange(a.size, dtype=np.float32)
+    flat = _through_flat_view(a)
+    assert flat.shape == (a.size,) and flat.dtype == a.dtype
+    np.testing.assert_array_equal(flat, want)
+    np.testing.assert_array_equal(a.ravel(), want)
+    if a.size:
+        assert np.shares_memory(flat, a)
+    del a
+    np.testing.assert_array_equal(flat, want)  # (still readable: it holds a reference)
+
+
+def test_flat_view_refuses_a_non_contiguous_array():
+    with pytest.raises(numba.TypingError):
+        _through_flat_view(np.zeros((4, 6), np.float32)[:, ::2])

@@ -50,7 +50,8 @@ NUMBA_CPU = Target(
         "minimum": {ANY: Template("np.minimum({0}, {1})")},
         **_casts(),
     },
-    helpers={"fexp32": MATHLIB, "fsigmoid32": MATHLIB, "ftanh32": MATHLIB, "select": MATHLIB},
+    helpers={"fexp32": MATHLIB, "fsigmoid32": MATHLIB, "ftanh32": MATHLIB, "select": MATHLIB,
+             "flat_view": MATHLIB},
     # one LLVM select: Numba lowers `a if c else b` to branches, which kept a masked
     # reduction's loop (a ReLU gradient summed for a bias) from vectorizing and mispredict
     # on a mask of real data (W3's bias gradient: 0.85 -> 0.48 ms)

@@ -35,12 +35,27 @@ from ... import dtypes as dt
 MIN_JOBS = 4            # below this the helper's start (~0.6 s: Python, NumPy, Numba) costs more
 HELPER_TIMEOUT_S = 600  # then the compile carries on alone
 MODULES = ("graphc.kernels.cpu.nn", "graphc.kernels.cpu.conv", "graphc.kernels.cpu.gemm_call")
-# rough compile seconds (measured on a first `graphc demo`, 2026-12-01 evening, without the
-# ~0.5 s of Numba's own set-up that the first compile in each process adds), to start the
-# longest first
-COST_S = {"fused": 0.5, "hand": 0.5, "matmul": 0.3, "softmax_cross_entropy": 0.75,
+# rough compile seconds (measured on first `graphc demo` and W2 compiles in one process,
+# 2026-12-02, without the ~0.5 s of Numba's own set-up that the first compile in each
+# process adds), to start the longest first
+COST_S = {"fused": 0.5, "hand": 0.5, "matmul": 0.4, "softmax_cross_entropy": 0.75,
           "softmax_cross_entropy_grad": 0.75, "softmax_cross_entropy_fused": 0.75,
-          "gemm_threads": 0.7, "acc_nn": 0.75, "acc_nt": 0.75, "acc_tn": 0.75, "acc_tt": 0.75}
+          "gemm_threads": 0.6, "acc_nn": 0.75, "acc_nt": 0.75, "acc_tn": 0.75, "acc_tt": 0.75,
+          "argmax_rows": 0.2, "one_hot": 0.2}
+# a fused kernel's: a base, per line of its source, per array it allocates (partial sums:
+# Numba compiles np.empty's implementation for each new shape type). Measured: a bias add
+# (48 lines, 1 allocation) 0.29-0.47 s, a masked bias gradient (85, 2) 0.52, an accuracy
+# count (120, 4) 0.97, a ReLU and its mask (40, 0) 0.25.
+FUSED_COST_S = (0.05, 0.004, 0.1)
+
+
+def job_cost(job: dict) -> float:
+    """The job's estimated compile seconds."""
+    source = job.get("source")
+    if job["kind"] == "fused" and isinstance(source, str):
+        base, per_line, per_alloc = FUSED_COST_S
+        return base + per_line * source.count("\n") + per_alloc * source.count("np.empty(")
+    return COST_S.get(job.get("name"), COST_S[job["kind"]])
 
 
 def _arg_spec(a) -> list:
@@ -156,7 +171,7 @@ def pending(job: dict, fn=None) -> bool:
 
 
 def _cost(group: list) -> float:
-    return sum(COST_S.get(j.get("name"), COST_S[j["kind"]]) for j in group)
+    return sum(job_cost(j) for j in group)
 
 
 def groups(jobs: list) -> list:
