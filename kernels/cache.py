@@ -707,6 +707,9 @@ def _dispatchers(mod) -> list:
 
 # id(dispatcher) -> the folder its Numba cache was pointed at
 _pointed: dict[int, str] = {}
+# each kernel file's Numba cache subfolder: a warm start called use_graphc_cache six
+# times, ~5 ms each when every call hashed every kernel file's path again
+_subpaths: dict[str, str] = {}
 
 
 def use_graphc_cache() -> None:
@@ -722,7 +725,10 @@ def use_graphc_cache() -> None:
         for mod in modules:
             for disp in _dispatchers(mod):
                 py_file = disp._cache._impl.locator._py_file
-                sub = type(disp._cache._impl.locator).get_suitable_cache_subpath(py_file)
+                sub = _subpaths.get(py_file)
+                if sub is None:
+                    locator = type(disp._cache._impl.locator)
+                    sub = _subpaths[py_file] = locator.get_suitable_cache_subpath(py_file)
                 folder = str(root / NUMBA_SUBDIR / sub)
                 if _pointed.get(id(disp)) != folder:
                     _point_cache(disp, folder)

@@ -132,7 +132,9 @@ class _FirstCall:
     where every call site of a global ran one signature (call sites counted while the source
     was generated: a site skipped on the first call keeps the dispatcher), the global
     becomes that overload's entry point: the same machine code, without the typing. A
-    failed first call changes nothing, and the next call records again.
+    kernel with one compiled overload ran that one at every site, so its arguments are not
+    typed at all (typing them cost ~20-40 ms of a warm start). A failed first call changes
+    nothing, and the next call records again.
     (Feeds' writeable and aligned flags can differ from call to call: no kernel writes a
     feed, and Numba assumes no more than element alignment for an aligned array.)"""
 
@@ -147,7 +149,7 @@ class _FirstCall:
             calls = seen.setdefault(name, [])
 
             def call(*a):
-                calls.append(tuple(fn.typeof_pyval(x) for x in a))
+                calls.append(a)  # (typed below only if the kernel has several overloads)
                 return fn(*a)
             return call
 
@@ -163,9 +165,15 @@ class _FirstCall:
             glob.update(dispatchers)
         for name, fn in dispatchers.items():
             calls = seen.get(name, [])
-            overload = fn.overloads.get(calls[0]) if calls else None
-            if overload is not None and len(calls) == self.sites[name] and \
-                    all(c == calls[0] for c in calls):
+            if not calls or len(calls) != self.sites[name]:
+                continue
+            overloads = list(fn.overloads.values())
+            if len(overloads) == 1:  # every call ran the one compiled signature
+                glob[name] = overloads[0].entry_point
+                continue
+            types = [tuple(fn.typeof_pyval(x) for x in a) for a in calls]
+            overload = fn.overloads.get(types[0])
+            if overload is not None and all(t == types[0] for t in types):
                 glob[name] = overload.entry_point
         return out
 
