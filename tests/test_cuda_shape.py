@@ -146,6 +146,55 @@ def test_scatter_add_of_repeated_indices_matches_np_add_at():
         np.searchsorted(np.sort(rows % 4), np.arange(4))), rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.parametrize("positions", [7, 300], ids=lambda p: f"{p}-{MODE}")
+def test_many_index_positions_are_linked_by_a_host_sort_with_the_same_sums(positions,
+                                                                           monkeypatch):
+    """Above DEVICE_LINKS_MAX positions the chains come from a stable sort on the host
+    (the device kernel's compares grow as positions^2): the same bits as the device links
+    and as np.add.at, repeats, negative indices and singletons included."""
+    from graphc.kernels.cuda import shape
+
+    rng = np.random.default_rng(5)
+    rows = rng.integers(-6, 6, positions)
+    rows[:2] = [5, -1]  # one row reached both ways
+    gv = (rng.standard_normal((positions, 2)) *
+          10.0 ** rng.integers(-3, 4, (positions, 1))).astype(np.float32)
+    g = gc.placeholder((None, 2), name="g")
+    i = gc.placeholder((None,), "int64", name="i")
+    from graphc.tensor import apply
+
+    spec, _ = encode_index((i,), 2)
+    out = apply("getitem_grad", g, i, spec=spec, shape=(6, 2))
+    want = np.zeros((6, 2), np.float32)
+    np.add.at(want, rows, gv)
+    device = gc.compile([g, i], out, backend="cuda")(gv, rows)
+    monkeypatch.setattr(shape, "DEVICE_LINKS_MAX", 0)
+    host = gc.compile([g, i], out, backend="cuda")(gv, rows)
+    np.testing.assert_array_equal(device, want)
+    np.testing.assert_array_equal(host, want)
+
+
+def test_host_links_are_the_device_kernels():
+    """_host_chains gives _chains' head and next arrays, position by position."""
+    from numba import cuda
+
+    from graphc.kernels.cuda import shape
+
+    offs = np.array([4, 0, 4, 8, 0, 4, 12], np.int64)
+    d_offs = cuda.to_device(offs)
+    heads, links = [], []
+    for run in (lambda h, n: shape._chains[1, 32](d_offs, h, n),
+                lambda h, n: shape._host_chains(d_offs, h, n)):
+        h, n = cuda.device_array(7, np.int8), cuda.device_array(7, np.int64)
+        run(h, n)
+        heads.append(h.copy_to_host())
+        links.append(n.copy_to_host())
+    np.testing.assert_array_equal(heads[0], [1, 1, 0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(links[0], [2, 4, 5, -1, -1, -1, -1])
+    np.testing.assert_array_equal(heads[1], heads[0])
+    np.testing.assert_array_equal(links[1], links[0])
+
+
 # --- integer and bool reductions -----------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["int32", "int64", "bool"], ids=lambda d: f"{d}-{MODE}")
 def test_integer_reductions_over_any_axes_are_exact(dtype):

@@ -13,8 +13,8 @@ kernel of its own, as NumPy's rules place those positions among the output's dim
 
 The scatter-add of getitem_grad is deterministic and matches np.add.at: a location that
 several index positions hit is summed by one thread, in index order, from a chain of
-"next position with the same offset" links (`_chains`): no float atomics, whose order (and
-so rounding) would change from run to run.
+"next position with the same offset" links (`_chains`, or a host sort for many positions):
+no float atomics, whose order (and so rounding) would change from run to run.
 """
 from __future__ import annotations
 
@@ -119,7 +119,8 @@ def _index_offsets(index, geom, size, stride, offs, first, status):
 @cuda.jit
 def _chains(offs, head, nxt):
     """head[b] = 1 when no earlier position has b's offset; nxt[b] = the next later position
-    with the same offset, or -1. O(positions^2) compares, no shared writes."""
+    with the same offset, or -1. O(positions^2) compares, no shared writes: for up to
+    DEVICE_LINKS_MAX positions (above, `_host_chains`)."""
     total = offs.size
     for b in range(cuda.grid(1), total, cuda.gridsize(1)):
         v = offs[b]
@@ -134,6 +135,30 @@ def _chains(offs, head, nxt):
             if offs[e] == v:
                 nxt[b] = e
                 break
+
+
+# Positions up to which `_chains` links them on the device; above, the links come from a
+# stable sort on the host (`_host_chains`). The device kernel makes P^2 / 2 compares on
+# average, in parallel; the host pays two copies of P int64 and an O(P log P) sort
+# (~3 ms at P = 64K on this project's CPUs). The threshold is an estimate, not measured
+# on a GPU (none lent when it was written): at P = 8192 the device's ~34M compares cost
+# about what the host's transfers and sort do, and from there its share grows as P^2.
+DEVICE_LINKS_MAX = 8192
+
+
+def _host_chains(offs, head, nxt) -> None:
+    """head and nxt as `_chains` defines them, from a stable sort of the offsets on the
+    host: positions with one offset lie side by side in index order, each linked to the
+    next. O(P log P) where the device kernel is O(P^2)."""
+    o = offs.copy_to_host()
+    order = np.argsort(o, kind="stable")
+    same = o[order[1:]] == o[order[:-1]]
+    first = np.ones(o.size, np.int8)
+    first[order[1:][same]] = 0
+    links = np.full(o.size, -1, np.int64)
+    links[order[:-1][same]] = order[1:][same]
+    head.copy_to_device(first)
+    nxt.copy_to_device(links)
 
 
 @cuda.jit
@@ -404,7 +429,10 @@ def plan_getitem_grad(ins, outs, attrs, status) -> Launches:
     def scatter():
         if g.size == 0:
             return
-        _chains[blocks(positions), THREADS](offs, head, nxt)
+        if positions <= DEVICE_LINKS_MAX:
+            _chains[blocks(positions), THREADS](offs, head, nxt)
+        else:
+            _host_chains(offs, head, nxt)
         _scatter_chains[blocks(g.size), THREADS](flat_g, flat_out, base, geom, offs, head,
                                                   nxt, inner)
 
