@@ -176,9 +176,8 @@ def test_many_index_positions_are_linked_by_a_host_sort_with_the_same_sums(posit
 
 def test_host_links_are_the_device_kernels():
     """_host_chains gives _chains' head and next arrays, position by position."""
-    from numba import cuda
-
     from graphc.kernels.cuda import shape
+    from numba import cuda
 
     offs = np.array([4, 0, 4, 8, 0, 4, 12], np.int64)
     d_offs = cuda.to_device(offs)
