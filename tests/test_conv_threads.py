@@ -145,3 +145,42 @@ def test_wrong_buffers_are_refused_with_the_kernel_and_shape_named(case):
     text = str(err.value)
     assert text.startswith(f"graphc.kernels.cpu.conv.{kernel}: "), text
     assert message in text, text
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_split_products_give_the_bits_of_one_thread(threads, monkeypatch):
+    """The products split their images across graphc's threads (one compiled kernel, GIL
+    released): a convolution's product with its epilogue and the columns' gradient give
+    the bits of one thread; the weight gradient sums its thread blocks' partials in order,
+    the same bits as those blocks summed on one thread."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((6, 12)).astype(np.float32)
+    col = rng.standard_normal((7, 12, 30)).astype(np.float32)
+    col[2, 3, 4] = np.nan
+    bias = rng.standard_normal(6).astype(np.float32)
+    g = rng.standard_normal((7, 6, 30)).astype(np.float32)
+
+    def run(split):
+        monkeypatch.setattr(conv, "SPLIT_MIN_NS", 0.0 if split else float("inf"))
+        out = np.full((7, 6, 5, 6), 7.0, np.float32)
+        conv.matmul_shared_bias_relu(w, col, out, bias)
+        back = np.full((7, 12, 30), 7.0, np.float32)
+        conv.matmul_shared_t(w, g, back)
+        wg = np.full((6, 12), 7.0, np.float32)
+        conv.matmul_batch_sum(g, col, wg)
+        return out, back, wg
+
+    one = run(False)
+    monkeypatch.setattr(conv.numba.config, "NUMBA_NUM_THREADS", threads)
+    monkeypatch.setattr(conv.numba, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(conv, "_THREADS", [])  # a pool of this size
+    split = run(True)
+    np.testing.assert_array_equal(split[0], one[0])
+    np.testing.assert_array_equal(split[1], one[1])
+    addr, k_chunk = conv._blas(np.dtype(np.float32))
+    parts = np.empty((threads, 6, 12), np.float32)
+    conv._SUMMED(addr, k_chunk, g, col, parts, 0, threads)  # every block, one thread
+    np.testing.assert_array_equal(split[2], np.sum(parts, axis=0))
+    want = np.einsum("nmp,nkp->mk", g.astype(np.float64), np.nan_to_num(col, nan=0.0))
+    np.testing.assert_allclose(split[2][:, [i for i in range(12) if i != 3]],
+                               want[:, [i for i in range(12) if i != 3]], rtol=1e-4, atol=1e-4)

@@ -136,6 +136,13 @@ def _run(kernel, ns: float, planes: int, *args) -> None:
     if parts <= 1:
         kernel(*args, 0, planes)
         return
+    _split(kernel, parts, planes, *args)
+
+
+def _split(kernel, parts: int, planes: int, *args) -> None:
+    """kernel(*args, lo, hi) over `parts` equal ranges of [0, planes), one a thread, the
+    caller doing the first."""
+    threads = max(1, int(numba.config.NUMBA_NUM_THREADS))
     bounds = [planes * t // parts for t in range(parts + 1)]
     pool = _pool(threads - 1)
     futures = [pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, parts)]
@@ -399,16 +406,9 @@ def _epilogue(out, bias, act):
                 row[p] = row[p] + b
 
 
-@numba.njit(**_OPTS)
-def _shared_products(addr, k_chunk, w, x, out, trans_w, bias, act):
-    for n in range(x.shape[0]):
-        gemm_threads(addr, ALL_THREADS, w, x[n], out[n], trans_w, False, 1.0, 0.0, k_chunk)
-        _epilogue(out[n], bias, act)
-
-
-@numba.njit(**_PAR)
-def _shared_products_by_image(addr, k_chunk, w, x, out, trans_w, bias, act):
-    for n in numba.prange(x.shape[0]):
+def _shared_loops(addr, k_chunk, w, x, out, trans_w, bias, act, lo, hi):
+    """out[n] = act(w @ x[n] + bias) for images [lo, hi)."""
+    for n in range(lo, hi):
         gemm_threads(addr, ALL_THREADS, w, x[n], out[n], trans_w, False, 1.0, 0.0, k_chunk)
         _epilogue(out[n], bias, act)
 
@@ -423,26 +423,28 @@ def _summed_block(addr, k_chunk, g, x, part, lo, hi):
                      0.0 if n == lo else 1.0, k_chunk)
 
 
-@numba.njit(**_OPTS)
-def _summed_products_one(addr, k_chunk, g, x, out):
-    """out = the sum of g[n] @ x[n].T over all images, on the caller's thread."""
-    _summed_block(addr, k_chunk, g, x, out, 0, g.shape[0])
-
-
-@numba.njit(**_PAR)
-def _summed_products(addr, k_chunk, g, x, parts):
-    """parts[t] = the sum of g[n] @ x[n].T over thread t's block of images."""
+def _summed_loops(addr, k_chunk, g, x, parts, lo, hi):
+    """parts[t] = the sum of g[n] @ x[n].T over thread t's block of the images, for the
+    blocks [lo, hi) of len(parts) (one block, parts[0], when not split)."""
     threads, images = parts.shape[0], g.shape[0]
-    for t in numba.prange(threads):
+    for t in range(lo, hi):
         _summed_block(addr, k_chunk, g, x, parts[t], t * images // threads,
                       (t + 1) * images // threads)
 
 
+# The products' kernels split their images across graphc's threads as the pooling kernels
+# do (`_run`): one compilation, GIL released. Numba prange variants of them took ~1.5-2 s
+# each to compile on top of the serial kernels, in every first compile of a convolutional
+# training step (they were compiled ahead, so that a first large call would not stop).
+_SHARED = _variants(_shared_loops)
+_SUMMED = _variants(_summed_loops)
+
+
 # _WARM_UP: a plan compiles (or loads) its hand-written kernels by calling them on empty
 # arrays (graphc.backends.cpu.kernels.binding_dummy_args), and `graphc compile --builtins`
-# through small plans. A product wrapper called on no images runs both its one-thread and
-# its split kernel, so that the first call large enough to split does not stop to compile
-# the split one (~3 s on a first run).
+# through small plans. Every kernel's one-thread and split calls run one compiled function;
+# a wrapper that chooses between two kernels by size (conv2d_by_batch: implicit or im2col)
+# runs both on no images, so that a first call of the other size does not stop to compile.
 
 
 def _products(kernel: str, w, x, out, trans_w: bool, bias):
@@ -475,13 +477,13 @@ def _shared(w, x, out, trans_w: bool, bias=None, act: int = 0, kernel: str = "")
         if act == 1:
             np.maximum(out, 0, out=out)
         return
-    threads = _image_threads(x.shape[0], _ns("products", w.size * x.shape[0] * x.shape[2]))
-    warm_up = x.shape[0] == 0  # (the plan's warm-up call: compile both, as _WARM_UP says)
-    if threads == 1 or warm_up:
-        _shared_products(addr, k_chunk, w, x, out, trans_w, bias, act)
-    if threads > 1 or warm_up:
-        with _blas_threads(1):
-            _shared_products_by_image(addr, k_chunk, w, x, out, trans_w, bias, act)
+    images = x.shape[0]
+    threads = _image_threads(images, _ns("products", w.size * images * x.shape[2]))
+    if threads == 1:
+        _SHARED(addr, k_chunk, w, x, out, trans_w, bias, act, 0, images)
+        return
+    with _blas_threads(1):
+        _split(_SHARED, threads, images, addr, k_chunk, w, x, out, trans_w, bias, act)
 
 
 def matmul_shared(w, x, out):
@@ -523,14 +525,13 @@ def matmul_batch_sum(g, x, out):
         return
     threads = _image_threads(g.shape[0], _ns("summed_products", out.size * g.shape[0] *
                                                  g.shape[2]))
-    warm_up = g.shape[0] == 0  # (the plan's warm-up call: compile both, as _WARM_UP says)
-    if threads == 1 or warm_up:
-        _summed_products_one(addr, k_chunk, g, x, out)
-    if threads > 1 or warm_up:
-        parts = np.empty((threads,) + out.shape, out.dtype)
-        with _blas_threads(1):
-            _summed_products(addr, k_chunk, g, x, parts)
-        np.sum(parts, axis=0, out=out)
+    if threads == 1:
+        _SUMMED(addr, k_chunk, g, x, out.reshape((1,) + out.shape), 0, 1)
+        return
+    parts = np.empty((threads,) + out.shape, out.dtype)
+    with _blas_threads(1):
+        _split(_SUMMED, threads, threads, addr, k_chunk, g, x, parts)
+    np.sum(parts, axis=0, out=out)
 
 
 # --- implicit GEMM: im2col fused into the packing of the product's panels (float32) --------
@@ -1188,12 +1189,12 @@ def avg_pool2d_grad(gy, gx, kh, kw, sh, sw, ph, pw):
 # prepare them (graphc.backends.cpu.compile_jobs)
 im2col.kernels, col2im.kernels = (_IM2COL,), (_COL2IM,)
 matmul_shared.kernels = matmul_shared_bias.kernels = matmul_shared_bias_relu.kernels = \
-    matmul_shared_t.kernels = (_shared_products, _shared_products_by_image)
-matmul_batch_sum.kernels = (_summed_products_one, _summed_products)
+    matmul_shared_t.kernels = (_SHARED,)
+matmul_batch_sum.kernels = (_SUMMED,)
 conv2d_implicit.kernels = conv2d_implicit_bias.kernels = \
     conv2d_implicit_bias_relu.kernels = (_pack_weights, _IMPLICIT)
 conv2d_by_batch.kernels = conv2d_by_batch_bias.kernels = conv2d_by_batch_bias_relu.kernels = \
-    (_pack_weights, _IMPLICIT, _IM2COL, _shared_products, _shared_products_by_image)
+    (_pack_weights, _IMPLICIT, _IM2COL, _SHARED)
 max_pool2d.kernels, max_pool2d_grad.kernels = (_MAX_POOL,), (_MAX_POOL_GRAD,)
 max_pool2d_select.kernels = (_MAX_POOL_SELECT,)
 avg_pool2d.kernels, avg_pool2d_grad.kernels = (_AVG_POOL,), (_AVG_POOL_GRAD,)
