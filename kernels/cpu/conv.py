@@ -64,7 +64,6 @@ from graphc.kernels.cpu.tile import (
 from graphc.kernels.mathlib import flat_view
 
 _OPTS = {"cache": True, "error_model": "numpy"}
-_PAR = dict(_OPTS, parallel=True)
 _INLINE = dict(_OPTS, inline="always")
 
 
@@ -360,7 +359,8 @@ def _blas(dtype) -> tuple[int, int]:
 
 @contextmanager
 def _blas_threads(n: int):
-    """graphc's OpenBLAS on n threads for the duration (inside a prange: 1)."""
+    """graphc's OpenBLAS on n threads for the duration (1 while the products split their
+    images across graphc's threads)."""
     from graphc.kernels import blas
 
     old = blas.get_num_threads()
