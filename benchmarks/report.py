@@ -72,6 +72,16 @@ def header(results: dict) -> list[str]:
         lines.append(f"limits: numpy sgemm {lim['gemm_n']}^2 {lim['numpy_sgemm_gflops']:.1f} "
                      f"GFLOP/s | graphc sgemm {graphc} | copy {lim['copy_elements'] >> 20}M "
                      f"f32 {lim['copy_gbps']:.1f} GB/s (read+write)")
+        if "graphc_conv_gflops" in lim:
+            conv = lim["graphc_conv_gflops"]
+            dims = lim.get("conv_shape") or [0, 0]
+            shape = "x".join(str(d) for d in dims)
+            lines.append(
+                f"conv product: graphc conv3x3 {dims[1]}->{dims[1]} + bias + ReLU on ({shape}),"
+                f" alone: "
+                + (f"{conv:.1f} GFLOP/s = {100 * conv / lim['numpy_sgemm_gflops']:.0f}% of "
+                   f"numpy sgemm (best of 10)" if conv is not None
+                   else f"n/a ({lim['graphc_conv_note']})"))
     else:
         lines.append("limits: not measured")
     lines.append("'of limit': GFLOP/s over numpy sgemm, GB/s over copy bandwidth; training "

@@ -364,3 +364,25 @@ def test_split_crossover_times_the_fused_kernels_variants():
     fake = [{"estimated_ns": 1e5, "speedup": 0.5}, {"estimated_ns": 9e5, "speedup": 1.1},
             {"estimated_ns": 2e6, "speedup": 1.5}]
     assert split_crossover.crossover(fake, "estimated_ns") == 9e5
+
+
+def test_the_conv_product_limit_is_measured_and_printed_beside_sgemm(monkeypatch):
+    """The convolution issue's target (the conv product at >= 70% of sgemm) gets a line of
+    its own: graphc's conv layer compiled alone, its GFLOP/s and its share of numpy's
+    sgemm measured in the same run (a toy shape here)."""
+    from benchmarks import limits, report
+
+    monkeypatch.setattr(limits, "CONV_SHAPE", (2, 4, 6, 6))
+    gflops, note = limits.graphc_conv_gflops(repeats=2)
+    assert gflops is not None and gflops > 0, note
+    machine = {"cpu_model": "x", "logical_cores": 2, "physical_cores": 2,
+               "threads_per_framework": 2,
+               "thread_settings": {"wait_env": {}, "pinned_cpus": [0, 1]}}
+    results = {"date": "today", "machine": machine, "versions": {},
+               "limits": {"numpy_sgemm_gflops": 4.0 * gflops, "graphc_sgemm_gflops": None,
+                          "graphc_sgemm_note": "n/a", "copy_gbps": 1.0, "gemm_n": 8,
+                          "copy_elements": 1 << 20, "graphc_conv_gflops": gflops,
+                          "graphc_conv_note": "", "conv_shape": [2, 4, 6, 6]}}
+    lines = [ln for ln in report.header(results) if ln.startswith("conv product:")]
+    assert lines == [f"conv product: graphc conv3x3 4->4 + bias + ReLU on (2x4x6x6), alone: "
+                     f"{gflops:.1f} GFLOP/s = 25% of numpy sgemm (best of 10)"]
