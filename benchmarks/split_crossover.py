@@ -61,6 +61,9 @@ def _cases(n: int):
         "max_pool": (lambda: conv.max_pool2d(x, y, *pool), x.size),
         "max_pool_grad": (lambda: conv.max_pool2d_grad(x, gy, gx, *pool), x.size),
         "max_pool_select": (lambda: conv.max_pool2d_select(x, gx, y, *pool), x.size),
+        "max_pool_any": (lambda: conv.max_pool2d(x, y, *overlap), x.size),
+        "max_pool_grad_any": (lambda: conv.max_pool2d_grad(x, gy, gx, *overlap), x.size),
+        "max_pool_select_any": (lambda: conv.max_pool2d_select(x, gx, y, *overlap), x.size),
         # (a 3x3 window: the 2x2 one takes the vector steps, priced as max pooling's)
         "avg_pool": (lambda: conv.avg_pool2d(x, y, *overlap), x.size),
         "avg_pool_grad": (lambda: conv.avg_pool2d_grad(gy, gx, *overlap), x.size),

@@ -162,3 +162,55 @@ def test_average_pooling_of_other_windows_keeps_the_scalar_loops():
         for j in range(5):
             want[:, :, i, j] = xp[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3].sum(axis=(2, 3)) / 9
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
+
+
+# --- other windows: the separable selection (conv._row_picks, _window_picks, _position) -----
+def _scan_reference(x, kh, kw, sh, sw, ph, pw):
+    """The rule window by window in row-major order, in Python: (values, positions)."""
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    y = np.empty((n, c, oh, ow), x.dtype)
+    pos = np.empty((n, c, oh, ow, 2), np.int64)
+    for i in range(n):
+        for j in range(c):
+            for a in range(oh):
+                for b in range(ow):
+                    h0, w0 = a * sh - ph, b * sw - pw
+                    best, at = None, None
+                    for hh in range(max(h0, 0), min(h0 + kh, h)):
+                        for ww in range(max(w0, 0), min(w0 + kw, w)):
+                            v = x[i, j, hh, ww]
+                            if best is None or v > best or np.isnan(v):
+                                best, at = v, (hh, ww)
+                    y[i, j, a, b], pos[i, j, a, b] = best, at
+    return y, pos
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("window", [(3, 3, 2, 2, 1, 1), (3, 3, 1, 1, 1, 1), (2, 3, 1, 2, 1, 0),
+                                    (4, 2, 3, 1, 2, 1), (3, 3, 3, 3, 0, 0), (1, 1, 1, 1, 0, 0)])
+def test_other_windows_select_and_route_gradients_as_the_scan(dtype, window):
+    """3x3 stride 2 pad 1 (ResNet's), overlapping and strided windows, padding on either
+    side: values, gradients (added in window order where windows overlap) and the
+    selection of another array at the picked elements, bit for bit against the rule
+    applied window by window. Ties, NaN, +-inf and -0.0 next to +0.0 in every window."""
+    rng = np.random.default_rng(sum(window))
+    x = _hostile(rng, (2, 3, 11, 13), dtype)
+    y_ref, pos = _scan_reference(x, *window)
+    y = np.empty(y_ref.shape, dtype)
+    conv.max_pool2d(x, y, *window)
+    assert np.array_equal(_bits(y), _bits(y_ref))
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx_ref = np.zeros_like(x)
+    v = rng.standard_normal(x.shape).astype(dtype)
+    sel_ref = np.empty_like(y)
+    for i, j, a, b in np.ndindex(*y.shape):
+        hh, ww = pos[i, j, a, b]
+        gx_ref[i, j, hh, ww] += gy[i, j, a, b]
+        sel_ref[i, j, a, b] = v[i, j, hh, ww]
+    gx = np.full_like(x, 7.0)
+    conv.max_pool2d_grad(x, gy, gx, *window)
+    assert np.array_equal(_bits(gx), _bits(gx_ref))
+    sel = np.empty_like(y)
+    conv.max_pool2d_select(x, v, sel, *window)
+    assert np.array_equal(_bits(sel), _bits(sel_ref))

@@ -61,7 +61,7 @@ from graphc.kernels.cpu.tile import (
     prefetch,
     tile,
 )
-from graphc.kernels.mathlib import flat_view
+from graphc.kernels.mathlib import flat_view, select
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 _INLINE = dict(_OPTS, inline="always")
@@ -93,9 +93,12 @@ def _out_size(size, kernel, stride, pad):
 # (the median taken). The last two were set by the max pools, whose largest (12 MB) passes
 # are bound by memory bandwidth and ran 0.8-0.9x split (and 1.1-1.4x at half that size).
 SPLIT_MIN_NS = 1.3e6
-# (avg_pool: other windows than 2x2 stride 2, which take the vector steps and max_pool's)
+# (avg_pool and the *_any keys: other windows than 2x2 stride 2, whose vector steps take
+# the max_pool keys. max_pool_select and the _any ones: one thread, (8, 64, 56, 56) float32,
+# 2026-12-02, the _any ones at 3x3 stride 2 pad 1; stride 1 costs 2-3x more an element)
 NS_PER_UNIT = {"im2col": 0.38, "col2im": 0.40, "max_pool": 0.34, "max_pool_grad": 0.54,
-               "max_pool_select": 3.2, "avg_pool": 3.1, "avg_pool_grad": 3.2,
+               "max_pool_select": 0.78, "max_pool_any": 1.5, "max_pool_grad_any": 6.5,
+               "max_pool_select_any": 6.5, "avg_pool": 3.1, "avg_pool_grad": 3.2,
                "products": 0.045, "summed_products": 0.038, "implicit": 0.03}
 
 
@@ -822,25 +825,6 @@ def _taken(v, best):
 
 
 @numba.njit(**_INLINE)
-def _argmax(plane, h0, w0, kh, kw):
-    """(h, w) of the selected element of the window starting at (h0, w0) (which may lie in
-    the padding): the first maximum in row-major order, or the last NaN, as PyTorch."""
-    height, width = plane.shape
-    hs, he = max(h0, 0), min(h0 + kh, height)
-    ws, we = max(w0, 0), min(w0 + kw, width)
-    bh, bw = hs, ws
-    best = plane[hs, ws]
-    for h in range(hs, he):
-        for w in range(ws, we):
-            v = plane[h, w]
-            t = _taken(v, best)
-            best = v if t else best
-            bh = h if t else bh
-            bw = w if t else bw
-    return bh, bw
-
-
-@numba.njit(**_INLINE)
 def _max_2x2(plane, h, w):
     """The selected value of the 2x2 window at (h, w) (_taken's rule, in row-major order),
     unrolled: the common pool (2x2, stride 2, no padding). Its loop vectorizes (the selects
@@ -934,12 +918,113 @@ def _grad_row_2x2(xf, x0, x1, gf, g0, df, ow_n, step):
             max_2x2_grad_4(xf, a, b, gf, g0 + j, df, a, b)
 
 
+# Other windows than the common 2x2 (3x3 stride 2 pad 1 in ResNets, overlapping windows):
+# the selection is separable. _taken's rule over a window in row-major order (the first
+# maximum, or the last NaN) picks the same element as the rule applied to each of the
+# window's rows first and then, in row order, to the rows' picks: with a NaN, the last row
+# holding one, then its last NaN; without, the first row holding the maximum, then its
+# first. So each input row's picks are computed once for every window column (rows shared
+# by overlapping windows are not scanned again), in loops over the window columns with
+# selects, then the windows' picks down the rows, in loops over the output row. The
+# per-window scan these replace (`_argmax`) took ~50 ns a 3x3 window (3.2M float32
+# elements, stride 2: 42 ms, against 1 ms for the 2x2 window of the same input).
+@numba.njit(**_OPTS)
+def _row_picks(plane, kw, sw, pw, ow_n, tv):
+    """tv[h, ow]: the element _taken's rule picks among row h's columns of window column
+    ow (clipped to the row), for every row h."""
+    height, width = plane.shape
+    a_lo, a_hi = _span(-pw, sw, ow_n, width)           # windows whose first column is in
+    b_lo, b_hi = _span(kw - 1 - pw, sw, ow_n, width)   # windows whose last column is in
+    i_lo = max(a_lo, b_lo)
+    i_hi = max(i_lo, min(a_hi, b_hi))
+    inner = np.uint64(i_hi - i_lo)
+    c0 = i_lo * sw - pw  # the first interior window's first column (>= 0)
+    for h in range(height):
+        row, bv = plane[h], tv[h]
+        for side in range(2):  # windows cut by the padding (either end), one by one
+            for ow in range(0 if side == 0 else i_hi, i_lo if side == 0 else ow_n):
+                ws = max(ow * sw - pw, 0)
+                best = row[ws]
+                for w in range(ws + 1, min(ow * sw - pw + kw, width)):
+                    v = row[w]
+                    best = select(_taken(v, best), v, best)
+                bv[ow] = best
+        # the windows inside the row, column by column of the window over all of them, on
+        # views that start at 0 (LLVM vectorizes such loops; offset indices stayed scalar,
+        # and so did a second select for the picked column: positions are found after)
+        vb = bv[i_lo:i_hi]
+        src = row[c0:]
+        for k in range(inner):
+            vb[k] = src[k * np.uint64(sw)]
+        for j in range(1, kw):
+            src = row[c0 + j:]
+            if sw == 1:
+                for k in range(inner):
+                    v, b = src[k], vb[k]
+                    vb[k] = select(_taken(v, b), v, b)
+            elif sw == 2:
+                for k in range(inner):
+                    v, b = src[k * np.uint64(2)], vb[k]
+                    vb[k] = select(_taken(v, b), v, b)
+            else:
+                for k in range(inner):
+                    v, b = src[k * np.uint64(sw)], vb[k]
+                    vb[k] = select(_taken(v, b), v, b)
+
+
+@numba.njit(**_OPTS)
+def _window_picks(tv, kh, sh, ph, oh, best):
+    """best[ow]: the pick of window (oh, ow) among its rows' picks tv[h, ow], in row order
+    (the window's rows clipped to the plane)."""
+    height, ow_n = tv.shape
+    h0 = oh * sh - ph
+    hs, he = max(h0, 0), min(h0 + kh, height)
+    first = tv[hs]
+    for k in range(np.uint64(ow_n)):
+        best[k] = first[k]
+    for r in range(hs + 1, he):
+        src = tv[r]
+        for k in range(np.uint64(ow_n)):
+            v, b = src[k], best[k]
+            best[k] = select(_taken(v, b), v, b)
+
+
+@numba.njit(**_INLINE)
+def _position(plane, h0, w0, kh, kw, pick):
+    """(h, w) of the element _taken's rule picks in the window at (h0, w0), from its value:
+    the last NaN when `pick` is NaN, else the first element equal to it (the rule keeps the
+    first of equal maxima, -0.0 and +0.0 included, so that is the one)."""
+    height, width = plane.shape
+    hs, he = max(h0, 0), min(h0 + kh, height)
+    ws, we = max(w0, 0), min(w0 + kw, width)
+    bh, bw = hs, ws
+    if pick != pick:  # noqa: PLR0124 - NaN test
+        for h in range(hs, he):
+            for w in range(ws, we):
+                v = plane[h, w]
+                if v != v:  # noqa: PLR0124
+                    bh, bw = h, w
+        return bh, bw
+    for h in range(hs, he):
+        for w in range(ws, we):
+            if plane[h, w] == pick:
+                return h, w
+    return bh, bw
+
+
+@numba.njit(**_OPTS)
+def _picks_scratch(x, ow_n):
+    """The separable selection's scratch for x's planes: the rows' picks, a window row's."""
+    return np.empty((x.shape[2], ow_n), x.dtype), np.empty(ow_n, x.dtype)
+
+
 def _max_pool_loops(x, out, xf, of, kh, kw, sh, sw, ph, pw, lo, hi):
     """(xf, of: flat views of x and out, for the 2x2 pass's vector steps)"""
     _, chans, oh_n, ow_n = out.shape
     height, width = x.shape[2], x.shape[3]
     fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
     step = _lanes_2x2(xf, ow_n)
+    tv, _ = _picks_scratch(x, 0 if fast else ow_n)
     for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
@@ -954,10 +1039,9 @@ def _max_pool_loops(x, out, xf, of, kh, kw, sh, sw, ph, pw, lo, hi):
                 for ow in range(ow_n):
                     dst[oh, ow] = _max_2x2(plane, 2 * oh, 2 * ow)
         else:
+            _row_picks(plane, kw, sw, pw, ow_n, tv)
             for oh in range(oh_n):
-                for ow in range(ow_n):
-                    bh, bw = _argmax(plane, oh * sh - ph, ow * sw - pw, kh, kw)
-                    dst[oh, ow] = plane[bh, bw]
+                _window_picks(tv, kh, sh, ph, oh, dst[oh])
 
 
 def _max_pool_grad_loops(x, gy, gx, xf, gyf, gxf, gyi, gxi, kh, kw, sh, sw, ph, pw, lo, hi):
@@ -967,6 +1051,7 @@ def _max_pool_grad_loops(x, gy, gx, xf, gyf, gxf, gyi, gxi, kh, kw, sh, sw, ph, 
     height, width = x.shape[2], x.shape[3]
     fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
     step = _lanes_2x2(xf, ow_n)
+    tv, best = _picks_scratch(x, 0 if fast else ow_n)
     for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
@@ -995,10 +1080,12 @@ def _max_pool_grad_loops(x, gy, gx, xf, gyf, gxf, gyi, gxi, kh, kw, sh, sw, ph, 
                     d0[w1] = v & -np.int64(s_b)
                     d1[w] = v & -np.int64(s_c)
                     d1[w1] = v & -np.int64(s_d)
-        else:
+        else:  # (the adds in window order, as the 2x2 path and the NumPy reference)
+            _row_picks(plane, kw, sw, pw, ow_n, tv)
             for oh in range(oh_n):
+                _window_picks(tv, kh, sh, ph, oh, best)
                 for ow in range(ow_n):
-                    bh, bw = _argmax(plane, oh * sh - ph, ow * sw - pw, kh, kw)
+                    bh, bw = _position(plane, oh * sh - ph, ow * sw - pw, kh, kw, best[ow])
                     dst[bh, bw] += g[oh, ow]
 
 
@@ -1006,6 +1093,7 @@ def _max_pool_select_loops(x, v, out, vi, outi, kh, kw, sh, sw, ph, pw, lo, hi):
     """(vi, outi: v and out viewed as same-width integers, for the 2x2 pass's masks)"""
     _, chans, oh_n, ow_n = out.shape
     fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
+    tv, best = _picks_scratch(x, 0 if fast else ow_n)
     for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
@@ -1024,9 +1112,11 @@ def _max_pool_select_loops(x, v, out, vi, outi, kh, kw, sh, sw, ph, pw, lo, hi):
                     d[ow] = ((s0[w] & -np.int64(s_a)) | (s0[w1] & -np.int64(s_b)) |
                              (s1[w] & -np.int64(s_c)) | (s1[w1] & -np.int64(s_d)))
         else:
+            _row_picks(plane, kw, sw, pw, ow_n, tv)
             for oh in range(oh_n):
+                _window_picks(tv, kh, sh, ph, oh, best)
                 for ow in range(ow_n):
-                    bh, bw = _argmax(plane, oh * sh - ph, ow * sw - pw, kh, kw)
+                    bh, bw = _position(plane, oh * sh - ph, ow * sw - pw, kh, kw, best[ow])
                     dst[oh, ow] = src[bh, bw]
 
 
@@ -1127,7 +1217,8 @@ def max_pool2d(x, out, kh, kw, sh, sw, ph, pw):
     flat = _flat(x, out)
     if flat is None:
         return _via_dense(max_pool2d, (x, out), (kh, kw, sh, sw, ph, pw))
-    _run(_MAX_POOL, _ns("max_pool", x.size), _planes(out), x, out, *flat,
+    cost = "max_pool" if (kh, kw, sh, sw, ph, pw) == _COMMON else "max_pool_any"
+    _run(_MAX_POOL, _ns(cost, x.size), _planes(out), x, out, *flat,
          kh, kw, sh, sw, ph, pw)
 
 
@@ -1148,7 +1239,8 @@ def max_pool2d_grad(x, gy, gx, kh, kw, sh, sw, ph, pw):
     flat = _flat(x, gy, gx)
     if flat is None:
         return _via_dense(max_pool2d_grad, (x, gy, gx), (kh, kw, sh, sw, ph, pw))
-    _run(_MAX_POOL_GRAD, _ns("max_pool_grad", x.size), _planes(gy), x, gy, gx, *flat,
+    cost = "max_pool_grad" if (kh, kw, sh, sw, ph, pw) == _COMMON else "max_pool_grad_any"
+    _run(_MAX_POOL_GRAD, _ns(cost, x.size), _planes(gy), x, gy, gx, *flat,
          _bits(gy), _bits(gx), kh, kw, sh, sw, ph, pw)
 
 
@@ -1157,7 +1249,8 @@ def max_pool2d_select(x, v, out, kh, kw, sh, sw, ph, pw):
     _pooled("max_pool2d_select", x, out, kh, kw, sh, sw, ph, pw)
     _floats("max_pool2d_select", x=x, v=v)
     _expect("max_pool2d_select", "v", v, x.shape, "x's shape")
-    _run(_MAX_POOL_SELECT, _ns("max_pool_select", x.size), _planes(out), x, v, out, _bits(v),
+    cost = "max_pool_select" if (kh, kw, sh, sw, ph, pw) == _COMMON else "max_pool_select_any"
+    _run(_MAX_POOL_SELECT, _ns(cost, x.size), _planes(out), x, v, out, _bits(v),
          _bits(out), kh, kw, sh, sw, ph, pw)
 
 
