@@ -113,3 +113,27 @@ def test_example_arguments_come_from_closed_sets():
         cj._arg(["array", "float32", [2, 2]])
     with pytest.raises(ValueError):
         cj._arg(["code", "print(1)"])
+
+
+@pytest.mark.parametrize("window", [(2, 2, 0), (3, 2, 1)])
+def test_a_pooling_plan_compiles_only_its_windows_kernel_and_then_nothing(window):
+    """max pooling's 2x2 window and other windows are kernels of their own: a plan's first
+    compile prepares the one its window takes, after which its jobs are empty (a job left
+    pending for the other kernel would print "compiling" on every warm start)."""
+    from graphc.backends.cpu.kernels import compile_jobs, fused_sources, hand_written_calls
+    from graphc.kernels.cpu import conv
+
+    k, s, p = window
+    x = gc.placeholder((None, 2, 8, 8), name="x")
+    y = gc.max_pool2d(x, k, stride=s, pad=p)
+    f = gc.compile([x], gc.grad(gc.sum(y * y), [x])[0])
+    xv = np.random.default_rng(1).standard_normal((2, 2, 8, 8)).astype(np.float32)
+    assert np.isfinite(f(xv)).all()
+    plan = f.executable.plan
+    assert compile_jobs(plan, fused_sources(plan), hand_written_calls(plan)) == []
+    used, other = (conv._MAX_POOL_GRAD, conv._MAX_POOL_GRAD_ANY) if k == 2 else \
+        (conv._MAX_POOL_GRAD_ANY, conv._MAX_POOL_GRAD)
+    assert used.signatures
+    window_args = [np.int64(v) for v in (k, k, s, s, p, p)]
+    assert conv.max_pool2d_grad.kernels_for(*window_args) == (used,)
+    assert other not in conv.max_pool2d_grad.kernels_for(*window_args)

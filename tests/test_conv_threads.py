@@ -40,14 +40,18 @@ def test_split_planes_give_the_bits_of_one_pass(window, threads, monkeypatch):
     if ph * 2 <= kh and pw * 2 <= kw:  # (a pool's padding is at most half its window)
         y, ref_y = np.empty((9, 7, oh, ow), np.float32), np.empty((9, 7, oh, ow), np.float32)
         conv.max_pool2d(x, y, kh, kw, sh, sw, ph, pw)
-        _one_pass(conv._MAX_POOL, planes, x, ref_y, x.ravel(), ref_y.ravel(),
-                  kh, kw, sh, sw, ph, pw)
-        np.testing.assert_array_equal(y, ref_y)
         gy = rng.standard_normal(y.shape).astype(np.float32)
         gx, ref_gx = np.empty_like(x), np.empty_like(x)
         conv.max_pool2d_grad(x, gy, gx, kh, kw, sh, sw, ph, pw)
-        _one_pass(conv._MAX_POOL_GRAD, planes, x, gy, ref_gx, x.ravel(), gy.ravel(),
-                  ref_gx.ravel(), conv._bits(gy), conv._bits(ref_gx), kh, kw, sh, sw, ph, pw)
+        if window == conv._COMMON:  # (the vector steps' kernels take flat views too)
+            _one_pass(conv._MAX_POOL, planes, x, ref_y, x.ravel(), ref_y.ravel(),
+                      kh, kw, sh, sw, ph, pw)
+            _one_pass(conv._MAX_POOL_GRAD, planes, x, gy, ref_gx, x.ravel(), gy.ravel(),
+                      ref_gx.ravel(), conv._bits(gy), conv._bits(ref_gx), *window)
+        else:
+            _one_pass(conv._MAX_POOL_ANY, planes, x, ref_y, *window)
+            _one_pass(conv._MAX_POOL_GRAD_ANY, planes, x, gy, ref_gx, *window)
+        np.testing.assert_array_equal(y, ref_y)
         np.testing.assert_array_equal(gx, ref_gx)
         conv.avg_pool2d_grad(gy, gx, kh, kw, sh, sw, ph, pw)
         _one_pass(conv._AVG_POOL_GRAD, planes, gy, ref_gx, gy.ravel(), ref_gx.ravel(),

@@ -1019,105 +1019,131 @@ def _picks_scratch(x, ow_n):
 
 
 def _max_pool_loops(x, out, xf, of, kh, kw, sh, sw, ph, pw, lo, hi):
-    """(xf, of: flat views of x and out, for the 2x2 pass's vector steps)"""
+    """The 2x2 window, stride 2, no padding. (xf, of: flat views of x and out, for the
+    vector steps)"""
     _, chans, oh_n, ow_n = out.shape
     height, width = x.shape[2], x.shape[3]
-    fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
     step = _lanes_2x2(xf, ow_n)
-    tv, _ = _picks_scratch(x, 0 if fast else ow_n)
     for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
         plane = x[n, c]
         dst = out[n, c]
-        if fast and step:
+        if step:
             for oh in range(oh_n):
                 x0 = (nc * height + 2 * oh) * width
                 _row_2x2(False, xf, x0, x0 + width, of, (nc * oh_n + oh) * ow_n, ow_n, step)
-        elif fast:
+        else:
             for oh in range(oh_n):
                 for ow in range(ow_n):
                     dst[oh, ow] = _max_2x2(plane, 2 * oh, 2 * ow)
-        else:
-            _row_picks(plane, kw, sw, pw, ow_n, tv)
-            for oh in range(oh_n):
-                _window_picks(tv, kh, sh, ph, oh, dst[oh])
 
 
-def _max_pool_grad_loops(x, gy, gx, xf, gyf, gxf, gyi, gxi, kh, kw, sh, sw, ph, pw, lo, hi):
-    """(xf, gyf, gxf: flat views of x, gy and gx, for the 2x2 pass's vector steps; gyi,
-    gxi: gy and gx viewed as same-width integers, for its scalar masks)"""
-    _, chans, oh_n, ow_n = gy.shape
-    height, width = x.shape[2], x.shape[3]
-    fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
-    step = _lanes_2x2(xf, ow_n)
-    tv, best = _picks_scratch(x, 0 if fast else ow_n)
+def _max_pool_any_loops(x, out, kh, kw, sh, sw, ph, pw, lo, hi):
+    """Any other window, separably (_row_picks)."""
+    _, chans, oh_n, ow_n = out.shape
+    tv, _ = _picks_scratch(x, ow_n)
     for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
         plane = x[n, c]
-        g = gy[n, c]
+        dst = out[n, c]
+        _row_picks(plane, kw, sw, pw, ow_n, tv)
+        for oh in range(oh_n):
+            _window_picks(tv, kh, sh, ph, oh, dst[oh])
+
+
+def _max_pool_grad_loops(x, gy, gx, xf, gyf, gxf, gyi, gxi, kh, kw, sh, sw, ph, pw, lo, hi):
+    """The 2x2 window, stride 2, no padding. (xf, gyf, gxf: flat views of x, gy and gx, for
+    the vector steps; gyi, gxi: gy and gx viewed as same-width integers, for the scalar
+    masks)"""
+    _, chans, oh_n, ow_n = gy.shape
+    height, width = x.shape[2], x.shape[3]
+    step = _lanes_2x2(xf, ow_n)
+    for nc in range(lo, hi):
+        n = nc // chans
+        c = nc - n * chans
+        plane = x[n, c]
         dst = gx[n, c]
-        if fast and step:  # every element of the windows written; zero the rest
+        if step:  # every element of the windows written; zero the rest
             for oh in range(oh_n):
                 x0 = (nc * height + 2 * oh) * width
                 _grad_row_2x2(xf, x0, x0 + width, gyf, (nc * oh_n + oh) * ow_n, gxf, ow_n,
                               step)
             _zero_outside_windows(dst, oh_n, ow_n)
             continue
+        dst[:, :] = 0  # disjoint windows: each element gets g's bits or zero bits, by a mask
+        gii, dsti = gyi[n, c], gxi[n, c]
+        for oh in range(oh_n):
+            r0, r1, gr = plane[2 * oh], plane[2 * oh + 1], gii[oh]
+            d0, d1 = dsti[2 * oh], dsti[2 * oh + 1]
+            for ow in range(np.uint64(ow_n)):
+                w = ow + ow
+                w1 = w + np.uint64(1)
+                s_a, s_b, s_c, s_d = _chosen_2x2(r0[w], r0[w1], r1[w], r1[w1])
+                v = gr[ow]
+                d0[w] = v & -np.int64(s_a)
+                d0[w1] = v & -np.int64(s_b)
+                d1[w] = v & -np.int64(s_c)
+                d1[w1] = v & -np.int64(s_d)
+
+
+def _max_pool_grad_any_loops(x, gy, gx, kh, kw, sh, sw, ph, pw, lo, hi):
+    """Any other window, separably; the adds in window order (overlapping windows), as the
+    NumPy reference."""
+    _, chans, oh_n, ow_n = gy.shape
+    tv, best = _picks_scratch(x, ow_n)
+    for nc in range(lo, hi):
+        n = nc // chans
+        c = nc - n * chans
+        plane = x[n, c]
+        g = gy[n, c]
+        dst = gx[n, c]
         dst[:, :] = 0
-        if fast:  # disjoint windows: each element gets g's bits or zero bits, by a mask
-            gii, dsti = gyi[n, c], gxi[n, c]
-            for oh in range(oh_n):
-                r0, r1, gr = plane[2 * oh], plane[2 * oh + 1], gii[oh]
-                d0, d1 = dsti[2 * oh], dsti[2 * oh + 1]
-                for ow in range(np.uint64(ow_n)):
-                    w = ow + ow
-                    w1 = w + np.uint64(1)
-                    s_a, s_b, s_c, s_d = _chosen_2x2(r0[w], r0[w1], r1[w], r1[w1])
-                    v = gr[ow]
-                    d0[w] = v & -np.int64(s_a)
-                    d0[w1] = v & -np.int64(s_b)
-                    d1[w] = v & -np.int64(s_c)
-                    d1[w1] = v & -np.int64(s_d)
-        else:  # (the adds in window order, as the 2x2 path and the NumPy reference)
-            _row_picks(plane, kw, sw, pw, ow_n, tv)
-            for oh in range(oh_n):
-                _window_picks(tv, kh, sh, ph, oh, best)
-                for ow in range(ow_n):
-                    bh, bw = _position(plane, oh * sh - ph, ow * sw - pw, kh, kw, best[ow])
-                    dst[bh, bw] += g[oh, ow]
+        _row_picks(plane, kw, sw, pw, ow_n, tv)
+        for oh in range(oh_n):
+            _window_picks(tv, kh, sh, ph, oh, best)
+            for ow in range(ow_n):
+                bh, bw = _position(plane, oh * sh - ph, ow * sw - pw, kh, kw, best[ow])
+                dst[bh, bw] += g[oh, ow]
 
 
 def _max_pool_select_loops(x, v, out, vi, outi, kh, kw, sh, sw, ph, pw, lo, hi):
-    """(vi, outi: v and out viewed as same-width integers, for the 2x2 pass's masks)"""
+    """The 2x2 window, stride 2, no padding. (vi, outi: v and out viewed as same-width
+    integers, for the masks)"""
     _, chans, oh_n, ow_n = out.shape
-    fast = _pool_2x2(kh, kw, sh, sw, ph, pw)
-    tv, best = _picks_scratch(x, 0 if fast else ow_n)
+    for nc in range(lo, hi):
+        n = nc // chans
+        c = nc - n * chans
+        plane = x[n, c]
+        srci, dsti = vi[n, c], outi[n, c]
+        for oh in range(oh_n):
+            r0, r1, d = plane[2 * oh], plane[2 * oh + 1], dsti[oh]
+            s0, s1 = srci[2 * oh], srci[2 * oh + 1]
+            for ow in range(np.uint64(ow_n)):
+                w = ow + ow
+                w1 = w + np.uint64(1)
+                s_a, s_b, s_c, s_d = _chosen_2x2(r0[w], r0[w1], r1[w], r1[w1])
+                d[ow] = ((s0[w] & -np.int64(s_a)) | (s0[w1] & -np.int64(s_b)) |
+                         (s1[w] & -np.int64(s_c)) | (s1[w1] & -np.int64(s_d)))
+
+
+def _max_pool_select_any_loops(x, v, out, kh, kw, sh, sw, ph, pw, lo, hi):
+    """Any other window, separably."""
+    _, chans, oh_n, ow_n = out.shape
+    tv, best = _picks_scratch(x, ow_n)
     for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
         plane = x[n, c]
         src = v[n, c]
         dst = out[n, c]
-        if fast:
-            srci, dsti = vi[n, c], outi[n, c]
-            for oh in range(oh_n):
-                r0, r1, d = plane[2 * oh], plane[2 * oh + 1], dsti[oh]
-                s0, s1 = srci[2 * oh], srci[2 * oh + 1]
-                for ow in range(np.uint64(ow_n)):
-                    w = ow + ow
-                    w1 = w + np.uint64(1)
-                    s_a, s_b, s_c, s_d = _chosen_2x2(r0[w], r0[w1], r1[w], r1[w1])
-                    d[ow] = ((s0[w] & -np.int64(s_a)) | (s0[w1] & -np.int64(s_b)) |
-                             (s1[w] & -np.int64(s_c)) | (s1[w1] & -np.int64(s_d)))
-        else:
-            _row_picks(plane, kw, sw, pw, ow_n, tv)
-            for oh in range(oh_n):
-                _window_picks(tv, kh, sh, ph, oh, best)
-                for ow in range(ow_n):
-                    bh, bw = _position(plane, oh * sh - ph, ow * sw - pw, kh, kw, best[ow])
-                    dst[oh, ow] = src[bh, bw]
+        _row_picks(plane, kw, sw, pw, ow_n, tv)
+        for oh in range(oh_n):
+            _window_picks(tv, kh, sh, ph, oh, best)
+            for ow in range(ow_n):
+                bh, bw = _position(plane, oh * sh - ph, ow * sw - pw, kh, kw, best[ow])
+                dst[oh, ow] = src[bh, bw]
 
 
 @numba.njit(**_INLINE)
@@ -1187,9 +1213,15 @@ def _avg_pool_grad_loops(gy, gx, gyf, gxf, kh, kw, sh, sw, ph, pw, lo, hi):
                         dst[h, w] += share
 
 
+# 2x2 windows (the vector steps) and other windows (separable picks): kernels of their own,
+# so a plan compiles only the one its window takes (the separable picks had added ~2 s to a
+# first LeNet compile inside the 2x2 kernels)
 _MAX_POOL = _variants(_max_pool_loops)
+_MAX_POOL_ANY = _variants(_max_pool_any_loops)
 _MAX_POOL_GRAD = _variants(_max_pool_grad_loops)
+_MAX_POOL_GRAD_ANY = _variants(_max_pool_grad_any_loops)
 _MAX_POOL_SELECT = _variants(_max_pool_select_loops)
+_MAX_POOL_SELECT_ANY = _variants(_max_pool_select_any_loops)
 _AVG_POOL = _variants(_avg_pool_loops)
 _AVG_POOL_GRAD = _variants(_avg_pool_grad_loops)
 
@@ -1217,9 +1249,12 @@ def max_pool2d(x, out, kh, kw, sh, sw, ph, pw):
     flat = _flat(x, out)
     if flat is None:
         return _via_dense(max_pool2d, (x, out), (kh, kw, sh, sw, ph, pw))
-    cost = "max_pool" if (kh, kw, sh, sw, ph, pw) == _COMMON else "max_pool_any"
-    _run(_MAX_POOL, _ns(cost, x.size), _planes(out), x, out, *flat,
-         kh, kw, sh, sw, ph, pw)
+    if (kh, kw, sh, sw, ph, pw) == _COMMON:
+        _run(_MAX_POOL, _ns("max_pool", x.size), _planes(out), x, out, *flat,
+             kh, kw, sh, sw, ph, pw)
+    else:
+        _run(_MAX_POOL_ANY, _ns("max_pool_any", x.size), _planes(out), x, out,
+             kh, kw, sh, sw, ph, pw)
 
 
 def _bits(a):
@@ -1239,9 +1274,12 @@ def max_pool2d_grad(x, gy, gx, kh, kw, sh, sw, ph, pw):
     flat = _flat(x, gy, gx)
     if flat is None:
         return _via_dense(max_pool2d_grad, (x, gy, gx), (kh, kw, sh, sw, ph, pw))
-    cost = "max_pool_grad" if (kh, kw, sh, sw, ph, pw) == _COMMON else "max_pool_grad_any"
-    _run(_MAX_POOL_GRAD, _ns(cost, x.size), _planes(gy), x, gy, gx, *flat,
-         _bits(gy), _bits(gx), kh, kw, sh, sw, ph, pw)
+    if (kh, kw, sh, sw, ph, pw) == _COMMON:
+        _run(_MAX_POOL_GRAD, _ns("max_pool_grad", x.size), _planes(gy), x, gy, gx, *flat,
+             _bits(gy), _bits(gx), kh, kw, sh, sw, ph, pw)
+    else:
+        _run(_MAX_POOL_GRAD_ANY, _ns("max_pool_grad_any", x.size), _planes(gy), x, gy, gx,
+             kh, kw, sh, sw, ph, pw)
 
 
 def max_pool2d_select(x, v, out, kh, kw, sh, sw, ph, pw):
@@ -1249,9 +1287,12 @@ def max_pool2d_select(x, v, out, kh, kw, sh, sw, ph, pw):
     _pooled("max_pool2d_select", x, out, kh, kw, sh, sw, ph, pw)
     _floats("max_pool2d_select", x=x, v=v)
     _expect("max_pool2d_select", "v", v, x.shape, "x's shape")
-    cost = "max_pool_select" if (kh, kw, sh, sw, ph, pw) == _COMMON else "max_pool_select_any"
-    _run(_MAX_POOL_SELECT, _ns(cost, x.size), _planes(out), x, v, out, _bits(v),
-         _bits(out), kh, kw, sh, sw, ph, pw)
+    if (kh, kw, sh, sw, ph, pw) == _COMMON:
+        _run(_MAX_POOL_SELECT, _ns("max_pool_select", x.size), _planes(out), x, v, out,
+             _bits(v), _bits(out), kh, kw, sh, sw, ph, pw)
+    else:
+        _run(_MAX_POOL_SELECT_ANY, _ns("max_pool_select_any", x.size), _planes(out), x, v,
+             out, kh, kw, sh, sw, ph, pw)
 
 
 def avg_pool2d(x, out, kh, kw, sh, sw, ph, pw):
@@ -1288,8 +1329,20 @@ conv2d_implicit.kernels = conv2d_implicit_bias.kernels = \
     conv2d_implicit_bias_relu.kernels = (_pack_weights, _IMPLICIT)
 conv2d_by_batch.kernels = conv2d_by_batch_bias.kernels = conv2d_by_batch_bias_relu.kernels = \
     (_pack_weights, _IMPLICIT, _IM2COL, _SHARED)
-max_pool2d.kernels, max_pool2d_grad.kernels = (_MAX_POOL,), (_MAX_POOL_GRAD,)
-max_pool2d_select.kernels = (_MAX_POOL_SELECT,)
+max_pool2d.kernels = (_MAX_POOL, _MAX_POOL_ANY)
+max_pool2d_grad.kernels = (_MAX_POOL_GRAD, _MAX_POOL_GRAD_ANY)
+max_pool2d_select.kernels = (_MAX_POOL_SELECT, _MAX_POOL_SELECT_ANY)
+
+
+def _by_window(fn):
+    """fn.kernels_for(*args): the kernel a call with these arguments (the window last)
+    runs, which is all a plan compiles (graphc.backends.cpu.compile_jobs.pending)."""
+    fn.kernels_for = lambda *args: fn.kernels[:1] if tuple(args[-6:]) == _COMMON \
+        else fn.kernels[1:]
+
+
+for _fn in (max_pool2d, max_pool2d_grad, max_pool2d_select):
+    _by_window(_fn)
 avg_pool2d.kernels, avg_pool2d_grad.kernels = (_AVG_POOL,), (_AVG_POOL_GRAD,)
 
 

@@ -161,7 +161,10 @@ def pending(job: dict, fn=None) -> bool:
     if fn is None:
         fn = getattr(importlib.import_module(job["module"]), job["name"])
     if not hasattr(fn, "signatures") and hasattr(fn, "kernels"):
-        return any(pending(job, k) for k in fn.kernels)
+        kernels = fn.kernels
+        if hasattr(fn, "kernels_for"):  # (the one of the wrapper's kernels these args run)
+            kernels = fn.kernels_for(*[_arg(a) for a in job["args"]])
+        return any(pending(job, k) for k in kernels)
     if not hasattr(fn, "signatures"):
         return False
     use_graphc_cache()
