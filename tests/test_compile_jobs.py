@@ -120,8 +120,9 @@ def test_a_pooling_plan_compiles_only_its_windows_kernel_and_then_nothing(window
     """max pooling's 2x2 window and other windows are kernels of their own: a plan's first
     compile prepares the one its window takes, after which its jobs are empty (a job left
     pending for the other kernel would print "compiling" on every warm start)."""
-    from graphc.backends.cpu.kernels import compile_jobs, fused_sources, hand_written_calls
     from graphc.kernels.cpu import conv
+
+    from graphc.backends.cpu.kernels import compile_jobs, fused_sources, hand_written_calls
 
     k, s, p = window
     x = gc.placeholder((None, 2, 8, 8), name="x")
