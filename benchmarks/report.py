@@ -80,7 +80,7 @@ def header(results: dict) -> list[str]:
                 f"conv product: graphc conv3x3 {dims[1]}->{dims[1]} + bias + ReLU on ({shape}),"
                 f" alone: "
                 + (f"{conv:.1f} GFLOP/s = {100 * conv / lim['numpy_sgemm_gflops']:.0f}% of "
-                   f"numpy sgemm (best of 10)" if conv is not None
+                   f"numpy sgemm (best of 20)" if conv is not None
                    else f"n/a ({lim['graphc_conv_note']})"))
     else:
         lines.append("limits: not measured")

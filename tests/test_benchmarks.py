@@ -385,5 +385,5 @@ def test_the_conv_product_limit_is_measured_and_printed_beside_sgemm(monkeypatch
                           "graphc_conv_note": "", "conv_shape": [2, 4, 6, 6]}}
     lines = [ln for ln in report.header(results) if ln.startswith("conv product:")]
     want = (f"conv product: graphc conv3x3 4->4 + bias + ReLU on (2x4x6x6), alone: "
-            f"{gflops:.1f} GFLOP/s = 25% of numpy sgemm (best of 10)")
+            f"{gflops:.1f} GFLOP/s = 25% of numpy sgemm (best of 20)")
     assert lines == [want]
