@@ -121,6 +121,7 @@ W2 = gc.Parameter(rng.standard_normal((8, 8, 3, 3)).astype(np.float32))
 W3 = gc.Parameter(rng.standard_normal((72, 5)).astype(np.float32))
 h = gc.max_pool2d(gc.relu(gc.conv2d(x, W1, b1, pad=1)), 2)
 h = gc.avg_pool2d(gc.conv2d(h, W2, pad=1), 2)
+h = h + gc.max_pool2d(h, 3, stride=1, pad=1)  # (another window's kernels)
 logits = h.reshape((-1, 72)) @ W3
 loss = gc.softmax_cross_entropy(logits, t)
 ps = [W1, b1, W2, W3]

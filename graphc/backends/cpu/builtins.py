@@ -50,6 +50,8 @@ def _conv_step(gc, dtype: str):
     W3 = gc.Parameter(rng.standard_normal((16, CLASSES)).astype(dtype), name="W3")
     h = gc.max_pool2d(gc.relu(gc.conv2d(x, W1, b1, pad=1)), 2)          # 8x8 -> 4x4
     h = gc.avg_pool2d(gc.conv2d(h, W2, pad=1), 2)                       # 4x4 -> 2x2
+    # (other windows than 2x2 take kernels of their own: ResNet's 3x3 stride 2 pad 1)
+    h = h + gc.max_pool2d(h, 3, stride=1, pad=1)                        # 2x2 -> 2x2
     logits = h.reshape((-1, 16)) @ W3
     loss = gc.softmax_cross_entropy(logits, t)
     params = [W1, b1, W2, W3]
