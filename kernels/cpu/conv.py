@@ -95,9 +95,11 @@ def _out_size(size, kernel, stride, pad):
 SPLIT_MIN_NS = 1.3e6
 # (avg_pool and the *_any keys: other windows than 2x2 stride 2, whose vector steps take
 # the max_pool keys. max_pool_select and the _any ones: one thread, (8, 64, 56, 56) float32,
-# 2026-12-02, the _any ones at 3x3 stride 2 pad 1; stride 1 costs 2-3x more an element)
+# 2026-12-02, the _any ones at 3x3 stride 2 pad 1; stride 1 costs 2-3x more an element.
+# max_pool_any at 2.0-2.15 ns from 2 images of 64 x 56 x 56 on, beyond L2: priced 1.5 from
+# the larger input's split runs, 5 images ran 1.4x faster than 4 (split against not))
 NS_PER_UNIT = {"im2col": 0.38, "col2im": 0.40, "max_pool": 0.34, "max_pool_grad": 0.54,
-               "max_pool_select": 0.78, "max_pool_any": 1.5, "max_pool_grad_any": 6.5,
+               "max_pool_select": 0.78, "max_pool_any": 2.1, "max_pool_grad_any": 6.5,
                "max_pool_select_any": 6.5, "avg_pool": 3.1, "avg_pool_grad": 3.2,
                "products": 0.045, "summed_products": 0.038, "implicit": 0.03}
 
