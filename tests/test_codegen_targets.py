@@ -221,6 +221,55 @@ def test_a_kernel_imports_the_helpers_its_body_calls(body, dtype, helpers):
     compile(source, "<kernel>", "exec")
 
 
+_F = {"x0": "float32", "x1": "float32"}
+
+
+@pytest.mark.parametrize("expr, signs, sign", [
+    ("maximum(x0, float32(0.0))", {}, "+"),           # relu
+    ("maximum(float32(-0.0), x0)", {}, "+"),
+    ("(-maximum(x0, float32(0.0)))", {}, "-"),
+    ("minimum(x0, float32(-1.5))", {}, "-"),
+    ("(x0 * x1)", {"x0": "+", "x1": "-"}, "-"),
+    ("(x0 * x1)", {"x0": "-", "x1": "-"}, "+"),
+    ("(x0 * x1)", {"x0": "+"}, None),
+    ("(x0 * float32(0.0))", {}, "0"),
+    ("(x0 + x1)", {"x0": "+", "x1": "+"}, "+"),
+    ("(x0 - x1)", {"x0": "+", "x1": "-"}, "+"),
+    ("(x0 - x1)", {"x0": "+", "x1": "+"}, None),       # inf - inf, 1 - 2
+    ("(x0 / x1)", {"x0": "+", "x1": "+"}, None),       # 1 / -0.0 is -inf
+    ("(float32(1.0) / x1)", {"x1": "+"}, None),
+    ("(x0 ** float32(2.0))", {}, None),
+    ("exp(x0)", {}, "+"), ("sqrt(x0)", {}, "+"), ("abs(x0)", {}, "+"),
+    ("sigmoid(x0)", {}, "+"), ("log(x0)", {"x0": "+"}, None),
+    ("tanh(x0)", {"x0": "-"}, "-"), ("sin(x0)", {"x0": "+"}, None),
+    ("(x0 if (x0 > x1) else float32(0.0))", {"x0": "+"}, "+"),
+    ("(x0 if (x0 > x1) else x1)", {"x0": "+"}, None),
+    ("float32(nan)", {}, "0"), ("float32(-inf)", {}, "-"),
+])
+def test_the_translation_proves_signs_that_hold_for_every_input(expr, signs, sign):
+    """`+`: >= 0 or NaN, `-`: <= 0 or NaN, `0`: both; None where some input breaks it."""
+    assert translate(expr, _F, NUMBA_CPU, signs).sign == sign
+
+
+@pytest.mark.parametrize("body, call", [
+    ([("v0", "maximum(x0, float32(0.0))", ""), ("v1", "sigmoid(v0)", "")],
+     "fsigmoid_nonneg32(v0)"),
+    ([("v0", "maximum(x0, float32(0.0))", ""), ("v1", "exp((-v0))", "")],
+     "fexp_nonpos32((-v0))"),
+    ([("v0", "abs(x0)", ""), ("v1", "(v0 * float32(-2.0))", ""), ("v2", "exp(v1)", "")],
+     "fexp_nonpos32(v1)"),
+    ([("v0", "sigmoid(x0)", "")], "fsigmoid32(x0)"),
+    ([("v0", "exp((-x0))", "")], "fexp32((-x0))"),
+    ([("v0", "maximum(x0, float32(0.0))", ""), ("v1", "exp(v0)", "")], "fexp32(v0)"),
+])
+def test_a_proved_sign_picks_the_helper_for_it(body, call):
+    """W4's sigmoid(relu(..)) and exp(-t) call the helpers for their proved signs (the same
+    bits with fewer instructions: tests/test_mathlib.py); an unproved sign the general one."""
+    source = render(_spec(body))
+    assert f"= {call}" in source
+    compile(source, "<kernel>", "exec")
+
+
 def test_reduction_identities_and_the_update_use_the_targets_literals():
     spec = _spec([("v0", "(x0 * x0)", "")], outputs=(),
                  reduce=("max", "v0", "float32", (True,)), post=(-0.5, 1.0, "float32"))

@@ -26,7 +26,11 @@ FASTMATH = set(w4.W4_FASTMATH)
 @cache
 def _mapper(name: str, fastmath: bool):
     """Return a compiled loop ``out[i] = helper(x[i])`` over a float32 array."""
-    helper = getattr(ml, name)
+    return _map(getattr(ml, name), fastmath)
+
+
+def _map(helper, fastmath: bool = False):
+    """A compiled loop ``out[i] = helper(x[i])`` over a float32 array."""
 
     @numba.njit(fastmath=FASTMATH if fastmath else False, error_model="numpy")
     def apply(x):
@@ -197,3 +201,62 @@ def test_flat_view_is_the_arrays_elements_in_order_without_a_copy(shape):
 def test_flat_view_refuses_a_non_contiguous_array():
     with pytest.raises(numba.TypingError):
         _through_flat_view(np.zeros((4, 6), np.float32)[:, ::2])
+
+
+# --- the exp's two scalings, and the helpers for a proved sign ------------------------------------
+def _bits(a: np.ndarray) -> np.ndarray:
+    return a.view(np.int32)
+
+
+@cache
+def _exp_with_scale(scale: str):
+    """A compiled map of fexp32's instructions with the scaling `scale` forced."""
+    return _map(numba.extending.intrinsic(
+        ml._float32_helper(lambda builder, x: ml._emit_exp(builder, x, scale=scale))))
+
+
+def _specials() -> np.ndarray:
+    nan = np.float32(np.nan)
+    return _f32([np.nan, -nan, np.inf, -np.inf, 0.0, -0.0, 88.72283, 88.72284, -87.33654,
+                 -103.97207, -103.97208, -104.0, -1e30, 1e30])
+
+
+def test_the_exp_scalings_give_the_same_bits():
+    """llvm.ldexp (vscalefps on AVX-512, the default there) and the two multiplies by powers
+    of two (elsewhere) both round p * 2^n once: the same bits at every float32 argument from
+    below the subnormal range to overflow, and at the specials."""
+    x = np.concatenate([np.linspace(-110.0, 90.0, 1 << 21, dtype=np.float32),
+                        np.linspace(-104.0, -86.0, 1 << 18, dtype=np.float32), _specials()])
+    via_ldexp, via_pow2 = _exp_with_scale("ldexp")(x), _exp_with_scale("pow2")(x)
+    np.testing.assert_array_equal(_bits(via_ldexp), _bits(via_pow2))
+    np.testing.assert_array_equal(_bits(_mapper("fexp32", False)(x)), _bits(via_pow2))
+    assert (via_ldexp[x < -103.973] == 0).all() and np.isinf(via_ldexp[x > 88.7229]).all()
+
+
+def test_the_nonpositive_exp_is_fexp32_for_every_nonpositive_argument():
+    x = np.concatenate([-np.logspace(-45, 2.1, 1 << 18).astype(np.float32),
+                        np.linspace(-110.0, 0.0, 1 << 18, dtype=np.float32), _specials()])
+    x = x[~(x > 0)]  # NaN stays
+    want = _mapper("fexp32", False)(x)
+    for fastmath in (False, True):
+        np.testing.assert_array_equal(_bits(_mapper("fexp_nonpos32", fastmath)(x)), _bits(want))
+
+
+def test_the_nonnegative_sigmoid_is_fsigmoid32_for_every_nonnegative_argument():
+    x = np.concatenate([np.logspace(-45, 2.1, 1 << 18).astype(np.float32),
+                        np.linspace(0.0, 110.0, 1 << 18, dtype=np.float32), _specials()])
+    x = x[~(x < 0)]  # -0.0 and NaN of either sign stay
+    want = _mapper("fsigmoid32", False)(x)
+    np.testing.assert_array_equal(_bits(_mapper("fsigmoid_nonneg32", False)(x)), _bits(want))
+    np.testing.assert_array_equal(_bits(_mapper("fsigmoid_nonneg32", True)(x)),
+                                  _bits(_mapper("fsigmoid32", True)(x)))
+
+
+def test_the_scaling_follows_the_cpu_numba_compiles_for():
+    """vscalefps where Numba targets AVX-512F, the powers of two elsewhere (llvm.ldexp would
+    be a libm call per element there)."""
+    fn = _mapper("fexp32", False)
+    fn(np.ones(64, dtype=np.float32))
+    (asm,) = fn.inspect_asm().values()
+    assert ("vscalefps" in asm) == ml._avx512()
+    assert "ldexp" not in asm

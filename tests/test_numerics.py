@@ -294,6 +294,12 @@ CHAINS = {
     "clip-relu-square": (
         lambda a, b, c, d: gc.clip(a / b, -2.0, 2.0) + gc.relu(c - d) * gc.square(a),
         lambda a, b, c, d: np.clip(a / b, -2.0, 2.0) + np.maximum(c - d, 0) * np.square(a)),
+    # W4's body and its kin: helpers chosen for proved signs (exp of -t, sigmoid of relu)
+    "relu-sigmoid-exp-signed": (
+        lambda a, b, c, d: gc.exp(-(gc.relu(a) * gc.sigmoid(gc.relu(a)))) * b
+        + gc.exp(gc.abs(c) * -2.0) + gc.sigmoid(gc.maximum(d, 0.5)),
+        lambda a, b, c, d: np.exp(-(np.maximum(a, 0) * _np_sigmoid(np.maximum(a, 0)))) * b
+        + np.exp(np.abs(c) * -2.0) + _np_sigmoid(np.maximum(d, 0.5))),
 }
 CHAIN_SHAPE = (8, 16)
 REDUCTIONS_OF = {

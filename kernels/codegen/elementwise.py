@@ -120,13 +120,14 @@ def translate_body(spec: KernelSpec, target) -> tuple:
     """The body in the target's source, and the helper names it calls. Each line's dtype is
     inferred from its expression; a stored one must be its output's dtype."""
     dtypes = {f"x{i}": dtype for i, (dtype, _) in enumerate(spec.inputs)}
+    signs: dict = {}
     body, helpers = [], set()
     for var, expr, comment in spec.body:
         if not is_variable(var):
             raise ScalarFormError(f"kernel {spec.name}: body variable {var!r} is not a letter "
                                   f"and digits")
-        written = translate(expr, dtypes, target)
-        dtypes[var] = written.dtype
+        written = translate(expr, dtypes, target, signs)
+        dtypes[var], signs[var] = written.dtype, written.sign
         helpers |= written.helpers
         body.append((var, written.source, _one_line(comment)))
     for var, dtype in spec.outputs:
@@ -384,7 +385,7 @@ def _wide(dtype: str) -> str:
 # with one chain, 2.5 with two, 2.0 with four; eight did not vectorize. Only short bodies
 # get copies: Numba's compile time grows faster than the source.
 CHAINS = 4
-CHAIN_HELPERS = ("fexp32(", "fsigmoid32(", "ftanh32(")
+CHAIN_HELPERS = ("fexp32(", "fsigmoid32(", "ftanh32(", "fexp_nonpos32(", "fsigmoid_nonneg32(")
 CHAIN_MAX_LINES = 24
 
 

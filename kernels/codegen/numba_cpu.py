@@ -51,7 +51,13 @@ NUMBA_CPU = Target(
         **_casts(),
     },
     helpers={"fexp32": MATHLIB, "fsigmoid32": MATHLIB, "ftanh32": MATHLIB, "select": MATHLIB,
-             "flat_view": MATHLIB},
+             "flat_view": MATHLIB, "fexp_nonpos32": MATHLIB, "fsigmoid_nonneg32": MATHLIB},
+    # the same bits with fewer instructions where the operand's sign is proved (W4's
+    # exp(-t) and sigmoid(t) of t = relu(...): measured on a Zen 4, one thread, 16M
+    # float32: 13.1 -> 11.8 ms)
+    signed={("exp", "float32", "-"): Template("fexp_nonpos32({0})", helpers=("fexp_nonpos32",)),
+            ("sigmoid", "float32", "+"): Template("fsigmoid_nonneg32({0})",
+                                                  helpers=("fsigmoid_nonneg32",))},
     # one LLVM select: Numba lowers `a if c else b` to branches, which kept a masked
     # reduction's loop (a ReLU gradient summed for a bias) from vectorizing and mispredict
     # on a mask of real data (W3's bias gradient: 0.85 -> 0.48 ms)

@@ -13,6 +13,10 @@ Op records write each elementwise op as a Python expression over a small, closed
 
 A `Target` (numba_cpu.py; numba.cuda next) maps each function, per operand dtype where it
 matters, to a template of its own source, with the helper imports the template needs.
+`translate` also follows each float value's sign where the expression proves it (`+`: >= 0
+or NaN, as relu's output; `-`: <= 0 or NaN; `0`: both, a zero or NaN), so a target can
+write a cheaper form of a function for a proved sign (Target.signed: float32 exp of a
+non-positive value, sigmoid of a non-negative one) that gives the same bits.
 `translate` parses the neutral text with `ast`, rejects anything outside the vocabulary (so
 no name, attribute or number from elsewhere reaches generated source), infers each
 subexpression's dtype and writes the target's source, fully parenthesised.
@@ -68,6 +72,9 @@ class Target:
     helpers: helper name -> the module it is imported from.
     select: how `a if c else b` is written, as a Template over (c, a, b); None: the
         target's own conditional expression.
+    signed: (function, operand dtype, sign) -> Template used instead of `functions`' when
+        the operand's sign is proved ("+": >= 0 or NaN, "-": <= 0 or NaN); it must give
+        the same bits as the general template for every such operand.
     """
 
     name: str
@@ -77,6 +84,7 @@ class Target:
     functions: Mapping[str, Mapping[str, Template]]
     helpers: Mapping[str, str] = field(default_factory=dict)
     select: Template | None = None
+    signed: Mapping[tuple, Template] = field(default_factory=dict)
 
     def literal(self, value, dtype: str) -> str:
         """`value` as a typed literal of this target: np.float32(1.5), np.float32(-np.inf)."""
@@ -116,6 +124,7 @@ class Translation:
     source: str
     dtype: str
     helpers: frozenset
+    sign: str | None = None  # "+", "-", "0" (both) or None: see _SIGNS
 
 
 def is_variable(name: str) -> bool:
@@ -123,88 +132,174 @@ def is_variable(name: str) -> bool:
     return name.isascii() and name[:1].isalpha() and name[1:].isdigit()
 
 
-def translate(expr: str, types: Mapping[str, str], target: Target) -> Translation:
-    """The target's source for a neutral expression; types: each variable's dtype."""
+def translate(expr: str, types: Mapping[str, str], target: Target,
+              signs: Mapping[str, str | None] | None = None) -> Translation:
+    """The target's source for a neutral expression; types: each variable's dtype; signs:
+    the proved sign of variables (earlier lines' Translation.sign), where known."""
     try:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError as exc:
         raise ScalarFormError(f"not a scalar expression: {expr!r} ({exc.msg})") from None
     helpers: set = set()
     try:
-        source, dtype = _write(tree.body, types, target, helpers)
+        source, dtype, sign = _write(tree.body, _Scope(types, signs or {}, target, helpers))
     except ScalarFormError as exc:
         raise ScalarFormError(f"{exc} in {expr!r}") from None
-    return Translation(source, dtype, frozenset(helpers))
+    return Translation(source, dtype, frozenset(helpers),
+                       sign if dtype.startswith("float") else None)
 
 
-def _write(node, types, target: Target, helpers: set) -> tuple[str, str]:
-    """(source, dtype) of one node of the neutral form."""
+# Signs: "+" the value is >= 0 (-0.0 included) or NaN; "-" <= 0 or NaN; "0" both (a zero or
+# NaN); None: unknown. Only what holds for every input, infinities included, is proved.
+def _nonneg(sign) -> bool:
+    return sign in ("+", "0")
+
+
+def _nonpos(sign) -> bool:
+    return sign in ("-", "0")
+
+
+def _sign_of(nonneg: bool, nonpos: bool):
+    return "0" if nonneg and nonpos else "+" if nonneg else "-" if nonpos else None
+
+
+_FLIP = {"+": "-", "-": "+", "0": "0", None: None}
+
+
+def _join(a, b):
+    """The sign of a value that is one of two values (a select)."""
+    return _sign_of(_nonneg(a) and _nonneg(b), _nonpos(a) and _nonpos(b))
+
+
+def _binary_sign(op: str, a, b):
+    if op == "-":
+        op, b = "+", _FLIP[b]
+    if op == "+":  # inf + -inf is NaN: only same-signed operands prove a sign
+        return _join(a, b)
+    if op == "*":
+        if "0" in (a, b):  # +-0, or NaN (0 * inf)
+            return "0"
+        return None if a is None or b is None else "+" if a == b else "-"
+    # a / b: 0 / b is +-0 or NaN; otherwise nothing is proved, as "+" includes -0.0 and
+    # 1 / -0.0 is -inf (and ** is not followed)
+    return "0" if op == "/" and a == "0" else None
+
+
+def _literal_sign(value):
+    if isinstance(value, float) and math.isnan(value) or value == 0:
+        return "0"
+    return "+" if value > 0 else "-"
+
+
+# functions whose result is >= 0 or NaN for every operand
+_NONNEG_FUNCTIONS = frozenset({"exp", "sigmoid", "sqrt", "abs"})
+# functions whose result has their operand's sign (tanh(x); sign(x): the sign of x or 0;
+# a float cast rounds, keeping the sign)
+_SIGN_KEEPING = frozenset({"tanh", "sign", "cast_float32", "cast_float64"})
+
+
+def _function_sign(name: str, signs: list):
+    if name in _NONNEG_FUNCTIONS:
+        return "+"
+    if name in _SIGN_KEEPING:
+        return signs[0]
+    if name == "maximum":  # max(a, b) >= a: one non-negative operand proves it
+        return _sign_of(_nonneg(signs[0]) or _nonneg(signs[1]),
+                        _nonpos(signs[0]) and _nonpos(signs[1]))
+    if name == "minimum":
+        return _sign_of(_nonneg(signs[0]) and _nonneg(signs[1]),
+                        _nonpos(signs[0]) or _nonpos(signs[1]))
+    return None
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What `_write` reads and adds to: variables' dtypes and signs, the target, the
+    helpers the source calls."""
+
+    types: Mapping[str, str]
+    signs: Mapping[str, str | None]
+    target: Target
+    helpers: set
+
+
+def _write(node, scope: _Scope) -> tuple[str, str, str | None]:
+    """(source, dtype, sign) of one node of the neutral form."""
+    target = scope.target
     if isinstance(node, ast.Name):
-        if not is_variable(node.id) or node.id not in types:
+        if not is_variable(node.id) or node.id not in scope.types:
             raise ScalarFormError(f"unknown variable {node.id!r}")
-        return node.id, types[node.id]
+        return node.id, scope.types[node.id], scope.signs.get(node.id)
     if isinstance(node, ast.Constant) and isinstance(node.value, bool):
-        return target.literal(node.value, "bool"), "bool"
+        return target.literal(node.value, "bool"), "bool", None
     if isinstance(node, ast.Call):
-        return _write_call(node, types, target, helpers)
+        return _write_call(node, scope)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        operand, dtype = _write(node.operand, types, target, helpers)
-        return f"(-{operand})", dtype
+        operand, dtype, sign = _write(node.operand, scope)
+        return f"(-{operand})", dtype, _FLIP[sign]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        (left, right), dtype = _operands(node, [node.left, node.right], types, target, helpers)
-        return f"({left} {_BINARY[type(node.op)]} {right})", dtype
+        (left, right), dtype, (a, b) = _operands(node, [node.left, node.right], scope)
+        op = _BINARY[type(node.op)]
+        return f"({left} {op} {right})", dtype, _binary_sign(op, a, b)
     if (isinstance(node, ast.Compare) and len(node.ops) == 1
             and type(node.ops[0]) in _COMPARE):
-        (left, right), _ = _operands(node, [node.left, *node.comparators], types, target,
-                                     helpers)
-        return f"({left} {_COMPARE[type(node.ops[0])]} {right})", "bool"
+        (left, right), _, _ = _operands(node, [node.left, *node.comparators], scope)
+        return f"({left} {_COMPARE[type(node.ops[0])]} {right})", "bool", None
     if isinstance(node, ast.IfExp):
-        test, test_dtype = _write(node.test, types, target, helpers)
+        test, test_dtype, _ = _write(node.test, scope)
         if test_dtype != "bool":
             raise ScalarFormError(f"a condition of dtype {test_dtype}, expected bool")
-        (body, orelse), dtype = _operands(node, [node.body, node.orelse], types, target,
-                                          helpers)
+        (body, orelse), dtype, (a, b) = _operands(node, [node.body, node.orelse], scope)
         if target.select is not None:
-            helpers.update(target.select.helpers)
-            return target.select.source.format(test, body, orelse), dtype
-        return f"({body} if {test} else {orelse})", dtype
+            scope.helpers.update(target.select.helpers)
+            return target.select.source.format(test, body, orelse), dtype, _join(a, b)
+        return f"({body} if {test} else {orelse})", dtype, _join(a, b)
     raise ScalarFormError(f"{ast.unparse(node)!r} is outside the scalar vocabulary "
                           f"(variables, + - * / **, comparisons, `a if c else b`, "
                           f"{', '.join(FUNCTIONS)} and typed literals)")
 
 
-def _operands(node, operands, types, target, helpers) -> tuple[list, str]:
-    """The operands' source and their dtype, which they share (graphc casts mixed operands
-    before the op)."""
-    written = [_write(o, types, target, helpers) for o in operands]
-    dtypes = [dtype for _, dtype in written]
+def _operands(node, operands, scope: _Scope) -> tuple[list, str, list]:
+    """The operands' source, their dtype, which they share (graphc casts mixed operands
+    before the op), and their signs."""
+    written = [_write(o, scope) for o in operands]
+    dtypes = [dtype for _, dtype, _ in written]
     if len(set(dtypes)) > 1:
         raise ScalarFormError(f"operands of {ast.unparse(node)!r} have dtypes "
                               f"{', '.join(dtypes)}; expected one dtype")
-    return [source for source, _ in written], dtypes[0]
+    return [source for source, _, _ in written], dtypes[0], [sign for _, _, sign in written]
 
 
-def _write_call(node: ast.Call, types, target: Target, helpers: set) -> tuple[str, str]:
+def _write_call(node: ast.Call, scope: _Scope) -> tuple[str, str, str | None]:
+    target = scope.target
     name = node.func.id if isinstance(node.func, ast.Name) else None
     if node.keywords or name is None:
         raise ScalarFormError(f"{ast.unparse(node)!r}: call a vocabulary function by name, "
                               f"with positional operands")
     if name in DTYPES and name != "bool":
-        return target.literal(_literal_value(node, name), name), name
+        value = _literal_value(node, name)
+        return target.literal(value, name), name, _literal_sign(value)
     if name not in FUNCTIONS:
         raise ScalarFormError(f"{name!r} is not a scalar function; expected one of "
                               f"{', '.join(FUNCTIONS)} or a literal such as float32(1.5)")
     if len(node.args) != FUNCTIONS[name]:
         raise ScalarFormError(f"{name} takes {FUNCTIONS[name]} operand(s), got "
                               f"{len(node.args)}")
-    sources, dtype = _operands(node, node.args, types, target, helpers)
+    sources, dtype, signs = _operands(node, node.args, scope)
     by_dtype = target.functions.get(name, {})
     template = by_dtype.get(dtype) or by_dtype.get(ANY)
     if template is None:
         raise ScalarFormError(f"{target.name} has no {name} for {dtype}")
-    helpers.update(template.helpers)
+    if len(signs) == 1:
+        for sign in ("+", "-"):
+            if (_nonneg if sign == "+" else _nonpos)(signs[0]):
+                template = target.signed.get((name, dtype, sign), template)
+    scope.helpers.update(template.helpers)
     result = name[len("cast_"):] if name.startswith("cast_") else dtype
-    return template.source.format(*sources), result
+    sign = _function_sign(name, signs) if result.startswith("float") else None
+    if name.startswith("cast_") and not dtype.startswith("float"):
+        sign = None  # from an integer or bool: not followed
+    return template.source.format(*sources), result, sign
 
 
 def _literal_value(node: ast.Call, dtype: str):
