@@ -155,6 +155,13 @@ class Function:
             self._specs.append((name, _checked_dims(name, t.shape), dt.canonical(t.dtype)))
         self._index = {name: i for i, (name, _, _) in enumerate(self._specs)}
         self._fast_call = _generate_call(self)
+        # the generated call is this function's own __call__ (a subclass per function):
+        # f(x) runs it directly, one Python frame and an argument tuple fewer (~0.1 µs of a
+        # 7 µs W1 step)
+        self.__class__ = type(Function.__name__, (Function,),
+                              {"__call__": self._fast_call, "__slots__": (),
+                               "__module__": Function.__module__,
+                               "__qualname__": Function.__qualname__})
 
     @property
     def inputs(self):
@@ -207,8 +214,8 @@ class Function:
             feeds.append(arr)
         return feeds, n
 
-    def __call__(self, *args, **kwargs):
-        return self._fast_call(self, args, kwargs)
+    def __call__(self, *args, **kwargs):  # (replaced per function by the generated call)
+        return self._fast_call(self, *args, **kwargs)
 
     def _slow_call(self, args, kwargs):
         feeds, n = self._bind(args, kwargs)
@@ -260,26 +267,33 @@ def _generate_call(fn: Function):
     text of the user's gets in."""
     specs = fn._specs
     names = [f"a{i}" for i in range(len(specs))]
-    glob = {"ndarray": np.ndarray, "LOCK": fn._call_lock}
+    glob = {"ndarray": np.ndarray}
     checks, batch_checks, n_expr = [], [], None
     for i, (_, shape, dtype) in enumerate(specs):
         a = names[i]
         glob[f"D{i}"] = np.dtype(dtype)
-        checks.append(f"type({a}) is not ndarray or {a}.dtype is not D{i} or "
-                      f"{a}.ndim != {len(shape)} or not {a}.flags.c_contiguous")
-        if shape and shape[0] is None and None not in shape[1:]:
-            checks.append(f"{a}.shape[1:] != {tuple(shape[1:])!r}")
+        if shape and None not in shape[1:]:
+            # every dim but the first fixed: C-contiguous means these strides (a tuple
+            # compared: ~0.1 µs less than ndim and flags.c_contiguous; an array of one row
+            # with other strides, C-contiguous too, takes the general path)
+            strides = tuple(int(np.prod(shape[k + 1:], dtype=np.int64)) * glob[f"D{i}"].itemsize
+                            for k in range(len(shape)))
+            glob[f"S{i}"] = strides
+            checks.append(f"type({a}) is not ndarray or {a}.dtype is not D{i} or "
+                          f"{a}.strides != S{i}")
         else:
-            for k, d in enumerate(shape):
-                if d is not None:
-                    checks.append(f"{a}.shape[{k}] != {d}")
+            checks.append(f"type({a}) is not ndarray or {a}.dtype is not D{i} or "
+                          f"{a}.ndim != {len(shape)} or not {a}.flags.c_contiguous")
+        for k, d in enumerate(shape):  # (one int compared per fixed dim: no slices)
+            if d is not None:
+                checks.append(f"{a}.shape[{k}] != {int(d)}")
         for k, d in enumerate(shape):
             if d is None:
                 if n_expr is None:
                     n_expr = f"{a}.shape[{k}]"
                 else:
                     batch_checks.append(f"{a}.shape[{k}] != n")
-    lines = ["def __call__(self, args, kwargs):",
+    lines = ["def __call__(self, *args, **kwargs):",
              f"    if kwargs or len(args) != {len(names)}:",
              "        return self._slow_call(args, kwargs)"]
     if names:
@@ -291,9 +305,14 @@ def _generate_call(fn: Function):
         if group:
             lines.append("    if (" + "\n            or ".join(group) + "):")
             lines.append("        return self._slow_call(args, kwargs)")
-    lines.append("    with LOCK:")
+    # the lock's bound methods, not `with`: ~0.08 µs less a call (0.15 against 0.23)
+    glob["ACQUIRE"], glob["RELEASE"] = fn._call_lock.acquire, fn._call_lock.release
+    lines.append("    ACQUIRE()")
+    lines.append("    try:")
     glob["RUNNERS"], glob["BIND"] = fn.executable.runners, fn._bind_runner
     lines.append(f"        out = (RUNNERS.get(n) or BIND(n))({', '.join(names)})")
+    lines.append("    finally:")
+    lines.append("        RELEASE()")
     lines.append("    return out[0]" if fn.single else "    return out")
     source = "\n".join(lines) + "\n"
     code = builtins.compile(source, "<graphc call>", "exec")  # (gc.compile shadows it here)
