@@ -1,5 +1,7 @@
-"""The small-matrix product kernels (kernels/cpu/nn.py mm_*, acc_*) pick a loop order per
-shape: every branch against NumPy, for floats and integers (integers exactly)."""
+"""Hand-written kernels for small problems (kernels/cpu/nn.py): the small-matrix products
+(mm_*, acc_*) pick a loop order per shape, and softmax cross entropy a vector loop for short
+rows. Every branch against NumPy or the other branch.
+Floats and integers (integers exactly)."""
 from __future__ import annotations
 
 import numpy as np
@@ -56,3 +58,31 @@ def test_small_accumulating_products_match_numpy(case, dtype):
         want = beta * out.astype(np.float64) + alpha * (A.astype(np.float64) @ B)
         nn.ACC_KERNELS[case](a, b, out, alpha, beta)
         _check(out, want.astype(dtype), dtype)
+
+
+def test_short_rows_of_softmax_cross_entropy_give_the_bits_of_the_row_loop():
+    """softmax_cross_entropy_fused takes rows shorter than FLAT_SOFTMAX_COLS with one exp
+    loop over all elements: the same bits as its row-by-row loop (the kernel recompiled with
+    the threshold at 0), NaN, inf and huge logits included; a bad label reports its row."""
+    import types
+
+    import numba
+
+    fn = nn.softmax_cross_entropy_fused.py_func
+    by_rows = numba.njit(error_model="numpy")(types.FunctionType(
+        fn.__code__, {**vars(nn), "FLAT_SOFTMAX_COLS": 0}, fn.__name__))
+    rng = np.random.default_rng(3)
+    for rows, cols in [(30, 3), (1, 1), (7, 31), (64, 10), (0, 4)]:
+        x = (rng.standard_normal((rows, cols)) * 30).astype(np.float32)
+        if rows > 3:
+            x[1, 0], x[2, :], x[3, -1] = np.nan, np.inf, 3e38
+        labels = rng.integers(0, cols, rows).astype(np.int32)
+        g = np.array([0.5], np.float32)
+        got = [np.empty(1, np.float32), np.empty_like(x)]
+        want = [np.empty(1, np.float32), np.empty_like(x)]
+        assert nn.softmax_cross_entropy_fused(x, labels, g, *got) == by_rows(x, labels, g, *want)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
+        if rows > 3:
+            labels[2] = cols
+            assert nn.softmax_cross_entropy_fused(x, labels, g, *got) == 3
