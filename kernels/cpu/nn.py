@@ -119,7 +119,7 @@ def log_softmax_rows(x, out):
 
 # rows shorter than this take the exps of all rows in one vector loop (each row's max
 # spread over its elements first): measured 2026-12-02 (Zen 4), the fused kernel below at
-# 30x3 0.99 -> 0.63 µs, 256x10 10.6 -> 6.9, 128x16 5.2 -> 4.6, 128x32 8.2 -> 8.2, 64x64
+# 30x3 0.99 -> 0.63-0.67 µs, 256x10 10.6 -> 6.9, 128x16 5.2 -> 4.6, 128x32 8.2 -> 8.2, 64x64
 # 7.3 -> 8.3 (the extra pass over the row maxima costs more than the short loops it saves)
 FLAT_SOFTMAX_COLS = 32
 
@@ -261,9 +261,8 @@ SHORT_K = 16
 
 @numba.njit(**_MM_INLINE)
 def _rank1_rows(a, b, out):
-    """out = a @ b by rank-1 updates, b (k, n) row-major (a may be a transposed view). The
-    rows run in the middle loop: consecutive updates of one element are a whole output
-    apart."""
+    """out = a @ b by rank-1 updates, b (k, n) row-major. The rows run in the middle loop:
+    consecutive updates of one element are a whole output apart."""
     m, n = out.shape
     k = b.shape[0]
     for i in range(m):
