@@ -18,6 +18,7 @@ def _one_pass(kernel, planes, *args):
 @pytest.mark.parametrize("window", WINDOWS)
 def test_split_planes_give_the_bits_of_one_pass(window, threads, monkeypatch):
     monkeypatch.setattr(conv.numba.config, "NUMBA_NUM_THREADS", threads)  # (ranges of 63/n)
+    monkeypatch.setattr(conv.numba, "get_num_threads", lambda: threads)
     monkeypatch.setattr(conv, "_THREADS", [])  # a pool of this size
     kh, kw, sh, sw, ph, pw = window
     rng = np.random.default_rng(7)
@@ -188,3 +189,23 @@ def test_split_products_give_the_bits_of_one_thread(threads, monkeypatch):
     want = np.einsum("nmp,nkp->mk", g.astype(np.float64), np.nan_to_num(col, nan=0.0))
     np.testing.assert_allclose(split[2][:, [i for i in range(12) if i != 3]],
                                want[:, [i for i in range(12) if i != 3]], rtol=1e-4, atol=1e-4)
+
+
+def test_the_kernels_split_over_the_threads_numba_is_set_to(monkeypatch):
+    """numba.set_num_threads(1) keeps the pooling, im2col and product kernels on one thread
+    (their split follows numba.get_num_threads(), as a prange does), however large."""
+    calls = []
+    monkeypatch.setattr(conv, "SPLIT_MIN_NS", 0.0)
+    monkeypatch.setattr(conv, "_split", lambda *a: calls.append(a[1]) or a[0](*a[3:], 0, a[2]))
+    x = np.random.default_rng(3).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    y = np.empty((4, 3, 4, 4), np.float32)
+    col = np.empty((4, 27, 64), np.float32)
+    w = np.ones((5, 27), np.float32)
+    out = np.empty((4, 5, 8, 8), np.float32)
+    for threads, split in ((1, False), (2, True)):
+        calls.clear()
+        monkeypatch.setattr(conv.numba, "get_num_threads", lambda t=threads: t)
+        conv.max_pool2d(x, y, 2, 2, 2, 2, 0, 0)
+        conv.im2col(x, col, 3, 3, 1, 1, 1, 1)
+        conv.matmul_shared(w, col, out)
+        assert bool(calls) == split, (threads, calls)

@@ -133,9 +133,10 @@ def _pool(workers: int):
 def _run(kernel, ns: float, planes: int, *args) -> None:
     """kernel(*args, lo, hi) over planes [0, planes): in one call below SPLIT_MIN_NS of
     estimated work (`ns`: a thread hand-off costs more than a small pool or column copy),
-    else split into equal ranges, one per thread (Numba's thread count), the caller doing
-    the first. Planes are independent, so the result does not depend on the split."""
-    threads = max(1, int(numba.config.NUMBA_NUM_THREADS))
+    else split into equal ranges, one per thread (Numba's thread count now:
+    numba.set_num_threads limits these kernels as it limits the prange ones), the caller
+    doing the first. Planes are independent, so the result does not depend on the split."""
+    threads = numba.get_num_threads()
     parts = min(threads, planes) if ns >= SPLIT_MIN_NS else 1
     if parts <= 1:
         kernel(*args, 0, planes)
@@ -146,9 +147,8 @@ def _run(kernel, ns: float, planes: int, *args) -> None:
 def _split(kernel, parts: int, planes: int, *args) -> None:
     """kernel(*args, lo, hi) over `parts` equal ranges of [0, planes), one a thread, the
     caller doing the first."""
-    threads = max(1, int(numba.config.NUMBA_NUM_THREADS))
     bounds = [planes * t // parts for t in range(parts + 1)]
-    pool = _pool(threads - 1)
+    pool = _pool(max(1, int(numba.config.NUMBA_NUM_THREADS) - 1))  # (sized for the most)
     futures = [pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, parts)]
     try:
         kernel(*args, bounds[0], bounds[1])
