@@ -124,7 +124,7 @@ class Translation:
     source: str
     dtype: str
     helpers: frozenset
-    sign: str | None = None  # "+", "-", "0" (both) or None: see _SIGNS
+    sign: str | None = None  # "+", "-", "0" (both) or None: see the note above _nonneg
 
 
 def is_variable(name: str) -> bool:
@@ -290,10 +290,10 @@ def _write_call(node: ast.Call, scope: _Scope) -> tuple[str, str, str | None]:
     template = by_dtype.get(dtype) or by_dtype.get(ANY)
     if template is None:
         raise ScalarFormError(f"{target.name} has no {name} for {dtype}")
-    if len(signs) == 1:
-        for sign in ("+", "-"):
-            if (_nonneg if sign == "+" else _nonpos)(signs[0]):
-                template = target.signed.get((name, dtype, sign), template)
+    if len(signs) == 1 and _nonneg(signs[0]):
+        template = target.signed.get((name, dtype, "+"), template)
+    if len(signs) == 1 and _nonpos(signs[0]):
+        template = target.signed.get((name, dtype, "-"), template)
     scope.helpers.update(template.helpers)
     result = name[len("cast_"):] if name.startswith("cast_") else dtype
     sign = _function_sign(name, signs) if result.startswith("float") else None
