@@ -147,16 +147,14 @@ def softmax_cross_entropy_fused(x, labels, g, loss, dx):
     rows, cols = x.shape
     scale = g[0] / max(rows, 1)
     total = 0.0
+    for r in range(rows):  # (every label first: a bad one writes nothing)
+        if labels[r] < 0 or labels[r] >= cols:
+            return 1 + r
     flat = cols < FLAT_SOFTMAX_COLS
     if flat:
-        for r in range(rows):
-            if labels[r] < 0 or labels[r] >= cols:
-                return 1 + r
         ms = _flat_exps(x, dx)
     for r in range(rows):
         t = labels[r]
-        if t < 0 or t >= cols:
-            return 1 + r
         if flat:  # (the same operations as _row_softmax's, the exps done above)
             m, s = ms[r * cols], _row_sum(dx, r)
             for c in range(np.uint64(cols)):
