@@ -45,6 +45,7 @@ from .errors import (
 )
 from .evaluate import eval as eval  # (not in __all__: `import *` must not shadow the builtin)
 from .function import Function, compile
+from .kernels import __version__ as __version__  # (kept where the kernel cache reads it)
 from .nn.mode import test_mode
 from .ops import *
 from .ops import __all__ as _ops_all
@@ -53,8 +54,6 @@ from .random import set_seed
 from .serialize import load, save
 from .tensor import Parameter, Tensor, as_tensor, constant, placeholder
 from .training import fit as fit
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Function", "FeedError", "FeedTypeError", "GradError", "GraphcError", "Parameter",

@@ -66,7 +66,6 @@ import contextlib
 import glob
 import hashlib
 import importlib
-import importlib.metadata
 import importlib.util
 import io
 import json
@@ -267,10 +266,12 @@ def _flock(root: Path, exclusive: bool):
 
 
 def _graphc_version() -> str:
-    try:
-        return importlib.metadata.version("graphc")
-    except importlib.metadata.PackageNotFoundError:
-        return "dev"
+    """graphc's own version string (pyproject.toml's, checked by tests/test_warm_start.py).
+    importlib.metadata.version("graphc") gave the same string but scanned every installed
+    distribution and imported the email package: 26 ms of each warm compile."""
+    from . import __version__
+
+    return __version__
 
 
 @lru_cache(maxsize=1)
@@ -546,7 +547,7 @@ def _numba_classes():
             if payload is None:  # load() treats OSError as "entry missing"
                 raise OSError(f"no intact Numba cache data {path}")
             try:
-                return pickle.loads(payload)
+                return _CachedCodeUnpickler(io.BytesIO(payload)).load()
             except Exception as exc:
                 raise OSError(f"unreadable Numba cache data {path}: {exc!r}") from exc
 
@@ -596,6 +597,42 @@ def _numba_classes():
             return self._inner.get_disambiguator()
 
     return VerifiedCacheFile, RobustFunctionCache, FolderLocator
+
+
+class _CachedCodeUnpickler(pickle.Unpickler):
+    """pickle.loads for Numba's cache data, with environments rebuilt by `_rebuild_env`."""
+
+    def find_class(self, module, name):
+        if module == "numba.core.environment" and name == "_rebuild_env":
+            return _rebuild_env
+        return super().find_class(module, name)
+
+
+def _rebuild_env(modname, consts, env_name):
+    """numba.core.environment._rebuild_env, without importing a Numba implementation module
+    only to take its globals.
+
+    A cached kernel keeps the Environment of every function compiled into it, and Numba
+    rebuilds each one from its module's globals, importing the module: np.empty's
+    implementation names numba.np.arrayobj, whose import (with numba.cpython.unicode,
+    charseq, hashing, ...) took 50-70 ms of a warm start. An environment's globals are read
+    only by object-mode code (numba.core.pylowering); graphc's kernels and the Numba
+    functions compiled into them are nopython code, which reads only the constants, restored
+    here as Numba does. So an environment of a numba.* module that is not imported yet gets
+    a dict naming the module and nothing else; any other (graphc's own modules, already
+    imported) is rebuilt by Numba's own function."""
+    from numba.core import environment
+
+    if modname in sys.modules or not str(modname).startswith("numba."):
+        return environment._rebuild_env(modname, consts, env_name)
+    env = environment.lookup_environment(env_name)
+    if env is not None:
+        return env
+    env = environment.Environment({"__name__": modname})
+    env.consts[:] = consts
+    env.env_name = env_name
+    environment.Environment._memo[env_name] = env
+    return env
 
 
 def _load_without_refresh(cache, sig, target_context):
@@ -670,6 +707,8 @@ def stamp_package(mod) -> None:
                 cache_file._source_stamp, disp._cache._impl.locator._py_file, anywhere=True)
         except AttributeError:  # pragma: no cover - internal API moved
             continue
+    if _pointed:  # a module imported after use_graphc_cache ran (conv.py is imported when a
+        use_graphc_cache()  # plan first runs one of its kernels): pointed like the others
 
 
 def _point_cache(disp, folder: str | None) -> None:

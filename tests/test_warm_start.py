@@ -1,7 +1,8 @@
 """A warm start (a second process on a filled kernel cache) loads machine code and nothing
 else: no SciPy, and none of Numba's typing and lowering registries (numba.np.arraymath,
-numba.np.linalg, ...), which only a compile needs (~0.15-0.3 s of a warm start). (Loading
-cached code still imports the modules its environments name, e.g. numba.np.arrayobj.)"""
+numba.np.linalg, ...), which only a compile needs (~0.15-0.3 s of a warm start); not the
+implementation modules that cached code's environments name (numba.np.arrayobj, for
+np.empty: 50-70 ms), and not the convolution kernels in a plan without a convolution."""
 from __future__ import annotations
 
 import json
@@ -28,7 +29,8 @@ xs = rng.standard_normal((16, 4)).astype(np.float32)
 ts = rng.integers(0, 3, 16).astype(np.int32)
 losses = [float(step(xs, ts)[0]) for _ in range(3)]
 heavy = ("scipy", "numba.np.arraymath", "numba.np.linalg", "numba.np.random.generator_core",
-         "numba.np.polynomial.polynomial_core")
+         "numba.np.polynomial.polynomial_core", "numba.np.arrayobj", "numba.cpython.unicode",
+         "graphc.kernels.cpu.conv")
 print(json.dumps({"losses": losses, "imported": [m for m in heavy if m in sys.modules]}))
 """
 
@@ -49,3 +51,58 @@ def test_a_warm_start_loads_cached_kernels_without_numbas_registries_or_scipy(tm
     assert warm["losses"][2] < warm["losses"][0]
     assert "scipy" not in cold["imported"]  # (the cold start compiled: Numba loaded it all)
     assert warm["imported"] == []
+
+
+def test_the_version_is_pyprojects():
+    """graphc.__version__ (which the kernel cache keys on) is the installed version."""
+    import re
+    from pathlib import Path
+
+    import graphc
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"', text, re.MULTILINE).group(1) == graphc.__version__
+
+
+LATE_CHILD = r"""
+import json, sys
+import numpy as np
+import graphc as gc
+
+rng = np.random.default_rng(0)
+x = gc.placeholder((None, 128), name="x")
+W = gc.Parameter(rng.standard_normal((128, 64)).astype(np.float32), name="W")
+mlp = gc.compile([x], [gc.relu(x @ W)])
+mlp(np.ones((64, 128), np.float32))  # (a product for BLAS: gemm_call.py, imported late too)
+late = "graphc.kernels.cpu.conv" in sys.modules  # (not imported by a plan without one)
+img = gc.placeholder((None, 1, 6, 6), name="img")
+K = gc.Parameter(rng.standard_normal((2, 1, 3, 3)).astype(np.float32), name="K")
+conv = gc.compile([img], [gc.max_pool2d(gc.relu(gc.conv2d(img, K, pad=1)), 2)])
+y = conv(np.ones((2, 1, 6, 6), np.float32))[0]
+print(json.dumps({"conv_before": late, "sum": float(y.sum()),
+                  "log": [[e.get("kernel"), e.get("status")] for e in conv.executable.kernel_log]}))
+"""
+
+
+def test_kernels_imported_after_the_first_compile_cache_in_graphcs_folder(tmp_path):
+    """conv.py (and gemm_call.py) are imported when a plan first needs them, after the
+    first compile pointed the kernel modules imported until then at graphc's cache: their
+    kernels too are cached there, verified (and load in a second process), never in Numba's
+    own folder, where a warm start would compile them again."""
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "graphc"),
+               NUMBA_CACHE_DIR=str(tmp_path / "numba"), GRAPHC_LOG="quiet")
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", LATE_CHILD], env=env, capture_output=True,
+                              text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    cold, warm = runs
+    assert cold["conv_before"] is False and cold["sum"] == warm["sum"]
+    numba_own = [p.name for p in (tmp_path / "numba").rglob("*.nb[ic]")]
+    hand_written = ("conv.", "gemm_call.", "nn.", "tile.", "pool_lanes.")
+    assert not [n for n in numba_own if n.startswith(hand_written)], numba_own
+    graphcs = [p.name for p in (tmp_path / "graphc").rglob("conv.*.nbi")]
+    assert graphcs, "the convolution kernels left no index in graphc's cache"
+    hand = [s for k, s in warm["log"] if k and "conv" in k]
+    assert hand and all(s == "loaded" for s in hand), warm["log"]

@@ -9,9 +9,10 @@ binding (`register_binding`); nothing else.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
-from . import conv, nn
+from . import nn
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,32 @@ class Arg:
         return int(node.attrs[self.attr][self.index])
 
 
+class Lazy:
+    """A kernel named by module and attribute, imported when a plan first runs it.
+
+    The convolution and pooling kernels (conv.py, with tile.py and pool_lanes.py) took
+    ~15 ms to import, paid by every compile of a plan without a convolution."""
+
+    def __init__(self, module: str, attr: str):
+        self.module, self.attr = module, attr
+
+    def resolve(self):
+        return getattr(importlib.import_module(f"{__package__}.{self.module}"), self.attr)
+
+
 @dataclass(frozen=True)
 class Binding:
     name: str           # the KernelStep's kernel: an op name, or a fused pattern's name
-    function: object    # the @njit kernel
+    target: object      # the @njit kernel, or a Lazy naming it
     args: tuple         # Arg records, in call order
     checked: bool = False  # returns a status: 0, or 1 + the row of an out-of-range label
     labels: Arg | None = None  # the labels a failed check reports
     applies: object = None     # node -> bool: when the kernel can run this node (None: always)
+
+    @property
+    def function(self):
+        """The @njit kernel (a Lazy target imported on first use)."""
+        return self.target.resolve() if isinstance(self.target, Lazy) else self.target
 
     def applies_to(self, node) -> bool:
         return self.applies is None or bool(self.applies(node))
@@ -89,40 +108,40 @@ for _binding in [
 # convolution and pooling: arrays, then the window as ints (kh, kw, sh, sw, ph, pw)
 _WINDOW = tuple(Arg("attr", i, attr=key) for key in ("kernel", "stride", "pad") for i in (0, 1))
 for _binding in [
-    Binding("im2col", conv.im2col, (_IN, _OUT) + _WINDOW),
-    Binding("col2im", conv.col2im, (_IN, _OUT) + _WINDOW),
-    Binding("matmul_shared", conv.matmul_shared, (_IN, Arg("in", 1), _OUT)),
+    Binding("im2col", Lazy("conv", "im2col"), (_IN, _OUT) + _WINDOW),
+    Binding("col2im", Lazy("conv", "col2im"), (_IN, _OUT) + _WINDOW),
+    Binding("matmul_shared", Lazy("conv", "matmul_shared"), (_IN, Arg("in", 1), _OUT)),
     # a convolution's product with its bias (and ReLU) as an epilogue: nodes (matmul_shared,
     # add, relu) of graphc.plan.epilogues; the bias is the add's second operand
-    Binding("matmul_shared_bias", conv.matmul_shared_bias,
+    Binding("matmul_shared_bias", Lazy("conv", "matmul_shared_bias"),
             (_IN, Arg("in", 1), Arg("out", 0, node=1), Arg("in", 1, node=1))),
-    Binding("matmul_shared_bias_relu", conv.matmul_shared_bias_relu,
+    Binding("matmul_shared_bias_relu", Lazy("conv", "matmul_shared_bias_relu"),
             (_IN, Arg("in", 1), Arg("out", 0, node=2), Arg("in", 1, node=1))),
     # im2col folded into the product (graphc.plan.implicit): nodes (im2col, matmul_shared
     # [, add [, relu]]); x is im2col's input, the window its attributes
-    Binding("conv2d_implicit", conv.conv2d_implicit,
+    Binding("conv2d_implicit", Lazy("conv", "conv2d_implicit"),
             (_IN, Arg("in", 0, node=1), Arg("out", 0, node=1)) + _WINDOW),
-    Binding("conv2d_implicit_bias", conv.conv2d_implicit_bias,
+    Binding("conv2d_implicit_bias", Lazy("conv", "conv2d_implicit_bias"),
             (_IN, Arg("in", 0, node=1), Arg("out", 0, node=2), Arg("in", 1, node=2)) + _WINDOW),
-    Binding("conv2d_implicit_bias_relu", conv.conv2d_implicit_bias_relu,
+    Binding("conv2d_implicit_bias_relu", Lazy("conv", "conv2d_implicit_bias_relu"),
             (_IN, Arg("in", 0, node=1), Arg("out", 0, node=3), Arg("in", 1, node=2))
             + _WINDOW),
     # the same below graphc.plan.implicit.MIN_K, choosing by the batch: the column buffer
     # (im2col's output) is kept for batches the implicit kernel loses on
-    Binding("conv2d_by_batch", conv.conv2d_by_batch,
+    Binding("conv2d_by_batch", Lazy("conv", "conv2d_by_batch"),
             (_IN, Arg("in", 0, node=1), _OUT, Arg("out", 0, node=1)) + _WINDOW),
-    Binding("conv2d_by_batch_bias", conv.conv2d_by_batch_bias,
+    Binding("conv2d_by_batch_bias", Lazy("conv", "conv2d_by_batch_bias"),
             (_IN, Arg("in", 0, node=1), _OUT, Arg("out", 0, node=2), Arg("in", 1, node=2))
             + _WINDOW),
-    Binding("conv2d_by_batch_bias_relu", conv.conv2d_by_batch_bias_relu,
+    Binding("conv2d_by_batch_bias_relu", Lazy("conv", "conv2d_by_batch_bias_relu"),
             (_IN, Arg("in", 0, node=1), _OUT, Arg("out", 0, node=3), Arg("in", 1, node=2))
             + _WINDOW),
-    Binding("matmul_shared_t", conv.matmul_shared_t, (_IN, Arg("in", 1), _OUT)),
-    Binding("matmul_batch_sum", conv.matmul_batch_sum, (_IN, Arg("in", 1), _OUT)),
-    Binding("max_pool2d", conv.max_pool2d, (_IN, _OUT) + _WINDOW),
-    Binding("max_pool2d_grad", conv.max_pool2d_grad, (_IN, Arg("in", 1), _OUT) + _WINDOW),
-    Binding("max_pool2d_select", conv.max_pool2d_select, (_IN, Arg("in", 1), _OUT) + _WINDOW),
-    Binding("avg_pool2d", conv.avg_pool2d, (_IN, _OUT) + _WINDOW),
-    Binding("avg_pool2d_grad", conv.avg_pool2d_grad, (_IN, _OUT) + _WINDOW),
+    Binding("matmul_shared_t", Lazy("conv", "matmul_shared_t"), (_IN, Arg("in", 1), _OUT)),
+    Binding("matmul_batch_sum", Lazy("conv", "matmul_batch_sum"), (_IN, Arg("in", 1), _OUT)),
+    Binding("max_pool2d", Lazy("conv", "max_pool2d"), (_IN, _OUT) + _WINDOW),
+    Binding("max_pool2d_grad", Lazy("conv", "max_pool2d_grad"), (_IN, Arg("in", 1), _OUT) + _WINDOW),
+    Binding("max_pool2d_select", Lazy("conv", "max_pool2d_select"), (_IN, Arg("in", 1), _OUT) + _WINDOW),
+    Binding("avg_pool2d", Lazy("conv", "avg_pool2d"), (_IN, _OUT) + _WINDOW),
+    Binding("avg_pool2d_grad", Lazy("conv", "avg_pool2d_grad"), (_IN, _OUT) + _WINDOW),
 ]:
     register_binding(_binding)
