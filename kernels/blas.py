@@ -174,6 +174,12 @@ class _State:
         self.dgemm = None
 
 
+# OPENBLAS_THREAD_TIMEOUT graphc's OpenBLAS loads with (log2 of the cycles an idle thread
+# spins before it sleeps), unless the environment sets one; the benchmark harness gives
+# NumPy's OpenBLAS the same (benchmarks/threads.py)
+THREAD_TIMEOUT = 16
+
+
 def _default_threads() -> int:
     """GRAPHC_NUM_THREADS if set and valid, else the CPUs this process may run on."""
     env = os.environ.get("GRAPHC_NUM_THREADS", "").strip()
@@ -290,9 +296,15 @@ def _dlopen(path: str, coretype: str | None, threads: int) -> ctypes.CDLL:
         "OPENBLAS_CORETYPE": coretype,
         "OPENBLAS_L2_SIZE": None,
         "OPENBLAS_NUM_THREADS": str(threads),
-        # idle BLAS threads sleep at once instead of spinning, so they do not steal the
-        # cores from the Numba kernel that runs next (a user's own setting wins)
-        "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "4"),
+        # idle BLAS threads spin for 2**16 cycles (~20 µs) and then sleep: waking a
+        # sleeping thread cost each 2-thread product ~20 µs (a 512x64x64 float32 product
+        # took 45-53 µs on 2 threads, as on one, against 26-28 µs with the thread still
+        # spinning from the last product; NumPy's own OpenBLAS, spinning ~60 ms by
+        # default, took 26), while a Numba kernel that runs next shares the cores with the
+        # spinning thread for at most those ~20 µs (2026-12-02, Zen 4, 2 cores). A user's
+        # own setting wins.
+        "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT",
+                                                  str(THREAD_TIMEOUT)),
     }
     with _scoped_env(env):
         return ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL)

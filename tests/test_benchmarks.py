@@ -76,7 +76,7 @@ def test_module_entry_point_sets_thread_limits_first(tmp_path):
     threads = json.loads(path.read_text())["machine"]["thread_settings"]
     assert threads["env"]["OPENBLAS_NUM_THREADS"] == "2"
     assert threads["env"]["NUMBA_NUM_THREADS"] == "2"
-    assert threads["wait_env"] == {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
+    assert threads["wait_env"] == {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "16"}
     assert "--xla_cpu_multi_thread_eigen=true" in threads["xla_flags"]
     assert 1 <= len(threads["pinned_cpus"]) <= 2
 
