@@ -1,6 +1,6 @@
 """The Numba CPU target: how the neutral scalar form (scalar.py) is written in an njit kernel.
 
-float32 exp, sigmoid and tanh and float64 exp and sigmoid call graphc.kernels.mathlib's
+float32 and float64 exp, sigmoid and tanh call graphc.kernels.mathlib's
 vectorizable helpers (~1-3 ulp; np.exp and np.tanh call libm, which does not vectorize), and
 `a if c else b` its `select` (one LLVM select instruction); everything else is the NumPy
 function Numba compiles, with NumPy's NaN and infinity behaviour.
@@ -43,7 +43,7 @@ NUMBA_CPU = Target(
         "sin": _floats("np.sin({0})"),
         "cos": _floats("np.cos({0})"),
         "tanh": {"float32": Template("ftanh32({0})", helpers=("ftanh32",)),
-                 "float64": Template("np.tanh({0})")},
+                 "float64": Template("ftanh64({0})", helpers=("ftanh64",))},
         "abs": {ANY: Template("abs({0})")},
         "sign": {ANY: Template("np.sign({0})")},
         # NaN from either side, as NumPy (the builtin max keeps its first operand)
@@ -51,7 +51,8 @@ NUMBA_CPU = Target(
         "minimum": {ANY: Template("np.minimum({0}, {1})")},
         **_casts(),
     },
-    helpers={"fexp32": MATHLIB, "fexp64": MATHLIB, "fsigmoid32": MATHLIB, "ftanh32": MATHLIB, "select": MATHLIB,
+    helpers={"fexp32": MATHLIB, "fexp64": MATHLIB, "fsigmoid32": MATHLIB, "ftanh32": MATHLIB, "ftanh64": MATHLIB,
+             "select": MATHLIB,
              "flat_view": MATHLIB, "fexp_nonpos32": MATHLIB, "fsigmoid_nonneg32": MATHLIB},
     # the same bits with fewer instructions where the operand's sign is proved (W4's
     # exp(-t) and sigmoid(t) of t = relu(...): measured on a Zen 4, one thread, 16M
