@@ -106,3 +106,47 @@ def test_kernels_imported_after_the_first_compile_cache_in_graphcs_folder(tmp_pa
     assert graphcs, "the convolution kernels left no index in graphc's cache"
     hand = [s for k, s in warm["log"] if k and "conv" in k]
     assert hand and all(s == "loaded" for s in hand), warm["log"]
+
+
+ENV_CHILD = r"""
+import json, sys
+from graphc.kernels.cache import load_kernel
+
+SOURCE = '''
+import numpy as np
+import numba
+
+@numba.njit(cache=True, error_model='numpy')
+def serial(n):
+    a = np.empty(n)
+    a[:] = 1.5
+    return a.sum()
+'''
+fn, info = load_kernel(SOURCE, "serial")
+total = fn(4)
+try:
+    fn(-1)
+    raised = None
+except ValueError as exc:
+    raised = str(exc)
+print(json.dumps({"status": info["status"], "total": total, "raised": raised,
+                  "arrayobj": "numba.np.arrayobj" in sys.modules}))
+"""
+
+
+def test_cached_code_raises_from_numbas_implementations_without_their_modules(tmp_path):
+    """A warm start rebuilds np.empty's environment without importing numba.np.arrayobj
+    (kernels/cache.py, _rebuild_env); the cached code still raises np.empty's own error."""
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "graphc"),
+               NUMBA_CACHE_DIR=str(tmp_path / "numba"), GRAPHC_LOG="quiet")
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", ENV_CHILD], env=env, capture_output=True,
+                              text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    cold, warm = runs
+    assert (cold["status"], warm["status"]) == ("compiled", "loaded")
+    assert cold["total"] == warm["total"] == 6.0
+    assert cold["raised"] == warm["raised"] == "negative dimensions not allowed"
+    assert warm["arrayobj"] is False
