@@ -220,6 +220,10 @@ def _get_threads(typingctx, addr):
 # 64x1024x64 1.38, 1024x10x1024 (10M) 0.70-0.75, 512x256x256 0.60; float64 128x64x64 2.28,
 # 512x64x64 (2M) 0.90, 1024x256x10 0.67, 1024x10x1024 0.67. A 64-64-10 float32 SGD step
 # took 2.4x as long at batch 128 as at 124, where OpenBLAS started splitting its products.
+# Re-checked 2026-12-02 (Zen 4) after graphc's OpenBLAS threads began to spin ~20 µs before
+# sleeping (graphc.kernels.blas.THREAD_TIMEOUT): in a loop of products 2 threads then won
+# from 2**20 (0.54-0.84x), but whole sweep steps at 2**20-2**22 (64-256-10 and 64-64-10 at
+# batch 256, 64-1024-10 at batch 16, ...) measured the same or slower with 2**20 here.
 ONE_THREAD_MAX_MNK = {"float32": 1 << 22, "float64": 1 << 20}
 
 
