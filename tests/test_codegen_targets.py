@@ -214,8 +214,9 @@ def _header(source: str) -> list:
     ([("v0", "exp(x0)", ""), ("v1", "sigmoid(v0)", "")], "float64",
      "from graphc.kernels.mathlib import fexp64"),
     ([("v0", "tanh(x0)", ""), ("v1", "log(v0)", "")], "float64",
-     "from graphc.kernels.mathlib import ftanh64"),
-    ([("v0", "sqrt(x0)", ""), ("v1", "log(v0)", "")], "float64", None),
+     "from graphc.kernels.mathlib import flog64, ftanh64"),
+    ([("v0", "log(x0)", "")], "float32", "from graphc.kernels.mathlib import flog32"),
+    ([("v0", "sqrt(x0)", ""), ("v1", "sin(v0)", "")], "float64", None),
     ([("v0", "maximum(x0, float32(0.0))", "")], "float32", None),
 ])
 def test_a_kernel_imports_the_helpers_its_body_calls(body, dtype, helpers):

@@ -1,7 +1,7 @@
 """The Numba CPU target: how the neutral scalar form (scalar.py) is written in an njit kernel.
 
-float32 and float64 exp, sigmoid and tanh call graphc.kernels.mathlib's
-vectorizable helpers (~1-3 ulp; np.exp and np.tanh call libm, which does not vectorize), and
+float32 and float64 exp, log, sigmoid and tanh call graphc.kernels.mathlib's vectorizable
+helpers (~1-3 ulp; np.exp, np.log and np.tanh call libm, which does not vectorize), and
 `a if c else b` its `select` (one LLVM select instruction); everything else is the NumPy
 function Numba compiles, with NumPy's NaN and infinity behaviour.
 """
@@ -38,7 +38,8 @@ NUMBA_CPU = Target(
         "sigmoid": {"float32": Template("fsigmoid32({0})", helpers=("fsigmoid32",)),
                     "float64": Template("(np.float64(1.0) / (np.float64(1.0) + fexp64(-{0})))",
                                         helpers=("fexp64",))},
-        "log": _floats("np.log({0})"),
+        "log": {"float32": Template("flog32({0})", helpers=("flog32",)),
+                "float64": Template("flog64({0})", helpers=("flog64",))},
         "sqrt": _floats("np.sqrt({0})"),
         "sin": _floats("np.sin({0})"),
         "cos": _floats("np.cos({0})"),
@@ -51,7 +52,7 @@ NUMBA_CPU = Target(
         "minimum": {ANY: Template("np.minimum({0}, {1})")},
         **_casts(),
     },
-    helpers={"fexp32": MATHLIB, "fexp64": MATHLIB, "fsigmoid32": MATHLIB, "ftanh32": MATHLIB, "ftanh64": MATHLIB,
+    helpers={"fexp32": MATHLIB, "fexp64": MATHLIB, "flog32": MATHLIB, "flog64": MATHLIB, "fsigmoid32": MATHLIB, "ftanh32": MATHLIB, "ftanh64": MATHLIB,
              "select": MATHLIB,
              "flat_view": MATHLIB, "fexp_nonpos32": MATHLIB, "fsigmoid_nonneg32": MATHLIB},
     # the same bits with fewer instructions where the operand's sign is proved (W4's
