@@ -1,6 +1,7 @@
 """Fused reductions stay accurate at scale: float32 partials per block, blocks added in
 float64 (a float32 accumulator drifts by ~1e-5 over 16M elements)."""
 import numpy as np
+import pytest
 
 import graphc as gc
 
@@ -77,6 +78,31 @@ def test_a_long_latency_sum_interleaves_chains_and_keeps_the_bits(monkeypatch, t
     md = mv.astype(np.float64)
     np.testing.assert_allclose(results[0][1], np.sum(np.exp(-np.maximum(md, 0)) * md, axis=1),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_log_and_float64_helpers_chain_with_the_same_bits(dtype, monkeypatch, tmp_path):
+    """Sums over flog32/flog64 and fexp64 calls interleave CHAINS lane groups too, with the
+    one-chain loop's bits."""
+    from graphc.kernels.codegen import elementwise as ew
+
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    xv = np.random.default_rng(4).uniform(0.01, 9.0, 4096 * 2 + 1000 + 37).astype(dtype)
+    x = gc.placeholder((None,), dtype, name="x")
+    results, sources, chains_used = [], [], ew.CHAINS
+    for chains in (chains_used, 1):
+        monkeypatch.setattr(ew, "CHAINS", chains)
+        ew.render.cache_clear()
+        fn = gc.compile([x], [gc.sum(gc.log(x) * x), gc.sum(gc.exp(-x) * x)])
+        results.append([np.asarray(r) for r in fn(xv)])
+        sources.append(fn.executable.describe(kernels=True))
+    ew.render.cache_clear()
+    assert sources[0].count(f"i0_c{chains_used - 1} = ") >= 2 and "_c1 = " not in sources[1]
+    for many, one in zip(*results):
+        assert many.tobytes() == one.tobytes()
+    xd = xv.astype(np.float64)
+    np.testing.assert_allclose(results[0][0], np.sum(np.log(xd) * xd), rtol=1e-5)
+    np.testing.assert_allclose(results[0][1], np.sum(np.exp(-xd) * xd), rtol=1e-5)
 
 
 def test_a_plain_sum_keeps_one_chain():
