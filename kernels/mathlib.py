@@ -64,8 +64,6 @@ _EXP_MIN = _F32(-104.0)
 _ROUNDER = _F32(12582912.0)
 _ROUNDER_BITS = np.int32(0x4B400000)
 _LOG2E = _F32(1.44269504088896341)
-_ONE = _F32(1.0)
-_TWO = _F32(2.0)
 _ZERO = _F32(0.0)
 # Cody-Waite split of ln 2: C1 holds only 9 significant bits, so n*C1 is
 # exact for |n| < 2**15. The rounding error sits in the small C2 term.
@@ -476,49 +474,41 @@ def _emit_sigmoid_nonneg(builder, x):
     return builder.fdiv(one, builder.fadd(one, e))
 
 
-def _emit_tanh(builder, x):
+def _emit_tanh(builder, x, double=False):
+    """ftanh32's instructions (ftanh64's with `double`: the same branches in float64,
+    Cephes' rational function on the small one)."""
+    fty = ir.DoubleType() if double else ir.FloatType()
+
+    def const(v):
+        return _const(v, fty)
+
     def fmadd(a, b, c):
         return _fmadd(builder, a, b, c)
 
     ax = _call(builder, "llvm.fabs", x)
     # Large branch (|x| >= 0.625): (1 - e) / (1 + e) with e = exp(-2|x|).
-    e = _emit_exp(builder, builder.fmul(_const(-_TWO), ax), nonpos=True)
-    big = builder.fdiv(builder.fsub(_const(_ONE), e), builder.fadd(_const(_ONE), e))
-    # Small branch: odd polynomial, evaluated on |x|.
+    e = _emit_exp(builder, builder.fmul(const(-2.0), ax), nonpos=True, double=double)
+    big = builder.fdiv(builder.fsub(const(1.0), e), builder.fadd(const(1.0), e))
+    # Small branch, evaluated on |x|: x + x^3 P(x^2)/Q(x^2) (float64), x + x^3 Q(x^2) (float32)
     z = builder.fmul(ax, ax)
-    q = fmadd(_const(_Q0), z, _const(_Q1))
-    q = fmadd(q, z, _const(_Q2))
-    q = fmadd(q, z, _const(_Q3))
-    q = fmadd(q, z, _const(_Q4))
-    small = fmadd(builder.fmul(q, z), ax, ax)
-    pick = builder.select(builder.fcmp_ordered("<", ax, _const(_TANH_SMALL)), small, big)
+    if double:
+        p, q = _TANH64_P, _TANH64_Q
+        num = fmadd(fmadd(const(p[0]), z, const(p[1])), z, const(p[2]))
+        den = fmadd(fmadd(builder.fadd(z, const(q[0])), z, const(q[1])), z, const(q[2]))
+        small = fmadd(builder.fmul(ax, z), builder.fdiv(num, den), ax)
+    else:
+        q = fmadd(const(_Q0), z, const(_Q1))
+        q = fmadd(q, z, const(_Q2))
+        q = fmadd(q, z, const(_Q3))
+        q = fmadd(q, z, const(_Q4))
+        small = fmadd(builder.fmul(q, z), ax, ax)
+    pick = builder.select(builder.fcmp_ordered("<", ax, const(_TANH_SMALL)), small, big)
     res = _call(builder, "llvm.copysign", pick, x)
     return builder.select(builder.fcmp_unordered("uno", x, x), x, res)  # NaN propagates
 
 
 def _emit_tanh64(builder, x):
-    """ftanh64's instructions: ftanh32's two branches in float64, Cephes' rational function
-    on the small one."""
-    f64 = ir.DoubleType()
-
-    def const(v):
-        return _const(v, f64)
-
-    def fmadd(a, b, c):
-        return _fmadd(builder, a, b, c)
-
-    one = const(1.0)
-    ax = _call(builder, "llvm.fabs", x)
-    e = _emit_exp(builder, builder.fmul(const(-2.0), ax), nonpos=True, double=True)
-    big = builder.fdiv(builder.fsub(one, e), builder.fadd(one, e))
-    z = builder.fmul(ax, ax)
-    num = fmadd(fmadd(const(_TANH64_P[0]), z, const(_TANH64_P[1])), z, const(_TANH64_P[2]))
-    den = fmadd(fmadd(builder.fadd(z, const(_TANH64_Q[0])), z, const(_TANH64_Q[1])), z,
-                const(_TANH64_Q[2]))
-    small = fmadd(builder.fmul(ax, z), builder.fdiv(num, den), ax)
-    pick = builder.select(builder.fcmp_ordered("<", ax, const(0.625)), small, big)
-    res = _call(builder, "llvm.copysign", pick, x)
-    return builder.select(builder.fcmp_unordered("uno", x, x), x, res)  # NaN propagates
+    return _emit_tanh(builder, x, double=True)
 
 
 ftanh64 = intrinsic(_float64_helper(_emit_tanh64))

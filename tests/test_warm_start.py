@@ -35,10 +35,11 @@ print(json.dumps({"losses": losses, "imported": [m for m in heavy if m in sys.mo
 """
 
 
-def _run(cache):
+def _run(cache, child=CHILD):
+    """The child's JSON line, run in a fresh process on the kernel caches under `cache`."""
     env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache / "graphc"),
                NUMBA_CACHE_DIR=str(cache / "numba"), GRAPHC_LOG="quiet")
-    proc = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True,
                           text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -89,15 +90,7 @@ def test_kernels_imported_after_the_first_compile_cache_in_graphcs_folder(tmp_pa
     first compile pointed the kernel modules imported until then at graphc's cache: their
     kernels too are cached there, verified (and load in a second process), never in Numba's
     own folder, where a warm start would compile them again."""
-    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "graphc"),
-               NUMBA_CACHE_DIR=str(tmp_path / "numba"), GRAPHC_LOG="quiet")
-    runs = []
-    for _ in range(2):
-        proc = subprocess.run([sys.executable, "-c", LATE_CHILD], env=env, capture_output=True,
-                              text=True, timeout=600, check=False)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    cold, warm = runs
+    cold, warm = _run(tmp_path, LATE_CHILD), _run(tmp_path, LATE_CHILD)
     assert cold["conv_before"] is False and cold["sum"] == warm["sum"]
     numba_own = [p.name for p in (tmp_path / "numba").rglob("*.nb[ic]")]
     hand_written = ("conv.", "gemm_call.", "nn.", "tile.", "pool_lanes.")
@@ -137,15 +130,7 @@ print(json.dumps({"status": info["status"], "total": total, "raised": raised,
 def test_cached_code_raises_from_numbas_implementations_without_their_modules(tmp_path):
     """A warm start rebuilds np.empty's environment without importing numba.np.arrayobj
     (kernels/cache.py, _rebuild_env); the cached code still raises np.empty's own error."""
-    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "graphc"),
-               NUMBA_CACHE_DIR=str(tmp_path / "numba"), GRAPHC_LOG="quiet")
-    runs = []
-    for _ in range(2):
-        proc = subprocess.run([sys.executable, "-c", ENV_CHILD], env=env, capture_output=True,
-                              text=True, timeout=600, check=False)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    cold, warm = runs
+    cold, warm = _run(tmp_path, ENV_CHILD), _run(tmp_path, ENV_CHILD)
     assert (cold["status"], warm["status"]) == ("compiled", "loaded")
     assert cold["total"] == warm["total"] == 6.0
     assert cold["raised"] == warm["raised"] == "negative dimensions not allowed"
