@@ -483,6 +483,28 @@ def _digest(name: str, payload: bytes) -> bytes:
     return hashlib.sha256(name.encode("utf-8") + b"\0" + payload).digest()
 
 
+def _frame(path, payload: bytes) -> bytes:
+    """The bytes of a verified cache file at `path`: magic, sha256(file name, payload),
+    payload."""
+    return _NUMBA_MAGIC + _digest(os.path.basename(path), payload) + payload
+
+
+def _read_frame(path) -> bytes | None:
+    """The payload of the verified cache file at `path`; None when the file is missing or
+    is not an intact frame written under this name (never unpickled or loaded)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    head = len(_NUMBA_MAGIC) + 32
+    if raw[:len(_NUMBA_MAGIC)] != _NUMBA_MAGIC or \
+            raw[len(_NUMBA_MAGIC):head] != _digest(os.path.basename(path), raw[head:]):
+        _log(f"graphc: ignoring Numba cache file {path}: not written by graphc or damaged")
+        return None
+    return raw[head:]
+
+
 @lru_cache(maxsize=1)
 def _numba_classes():
     """(cache-file class, function-cache class, locator class) that verify Numba's cache
@@ -503,22 +525,11 @@ def _numba_classes():
         save that fails (a concurrent `cache clear`) is skipped."""
 
         def _read_payload(self, path: str) -> bytes | None:
-            try:
-                with open(path, "rb") as f:
-                    raw = f.read()
-            except OSError:
-                return None
-            head = len(_NUMBA_MAGIC) + 32
-            if raw[:len(_NUMBA_MAGIC)] != _NUMBA_MAGIC or \
-                    raw[len(_NUMBA_MAGIC):head] != _digest(os.path.basename(path), raw[head:]):
-                _log(f"graphc: ignoring Numba cache file {path}: not written by graphc or "
-                     f"damaged")
-                return None
-            return raw[head:]
+            return _read_frame(path)
 
         def _write_payload(self, path: str, payload: bytes) -> None:
             with self._open_for_write(path) as f:
-                f.write(_NUMBA_MAGIC + _digest(os.path.basename(path), payload) + payload)
+                f.write(_frame(path, payload))
 
         def _load_index(self):
             payload = self._read_payload(self._index_path)
@@ -655,6 +666,83 @@ def _load_without_refresh(cache, sig, target_context):
     return None  # (the guard swallowed a spurious I/O error: a miss)
 
 
+NRT_PREFIX = "nrt_"  # graphc's cache of the NRT's machine code: numba/nrt_<key>.nrt
+_original_nrt = None  # numba's compile_nrt_functions while _cached_nrt_functions stands in
+
+
+def _nrt_path(root: Path) -> Path:
+    key = hashlib.sha256(_environment_fingerprint().encode("utf-8")).hexdigest()
+    return root / NUMBA_SUBDIR / f"{NRT_PREFIX}{key[:_KEY_CHARS]}.nrt"
+
+
+def _pack(parts) -> bytes:
+    return b"".join(len(p).to_bytes(8, "little") + p for p in parts)
+
+
+def _unpack(data: bytes, count: int) -> list:
+    """The `count` parts `_pack` joined; ValueError for anything else."""
+    parts, at = [], 0
+    for _ in range(count):
+        size = int.from_bytes(data[at:at + 8], "little")
+        at += 8
+        if at > len(data) or at + size > len(data):
+            raise ValueError("truncated")
+        parts.append(data[at:at + size])
+        at += size
+    if at != len(data):
+        raise ValueError(f"{len(data) - at} bytes after the last part")
+    return parts
+
+
+def _install_nrt_cache() -> None:
+    """Have Numba's runtime (NRT) set-up take its machine code from graphc's cache, if the
+    NRT is not set up yet in this process."""
+    global _original_nrt
+    try:
+        from numba.core.runtime import nrtdynmod, rtsys
+    except ImportError:  # pragma: no cover - internal API moved
+        return
+    if getattr(rtsys, "_init", True) or _original_nrt is not None or \
+            not callable(getattr(nrtdynmod, "compile_nrt_functions", None)):
+        return
+    _original_nrt = nrtdynmod.compile_nrt_functions
+    nrtdynmod.compile_nrt_functions = _cached_nrt_functions
+
+
+def _cached_nrt_functions(ctx):
+    """numba.core.runtime.nrtdynmod.compile_nrt_functions, whose LLVM module (the NRT's
+    atomic reference counts and a few helpers) Numba optimizes and compiles in every
+    process: 17-25 ms of a warm start, against 3-4 ms to load its machine code. Kept in
+    graphc's cache as Numba keeps a cached function's (its object code, and the bitcode
+    that code compiled later links against), in a verified frame under a name keyed on the
+    toolchain and CPU. Stands in for Numba's function once, in the process's first NRT
+    set-up (see _install_nrt_cache)."""
+    from numba.core.runtime import nrtdynmod
+
+    nrtdynmod.compile_nrt_functions = _original_nrt
+    path = _nrt_path(_active_root())
+    payload = _read_frame(path)
+    if payload is not None:
+        try:
+            name, obj, bitcode = _unpack(payload, 3)
+            state = (name.decode("ascii"), "object", (obj, bitcode))
+        except (ValueError, UnicodeDecodeError) as exc:
+            _log(f"graphc: ignoring the NRT cache file {path}: {exc}")
+        else:
+            return ctx.codegen().unserialize_library(state)
+    ir_mod, library = nrtdynmod.create_nrt_module(ctx)
+    library.add_ir_module(ir_mod)
+    library.enable_object_caching()
+    library.finalize()
+    try:
+        name, _kind, (obj, bitcode) = library.serialize_using_object_code()
+        _publish(path, _frame(path, _pack([name.encode("ascii"), obj, bitcode])),
+                 replace=True)
+    except (OSError, ValueError, UnicodeEncodeError) as exc:
+        _log(f"graphc: the NRT's machine code not cached ({exc!r})")
+    return library
+
+
 _package_stamps: dict[str, tuple] = {}
 _PACKAGE_TAG = "graphc-package"
 _KERNELS_ROOT = os.path.dirname(os.path.abspath(__file__))  # graphc.kernels
@@ -732,6 +820,39 @@ def _point_cache(disp, folder: str | None) -> None:
         disp._cache = NullCache()
 
 
+def _type_plain_arrays(disp) -> None:
+    """Have dispatcher `disp` type a plain ndarray argument without numpy.ma.
+
+    Numba types an argument through Dispatcher.typeof_pyval the first time it meets its
+    kind (dtype, rank, layout), and its ndarray case first asks whether the array is a
+    numpy.ma.MaskedArray, so a process's first such call imports numpy.ma: 12 ms of a warm
+    start. For an object whose type is exactly numpy.ndarray that question is moot, and
+    this types it as Numba does (numba.core.typing.typeof._typeof_ndarray) without it;
+    every other value, subclasses included, takes Numba's own path."""
+    if "typeof_pyval" in vars(disp):
+        return
+    try:
+        import numpy as np
+        from numba.core import types
+        from numba.np.numpy_support import from_dtype, map_layout
+    except ImportError:  # pragma: no cover - internal API moved
+        return
+    numba_typeof, active = disp.typeof_pyval, getattr(disp, "_types_active_call", set())
+
+    def typeof_pyval(val):
+        if type(val) is np.ndarray:
+            try:
+                tp = types.Array(from_dtype(val.dtype), val.ndim, map_layout(val),
+                                 readonly=not val.flags.writeable)
+            except Exception:  # noqa: BLE001 - e.g. an unsupported dtype: Numba's own error
+                return numba_typeof(val)
+            active.add(tp)
+            return tp
+        return numba_typeof(val)
+
+    disp.typeof_pyval = typeof_pyval
+
+
 def _dispatchers(mod) -> list:
     """Return the Numba dispatchers defined in *mod* that have a disk cache."""
     out = []
@@ -759,6 +880,7 @@ def use_graphc_cache() -> None:
     once the modules are imported and before their functions compile."""
     root = _active_root()
     with _lock:
+        _install_nrt_cache()
         modules = [m for name, m in list(sys.modules.items())
                    if name.startswith(KERNEL_PACKAGE) and m is not None]
         for mod in modules:
@@ -771,6 +893,7 @@ def use_graphc_cache() -> None:
                 folder = str(root / NUMBA_SUBDIR / sub)
                 if _pointed.get(id(disp)) != folder:
                     _point_cache(disp, folder)
+                    _type_plain_arrays(disp)
                     _pointed[id(disp)] = folder
 
 
@@ -858,6 +981,7 @@ def load_kernel(
     name = module_name(key)
     with _lock:
         root = _active_root()
+        _install_nrt_cache()
         kdir = root / KERNEL_SUBDIR
         memo = _loaded.get((str(kdir), key))
         if memo is not None:
@@ -872,6 +996,7 @@ def load_kernel(
             raise AttributeError(f"generated kernel {name} defines no {entry!r}") from None
         for disp in _dispatchers(mod):
             _point_cache(disp, None)
+            _type_plain_arrays(disp)
         status = "loaded" if _index_exists(fn, kdir, name, entry) else "compiled"
         info = {
             "key": key,
@@ -962,7 +1087,8 @@ def _kernel_files(root: Path) -> list[Path]:
     kdir = root / KERNEL_SUBDIR
     files = list(kdir.glob(f"{MODULE_PREFIX}*.py")) + list(kdir.glob(f".{MODULE_PREFIX}*.tmp"))
     files += list((kdir / "__pycache__").glob(f"{MODULE_PREFIX}*"))
-    for pattern in ("*/*.nbi", "*/*.nbc", "*/*.nbi.tmp.*", "*/*.nbc.tmp.*"):
+    for pattern in ("*/*.nbi", "*/*.nbc", "*/*.nbi.tmp.*", "*/*.nbc.tmp.*",
+                    f"{NRT_PREFIX}*.nrt", f".{NRT_PREFIX}*.tmp"):
         files += list((root / NUMBA_SUBDIR).glob(pattern))
     return [p for p in files if p.is_file()]
 

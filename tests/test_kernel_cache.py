@@ -303,6 +303,28 @@ def test_cache_info_and_clear(cache_env):
     assert kc.cache_info()["kernels"] == 1
 
 
+def test_plain_arrays_are_typed_as_numba_types_them(cache_env):
+    """graphc's dispatchers type an exact numpy.ndarray without importing numpy.ma (the
+    MaskedArray question is moot for it), to the type Numba's own typeof_pyval gives; any
+    other value takes Numba's path, so a masked array is refused as Numba refuses it."""
+    fn, _info = kc.load_kernel(SIMPLE_SRC, "kern")
+    numba_typeof = type(fn).typeof_pyval
+    base = np.arange(24, dtype=np.float32).reshape(4, 6)
+    readonly = base.copy()
+    readonly.flags.writeable = False
+    values = [base, base.T, base[:, ::2], np.zeros(()), readonly, np.ones(3, np.int8),
+              np.ones(2, np.complex128), np.ones(3, bool), np.array(["ab"]),
+              np.array([None]), 1.5, 3, True, np.float32(2)]
+    for v in values:
+        assert fn.typeof_pyval(v) == numba_typeof(fn, v), v
+    assert fn(base.ravel()) == 2 * base.sum()
+    assert fn(np.ones(3)[::2]) == 4.0  # ('A' layout: compiled for it)
+    from numba.core.errors import NumbaTypeError
+
+    with pytest.raises(NumbaTypeError, match="MaskedArray"):
+        fn(np.ma.masked_array(np.ones(3)))
+
+
 # ---------------------------------------------------------------------------
 # Across processes
 # ---------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 else: no SciPy, and none of Numba's typing and lowering registries (numba.np.arraymath,
 numba.np.linalg, ...), which only a compile needs (~0.15-0.3 s of a warm start); not the
 implementation modules that cached code's environments name (numba.np.arrayobj, for
-np.empty: 50-70 ms), and not the convolution kernels in a plan without a convolution."""
+np.empty: 50-70 ms), not numpy.ma (which Numba's typing of an array asks about: 12 ms), and
+not the convolution kernels in a plan without a convolution; and Numba's runtime (NRT)
+loads its machine code from graphc's cache instead of compiling it (17-25 ms)."""
 from __future__ import annotations
 
 import json
@@ -30,7 +32,7 @@ ts = rng.integers(0, 3, 16).astype(np.int32)
 losses = [float(step(xs, ts)[0]) for _ in range(3)]
 heavy = ("scipy", "numba.np.arraymath", "numba.np.linalg", "numba.np.random.generator_core",
          "numba.np.polynomial.polynomial_core", "numba.np.arrayobj", "numba.cpython.unicode",
-         "graphc.kernels.cpu.conv")
+         "graphc.kernels.cpu.conv", "numpy.ma")
 print(json.dumps({"losses": losses, "imported": [m for m in heavy if m in sys.modules]}))
 """
 
@@ -135,3 +137,42 @@ def test_cached_code_raises_from_numbas_implementations_without_their_modules(tm
     assert cold["total"] == warm["total"] == 6.0
     assert cold["raised"] == warm["raised"] == "negative dimensions not allowed"
     assert warm["arrayobj"] is False
+
+
+NRT_CHILD = ENV_CHILD.replace("from graphc.kernels.cache import load_kernel", """
+from numba.core.runtime import nrtdynmod
+made = []
+create = nrtdynmod.create_nrt_module
+def counted(ctx):
+    made.append(1)
+    return create(ctx)
+nrtdynmod.create_nrt_module = counted
+from graphc.kernels.cache import load_kernel""").replace(
+    '"raised": raised,', '"raised": raised, "nrt_compiled": len(made),')
+
+
+def test_the_nrt_loads_its_machine_code_from_graphcs_cache(tmp_path, monkeypatch):
+    """The NRT's LLVM module (reference counts, used by every allocating kernel) compiles
+    in the first process only; a damaged copy is never loaded, but compiled again and
+    replaced; `graphc cache clear` removes it."""
+    from graphc.kernels import cache as kc
+
+    cold = _run(tmp_path, NRT_CHILD)
+    files = list((tmp_path / "graphc" / "numba").glob("nrt_*.nrt"))
+    assert cold["nrt_compiled"] == 1 and len(files) == 1
+    warm = _run(tmp_path, NRT_CHILD)
+    assert warm["nrt_compiled"] == 0 and warm["status"] == "loaded"
+    assert cold["total"] == warm["total"] == 6.0 and warm["raised"] == cold["raised"]
+    data = bytearray(files[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    files[0].write_bytes(bytes(data))
+    damaged = _run(tmp_path, NRT_CHILD)
+    assert damaged["nrt_compiled"] == 1 and damaged["total"] == 6.0
+    assert files[0].read_bytes() != bytes(data)  # rewritten intact
+    assert _run(tmp_path, NRT_CHILD)["nrt_compiled"] == 0
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "graphc"))
+    try:
+        assert kc.cache_clear() > 0
+    finally:
+        kc._forget()
+    assert not list((tmp_path / "graphc" / "numba").glob("nrt_*"))
