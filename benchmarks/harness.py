@@ -114,6 +114,19 @@ class _Timing:
     times: list = field(default_factory=list)
 
 
+def block_reps(estimates: list, cfg: Config) -> list:
+    """Steps in one turn for each framework, from its estimated seconds a step: about
+    BLOCK_S seconds of them, but no more than spreads `max_reps` steps over the rounds the
+    run will last (the rounds grow as the fastest frameworks' turns shrink: a few passes)."""
+    est = [max(e, 1e-7) for e in estimates]
+    blocks = [max(1, int(BLOCK_S / e)) for e in est]
+    budget = cfg.min_time_s * len(est)
+    for _ in range(4):
+        rounds = max(1.0, budget / max(sum(b * e for b, e in zip(blocks, est)), 1e-9))
+        blocks = [max(1, int(min(BLOCK_S / e, cfg.max_reps / rounds))) for e in est]
+    return blocks
+
+
 def time_interleaved(prepared: list, cfg: Config) -> dict:
     """Seconds per step for each (row, runner), keyed by framework name.
 
@@ -121,8 +134,15 @@ def time_interleaved(prepared: list, cfg: Config) -> dict:
     in machine load during the run hits them all alike. Each gets `warmup` untimed steps
     first; a framework stops after `max_reps` steps, or once it has `min_reps` and the
     rounds have lasted `min_time_s` per framework. The garbage collector is off meanwhile.
+
+    A framework whose blocks would reach `max_reps` before the last round takes smaller
+    blocks (`block_reps`), so that its steps too are spread over the whole run. Otherwise a
+    5 µs step took its 20,000 steps in the first two of ~40 rounds (0.1 s), against 1-2 s
+    for its peers, and whichever state the host was in during that 0.1 s set its median:
+    this project's hosts have a slow state in which Python code runs ~1.7x slower, and a W1
+    step's times are bimodal (5.3-5.5 µs, or 8.5-9.5 µs).
     """
-    pending = []
+    pending, estimates = [], []
     for row, runner in prepared:
         try:
             for _ in range(cfg.warmup):
@@ -133,7 +153,10 @@ def time_interleaved(prepared: list, cfg: Config) -> dict:
         except Exception as exc:  # noqa: BLE001 - one framework failing must not stop the suite
             _mark_failed(row, exc)
             continue
-        pending.append(_Timing(row, runner, max(1, int(BLOCK_S / max(estimate, 1e-7)))))
+        pending.append(_Timing(row, runner, 1))
+        estimates.append(estimate)
+    for entry, block in zip(pending, block_reps(estimates, cfg)):
+        entry.block = block
     budget = cfg.min_time_s * len(pending)
     finished = {}
     was_enabled = garbage_collector.isenabled()

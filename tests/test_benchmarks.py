@@ -111,6 +111,32 @@ def test_failed_framework_becomes_a_row(monkeypatch):
     assert "failed: RuntimeError: no C++ compiler" in report.render(results)
 
 
+def test_a_fast_frameworks_steps_span_the_whole_run_as_its_peers_do():
+    """A step fast enough to reach max_reps in the first round takes smaller turns, so a
+    moment of machine load cannot decide its median alone."""
+    import time
+
+    class Runner:
+        def __init__(self, seconds):
+            self.seconds, self.calls = seconds, []
+
+        def step(self):
+            self.calls.append(time.perf_counter())
+            if self.seconds:
+                time.sleep(self.seconds)
+
+    fast, slow = Runner(0.0), Runner(0.002)
+    rows = [harness.Row(framework=name) for name in ("fast", "slow")]
+    cfg = Config.for_mode(False, warmup=0, min_reps=1, max_reps=400, min_time_s=0.4)
+    assert harness.block_reps([1e-6, 0.002], cfg) == [25, 25]  # 16 rounds of 0.05 s
+    # (two fast ones: rounds of one step each, until both have max_reps, well within 0.8 s)
+    assert harness.block_reps([1e-6, 1e-6], cfg) == [1, 1]
+    times = harness.time_interleaved(list(zip(rows, [fast, slow])), cfg)
+    assert len(times["fast"]) == 400 and len(times["slow"]) >= 25
+    span = [r.calls[-1] - r.calls[0] for r in (fast, slow)]
+    assert span[0] >= 0.5 * span[1] > 0.1, span
+
+
 def test_compile_probe_measures_cold_and_warm_in_fresh_processes():
     result = compile_probe.measure("W1", "numpy", quick=True, timeout=120)
     assert result["framework"] == "graphc numpy"
