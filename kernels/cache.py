@@ -720,7 +720,11 @@ def _cached_nrt_functions(ctx):
     from numba.core.runtime import nrtdynmod
 
     nrtdynmod.compile_nrt_functions = _original_nrt
-    path = _nrt_path(_active_root())
+    try:
+        path = _nrt_path(_active_root())
+    except OSError as exc:  # (an unsafe folder too): Numba's own set-up, nothing cached
+        _log(f"graphc: the NRT's machine code not cached ({exc})")
+        return _original_nrt(ctx)
     payload = _read_frame(path)
     if payload is not None:
         try:

@@ -176,3 +176,32 @@ def test_the_nrt_loads_its_machine_code_from_graphcs_cache(tmp_path, monkeypatch
     finally:
         kc._forget()
     assert not list((tmp_path / "graphc" / "numba").glob("nrt_*"))
+
+
+UNSAFE_CHILD = r"""
+import json, os
+import numba
+import numpy as np
+from graphc.kernels import cache as kc
+
+kc.use_graphc_cache()  # (as graphc's first compile does), then the folder turns unsafe
+os.chmod(os.environ["GRAPHC_CACHE_DIR"], 0o777)
+
+@numba.njit
+def total(n):
+    return np.ones(n).sum()
+
+try:
+    kc.load_kernel("x = 1", "x")
+    refused = None
+except kc.UnsafeCacheDirError as exc:
+    refused = type(exc).__name__
+print(json.dumps({"total": total(5), "refused": refused}))
+"""
+
+
+def test_an_unsafe_cache_folder_leaves_the_nrt_to_numba(tmp_path):
+    """The NRT is set up by the first compile after graphc's patch: a cache folder turned
+    unsafe meanwhile still gets no file and loads none, and Numba's compile goes on."""
+    assert _run(tmp_path, UNSAFE_CHILD) == {"total": 5.0, "refused": "UnsafeCacheDirError"}
+    assert not list(tmp_path.rglob("nrt_*"))
