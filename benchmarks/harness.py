@@ -142,7 +142,7 @@ def time_interleaved(prepared: list, cfg: Config) -> dict:
     this project's hosts have a slow state in which Python code runs ~1.7x slower, and a W1
     step's times are bimodal (5.3-5.5 µs, or 8.5-9.5 µs).
     """
-    pending, estimates = [], []
+    ready = []  # (row, runner, estimated seconds a step)
     for row, runner in prepared:
         try:
             for _ in range(cfg.warmup):
@@ -153,10 +153,9 @@ def time_interleaved(prepared: list, cfg: Config) -> dict:
         except Exception as exc:  # noqa: BLE001 - one framework failing must not stop the suite
             _mark_failed(row, exc)
             continue
-        pending.append(_Timing(row, runner, 1))
-        estimates.append(estimate)
-    for entry, block in zip(pending, block_reps(estimates, cfg)):
-        entry.block = block
+        ready.append((row, runner, estimate))
+    blocks = block_reps([estimate for _, _, estimate in ready], cfg)
+    pending = [_Timing(row, runner, block) for (row, runner, _), block in zip(ready, blocks)]
     budget = cfg.min_time_s * len(pending)
     finished = {}
     was_enabled = garbage_collector.isenabled()

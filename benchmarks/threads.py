@@ -35,9 +35,10 @@ def configure_process(threads: int, pin: bool = True, wait_policy: str = "passiv
     wait_policy "passive" (the default) makes idle worker threads sleep instead of spinning:
     OMP_WAIT_POLICY=PASSIVE for every OpenMP runtime (PyTorch, inductor's code, numba's omp
     layer) and OPENBLAS_THREAD_TIMEOUT=16 for both OpenBLAS copies (2**16 cycles, ~20 µs, of
-    spinning after a call; NumPy's spins ~60 ms otherwise). All frameworks share one process and a few pinned CPUs, so one
-    framework's spinning pool slows the next one down, and on a busy machine PyTorch's 2-thread
-    steps stall for tens of milliseconds at random. "default" leaves the libraries' defaults.
+    spinning after a call; NumPy's spins ~60 ms otherwise). All frameworks share one process
+    and a few pinned CPUs, so one framework's spinning pool slows the next one down, and on a
+    busy machine PyTorch's 2-thread steps stall for tens of milliseconds at random. "default"
+    leaves the libraries' defaults.
 
     Returns what was done, for the results file. Call before importing numeric libraries.
     """

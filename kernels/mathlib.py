@@ -33,6 +33,7 @@ those flags LLVM may delete the NaN and infinity selects.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 from llvmlite import ir
@@ -192,11 +193,11 @@ def _fmadd(builder, a, b, c):
     return _strict(builder.fadd(_strict(builder.fmul(a, b)), c))
 
 
-def _float_helper(emit, nbtype, suffix: str):
-    """An intrinsic nbtype -> nbtype (float32 or float64) whose instructions `emit(builder,
-    x)` writes (other float and integer types are converted first): typed as one call,
-    where an inlined njit helper's every operation was typed and lowered by Numba in each
-    process."""
+def _float_helper(name: str, emit, nbtype=types.float32):
+    """Intrinsic `name`, nbtype -> nbtype (float32 or float64), whose instructions
+    `emit(builder, x)` writes (other float and integer types are converted first): typed as
+    one call, where an inlined njit helper's every operation was typed and lowered by Numba
+    in each process."""
 
     def typer(typingctx, x):
         if not isinstance(x, (types.Float, types.Integer)):
@@ -207,17 +208,8 @@ def _float_helper(emit, nbtype, suffix: str):
 
         return nbtype(x), codegen
 
-    typer.__name__ = typer.__qualname__ = emit.__name__.replace("_emit_", "f").replace(
-        "64", "") + suffix
-    return typer
-
-
-def _float32_helper(emit):
-    return _float_helper(emit, types.float32, "32")
-
-
-def _float64_helper(emit):
-    return _float_helper(emit, types.float64, "64")
+    typer.__name__ = typer.__qualname__ = name
+    return intrinsic(typer)
 
 
 def _avx512() -> bool:
@@ -306,11 +298,7 @@ def _emit_exp(builder, x, nonpos=False, scale=None, double=False):
     return builder.select(builder.fcmp_unordered("!=", x, x), x, res)  # NaN propagates
 
 
-def _emit_exp_nonpos(builder, x):
-    return _emit_exp(builder, x, nonpos=True)
-
-
-fexp32 = intrinsic(_float32_helper(_emit_exp))
+fexp32 = _float_helper("fexp32", _emit_exp)
 fexp32.__doc__ = """Float32 ``exp(x)`` in the style of Cephes ``expf``, written to
     vectorize with a short chain of dependent instructions.
 
@@ -393,11 +381,7 @@ def _emit_log(builder, x, double=False):
     return builder.select(builder.fcmp_unordered("uno", x, x), x, res)  # NaN propagates
 
 
-def _emit_log64(builder, x):
-    return _emit_log(builder, x, double=True)
-
-
-flog32 = intrinsic(_float32_helper(_emit_log))
+flog32 = _float_helper("flog32", _emit_log)
 flog32.__doc__ = """Float32 ``log(x)``, vectorizable (libm's ``logf`` is a call per element).
 
     ``x = 2^e * m`` with ``m`` in [sqrt(1/2), sqrt(2)) from the bits (a subnormal ``x``
@@ -413,7 +397,7 @@ flog32.__doc__ = """Float32 ``log(x)``, vectorizable (libm's ``logf`` is a call 
         float32.
     """
 
-flog64 = intrinsic(_float64_helper(_emit_log64))
+flog64 = _float_helper("flog64", partial(_emit_log, double=True), types.float64)
 flog64.__doc__ = """Float64 ``log(x)``: flog32's steps in double precision (a subnormal ``x``
     scaled by 2^52 first, ten terms of the series).
 
@@ -425,11 +409,7 @@ flog64.__doc__ = """Float64 ``log(x)``: flog32's steps in double precision (a su
     """
 
 
-def _emit_exp64(builder, x):
-    return _emit_exp(builder, x, double=True)
-
-
-fexp64 = intrinsic(_float64_helper(_emit_exp64))
+fexp64 = _float_helper("fexp64", partial(_emit_exp, double=True), types.float64)
 fexp64.__doc__ = """Float64 ``exp(x)``, vectorizable: fexp32's steps in double precision.
 
     ``x = n*ln2 + r`` with ``|r| <= ln2/2`` (``n`` rounded by one multiply-add with
@@ -507,11 +487,7 @@ def _emit_tanh(builder, x, double=False):
     return builder.select(builder.fcmp_unordered("uno", x, x), x, res)  # NaN propagates
 
 
-def _emit_tanh64(builder, x):
-    return _emit_tanh(builder, x, double=True)
-
-
-ftanh64 = intrinsic(_float64_helper(_emit_tanh64))
+ftanh64 = _float_helper("ftanh64", partial(_emit_tanh, double=True), types.float64)
 ftanh64.__doc__ = """Float64 ``tanh(x)``, vectorizable: ``(1 - e)/(1 + e)`` with ``e =
     exp(-2|x|)`` (fexp64's instructions, no overflow) for ``|x| >= 0.625``, Cephes' ``x +
     x^3 P(x^2)/Q(x^2)`` below, the sign copied from ``x``. ``tanh(+-inf) = +-1``,
@@ -526,7 +502,7 @@ ftanh64.__doc__ = """Float64 ``tanh(x)``, vectorizable: ``(1 - e)/(1 + e)`` with
     """
 
 
-fsigmoid32 = intrinsic(_float32_helper(_emit_sigmoid))
+fsigmoid32 = _float_helper("fsigmoid32", _emit_sigmoid)
 fsigmoid32.__doc__ = """Float32 logistic sigmoid ``1 / (1 + exp(-x))``, computed without overflow.
 
     Uses ``e = exp(-|x|)``, which is in (0, 1]. The result is ``1/(1+e)`` for
@@ -540,7 +516,7 @@ fsigmoid32.__doc__ = """Float32 logistic sigmoid ``1 / (1 + exp(-x))``, computed
 
     Returns:
         float32."""
-ftanh32 = intrinsic(_float32_helper(_emit_tanh))
+ftanh32 = _float_helper("ftanh32", _emit_tanh)
 ftanh32.__doc__ = """Float32 hyperbolic tangent, computed without branching on data.
 
     For ``|x| >= 0.625`` it uses ``tanh|x| = (1 - e)/(1 + e)`` with
@@ -554,7 +530,7 @@ ftanh32.__doc__ = """Float32 hyperbolic tangent, computed without branching on d
 
     Returns:
         float32."""
-fexp_nonpos32 = intrinsic(_float32_helper(_emit_exp_nonpos))
+fexp_nonpos32 = _float_helper("fexp_nonpos32", partial(_emit_exp, nonpos=True))
 fexp_nonpos32.__doc__ = """fexp32 for an argument known to be ``<= 0`` or NaN (the code generator
     proves it from the expression: exp(-t) of a t >= 0), without the upper clamp. Its results
     are fexp32's bits for every such argument.
@@ -565,7 +541,7 @@ fexp_nonpos32.__doc__ = """fexp32 for an argument known to be ``<= 0`` or NaN (t
 
     Returns:
         float32."""
-fsigmoid_nonneg32 = intrinsic(_float32_helper(_emit_sigmoid_nonneg))
+fsigmoid_nonneg32 = _float_helper("fsigmoid_nonneg32", _emit_sigmoid_nonneg)
 fsigmoid_nonneg32.__doc__ = """fsigmoid32 for an argument known to be ``>= 0`` or NaN (the code
     generator proves it: a sigmoid of relu's output), ``1/(1 + exp(-x))`` without the select
     of the negative branch. Its results are fsigmoid32's bits for every such argument.

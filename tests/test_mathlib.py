@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import numba
@@ -211,8 +211,7 @@ def _bits(a: np.ndarray) -> np.ndarray:
 @cache
 def _exp_with_scale(scale: str):
     """A compiled map of fexp32's instructions with the scaling `scale` forced."""
-    return _map(numba.extending.intrinsic(
-        ml._float32_helper(lambda builder, x: ml._emit_exp(builder, x, scale=scale))))
+    return _map(ml._float_helper(f"fexp32_{scale}", partial(ml._emit_exp, scale=scale)))
 
 
 def _specials() -> np.ndarray:
@@ -266,8 +265,8 @@ def test_the_scaling_follows_the_cpu_numba_compiles_for():
 @cache
 def _map64(scale: str | None = None):
     """A compiled loop ``out[i] = fexp64(x[i])`` over a float64 array (`scale` forced)."""
-    helper = ml.fexp64 if scale is None else numba.extending.intrinsic(ml._float64_helper(
-        lambda builder, x: ml._emit_exp(builder, x, scale=scale, double=True)))
+    helper = ml.fexp64 if scale is None else ml._float_helper(
+        f"fexp64_{scale}", partial(ml._emit_exp, scale=scale, double=True), numba.float64)
     return _map(helper)
 
 

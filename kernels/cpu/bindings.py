@@ -139,8 +139,10 @@ for _binding in [
     Binding("matmul_shared_t", Lazy("conv", "matmul_shared_t"), (_IN, Arg("in", 1), _OUT)),
     Binding("matmul_batch_sum", Lazy("conv", "matmul_batch_sum"), (_IN, Arg("in", 1), _OUT)),
     Binding("max_pool2d", Lazy("conv", "max_pool2d"), (_IN, _OUT) + _WINDOW),
-    Binding("max_pool2d_grad", Lazy("conv", "max_pool2d_grad"), (_IN, Arg("in", 1), _OUT) + _WINDOW),
-    Binding("max_pool2d_select", Lazy("conv", "max_pool2d_select"), (_IN, Arg("in", 1), _OUT) + _WINDOW),
+    Binding("max_pool2d_grad", Lazy("conv", "max_pool2d_grad"),
+            (_IN, Arg("in", 1), _OUT) + _WINDOW),
+    Binding("max_pool2d_select", Lazy("conv", "max_pool2d_select"),
+            (_IN, Arg("in", 1), _OUT) + _WINDOW),
     Binding("avg_pool2d", Lazy("conv", "avg_pool2d"), (_IN, _OUT) + _WINDOW),
     Binding("avg_pool2d_grad", Lazy("conv", "avg_pool2d_grad"), (_IN, _OUT) + _WINDOW),
 ]:
