@@ -311,6 +311,130 @@ def test_load_checks_every_name_shape_and_dtype_and_changes_nothing(tmp_path, da
         np.testing.assert_array_equal(p.value, old)
 
 
+class _Named(nn.Model):
+    """Parameters under the names np.savez takes for its own arguments."""
+
+    def __init__(self):
+        self.file = gc.Parameter(np.arange(2, dtype=np.float32), name="f")
+        self.allow_pickle = gc.Parameter(np.arange(3, dtype=np.float32), name="a")
+
+    def forward(self, x):
+        return x * self.file
+
+
+def test_any_path_name_is_saved_and_loaded(tmp_path):
+    model = _Named()
+    model.save_weights(tmp_path / "w.npz")
+    with np.load(tmp_path / "w.npz") as npz:
+        assert sorted(npz.files) == ["allow_pickle", "file"]
+    other = _Named()
+    other.file.value = np.zeros(2, np.float32)
+    other.load_weights(tmp_path / "w.npz")
+    np.testing.assert_array_equal(other.file.value, [0, 1])
+    np.testing.assert_array_equal(other.allow_pickle.value, [0, 1, 2])
+
+
+def test_saved_weights_take_the_umasks_mode_and_a_replacement_keeps_its_files(tmp_path):
+    model = _bn_model()
+    old = os.umask(0o022)
+    try:
+        model.save_weights(tmp_path / "w.npz")
+        assert os.stat(tmp_path / "w.npz").st_mode & 0o777 == 0o644
+        os.chmod(tmp_path / "w.npz", 0o640)
+        model.save_weights(tmp_path / "w.npz")
+        assert os.stat(tmp_path / "w.npz").st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+    assert os.listdir(tmp_path) == ["w.npz"]
+
+
+def _zip_with(path, members: dict) -> None:
+    """An .npz whose members are raw bytes (name -> bytes), stored or deflated."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+def _npy_bytes(arr) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr)
+    return buf.getvalue()
+
+
+def test_load_checks_the_member_list_before_it_inflates_anything(tmp_path, monkeypatch):
+    import zipfile
+
+    model = nn.Linear(2, in_size=3)
+    good = {f"{n}.npy": _npy_bytes(p.value) for n, p in model.named_params()}
+    # 64 MiB of zeros deflate to ~64 KB: a stray member must be refused unread
+    _zip_with(tmp_path / "bomb.npz", dict(good, **{"junk.npy": bytes(64 << 20)}))
+    opened = []
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(zipfile.ZipFile, "open",
+                        lambda self, name, *a, **k: opened.append(name) or
+                        real_open(self, name, *a, **k))
+    before = model.W.value.copy()
+    with pytest.raises(ValueError, match="holds 'junk', which the model does not have"):
+        model.load_weights(tmp_path / "bomb.npz")
+    assert opened == []
+    np.testing.assert_array_equal(model.W.value, before)
+
+
+@pytest.mark.parametrize("damage, message", [
+    # a header that declares 10^11 x 3 floats: a MemoryError in np.load, refused by size here
+    ("huge", "'W' is .* bytes \\(an .npy of the parameter's dtype and shape is 24 bytes"),
+    ("npy", "is not a readable weights file .*BadZipFile"),
+    ("twice", "holds the array 'W' twice"),
+    ("not npy", "holds 'notes.txt', which is not an .npy array"),
+    ("trailing", "'W' has bytes after its data"),
+    ("crc", "Bad CRC-32"),
+])
+def test_hostile_weights_files_are_one_clear_error_and_change_nothing(tmp_path, damage,
+                                                                      message):
+    import warnings
+
+    model = nn.Linear(2, in_size=3)
+    good = {f"{n}.npy": _npy_bytes(p.value) for n, p in model.named_params()}
+    path = tmp_path / "w.npz"
+    if damage == "huge":
+        header = _npy_bytes(np.zeros((1, 2), np.float32))[:-8].replace(b"(1, 2)",
+                                                                          b"(100000000000, 3)")
+        _zip_with(path, dict(good, **{"W.npy": header + bytes(4000)}))
+    elif damage == "npy":
+        path.write_bytes(good["W.npy"])  # a plain .npy under an .npz name
+    elif damage == "twice":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (zipfile warns of the duplicate name)
+            _zip_with(path, good)
+            import zipfile
+
+            with zipfile.ZipFile(path, "a") as zf:
+                zf.writestr("W.npy", good["W.npy"])
+    elif damage == "not npy":
+        _zip_with(path, dict(good, **{"notes.txt": b"hello"}))
+    elif damage == "trailing":
+        _zip_with(path, dict(good, **{"W.npy": good["W.npy"] + b"x"}))
+    else:
+        import zipfile
+
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+            for name, data in good.items():
+                zf.writestr(name, data)
+        raw = bytearray(path.read_bytes())
+        at = raw.index(good["W.npy"]) + len(good["W.npy"]) - 1
+        raw[at] ^= 0xFF  # the last byte of W's data
+        path.write_bytes(bytes(raw))
+    before = {n: p.value.copy() for n, p in model.named_params()}
+    with pytest.raises(ValueError, match=message):
+        model.load_weights(path)
+    for n, p in model.named_params():
+        np.testing.assert_array_equal(p.value, before[n])
+
+
 def test_load_of_a_missing_or_damaged_file(tmp_path):
     model = _bn_model()
     with pytest.raises(FileNotFoundError, match="no weights file at .*nothing.npz"):

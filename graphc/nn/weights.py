@@ -1,18 +1,27 @@
 """save_weights / load_weights: a model's parameters as an .npz keyed by path name.
 
-Saving writes a temp file beside the target, fsyncs it and renames it over the target, so a
-crash never leaves half a file or loses the old one. Loading reads plain `.npy` members only
-(no pickles), checks every name, shape and dtype against the model first, and only then
-assigns: a failed load changes nothing.
+Saving writes the .npz members itself (one `NAME.npy` per parameter: any path name, even
+`file` or `allow_pickle`, which `np.savez` would take for its own arguments) into a temp
+file beside the target, fsyncs it and renames it over the target, so a crash never leaves
+half a file or loses the old one. A new file takes the umask's permissions, a replacement
+those of the file it replaces (as `gc.save`).
+
+Loading checks the archive's list of members against the model before it inflates a byte:
+every parameter present once, nothing else, and each member's size bounded by its
+parameter's shape and dtype, so a small hostile file cannot make a load allocate gigabytes.
+Members are plain `.npy` (no pickles); each one's header must declare the parameter's dtype
+and shape. Only then are the parameters assigned, all at once: a failed load changes nothing.
 """
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
 
+from ..serialize import _mode, _remove, _write_new
+from ..serialize_arrays import NPY_HEADER_MOST, _npy_header, native, nbytes
 from ..tensor import PARAMETER_LOCK
 
 
@@ -21,20 +30,27 @@ def _as_path(path) -> str:
     return path if path.endswith(".npz") else path + ".npz"
 
 
+def _write_npz(fh, arrays: dict) -> None:
+    """An .npz as np.savez writes it (stored members NAME.npy), whatever the names."""
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+
+
 def save_weights(model, path) -> None:
-    path = _as_path(path)
+    path = os.path.abspath(_as_path(path))
     arrays = {name: p.value for name, p in model.named_params()}
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".graphc-weights-", suffix=".tmp", dir=folder)
+    folder, base = os.path.split(path)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"save_weights: the folder {folder!r} does not exist (saving "
+                                f"{path!r})")
+    tmp = os.path.join(folder, f".{base}.tmp-{secrets.token_hex(8)}")
+    _write_new(tmp, lambda fh: _write_npz(fh, arrays), _mode(path))
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
     _fsync_folder(folder)
 
@@ -53,37 +69,86 @@ def _fsync_folder(folder: str) -> None:
         os.close(fd)
 
 
-def _read(path: str) -> dict:
-    """Every member of the .npz, as arrays; a damaged or non-npz file is one ValueError."""
+def _not_weights(path: str, why: str) -> ValueError:
+    return ValueError(f"load_weights: {path} is not a readable weights file (an .npz of "
+                      f"arrays, as save_weights writes): {why}")
+
+
+def _members(path: str) -> tuple[zipfile.ZipFile, dict]:
+    """The open archive and its members by array name (member NAME.npy), read from the
+    archive's directory alone; a damaged or non-zip file, a member that is not an .npy, or
+    a name twice is one ValueError."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load_weights: no weights file at {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ValueError(f"load_weights: {path} is not a readable weights file (.npz of "
-                         f"arrays): {' '.join(str(exc).split())}") from None
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise _not_weights(path, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+                           ) from None
+    members: dict = {}
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy") or info.is_dir():
+            archive.close()
+            raise _not_weights(path, f"it holds {info.filename!r}, which is not an .npy array")
+        name = info.filename[:-4]
+        if name in members:
+            archive.close()
+            raise _not_weights(path, f"it holds the array {name!r} twice")
+        members[name] = info
+    return archive, members
+
+
+def _read_member(archive, info, name: str, param, path: str) -> np.ndarray:
+    """Member `name`, which must hold exactly an array of param's dtype and shape (its size
+    checked against theirs before it is inflated)."""
+    dtype, shape = np.dtype(param.dtype).name, tuple(param.shape)
+    size = nbytes(shape, dtype)
+
+    def wrong(what: str) -> ValueError:
+        return ValueError(f"load_weights: {path}: {name!r} is {what}, the model's parameter is "
+                          f"{dtype}{list(shape)}")
+
+    if not size < info.file_size <= size + NPY_HEADER_MOST:
+        raise wrong(f"{info.file_size} bytes (an .npy of the parameter's dtype and shape is "
+                    f"{size} bytes and a header)")
+    try:
+        with archive.open(info) as fh:
+            stored_shape, fortran, stored = _npy_header(fh)
+            if stored.hasobject or stored.name != dtype or stored_shape != shape:
+                raise wrong(f"{stored}{list(stored_shape)}")
+            data = fh.read(size)
+            if len(data) == size and fh.read(1):  # (reading to the end checks the CRC too)
+                raise _not_weights(path, f"array {name!r} has bytes after its data")
+    except ValueError as exc:
+        if str(exc).startswith("load_weights:"):
+            raise
+        raise _not_weights(path, f"array {name!r}: {' '.join(str(exc).split())}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+        raise _not_weights(path, f"array {name!r}: {type(exc).__name__}: {exc}") from None
+    if len(data) != size:
+        raise _not_weights(path, f"array {name!r} is truncated")
+    return native(np.frombuffer(data, stored).reshape(shape, order="F" if fortran else "C"),
+                  dtype)
 
 
 def load_weights(model, path) -> None:
     path = _as_path(path)
-    arrays = _read(path)
     params = dict(model.named_params())
-    missing = [name for name in params if name not in arrays]
-    if missing:
-        raise ValueError(f"load_weights: {path} has no array for parameter {missing[0]!r}"
-                         f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; "
-                         f"it holds {', '.join(sorted(arrays)) or 'nothing'}")
-    extra = [name for name in arrays if name not in params]
-    if extra:
-        raise ValueError(f"load_weights: {path} holds {extra[0]!r}, which the model does not "
-                         f"have (a layer whose input size comes from its first input, such as "
-                         f"Linear(out_size), has no weights until it is called once)")
-    for name, p in params.items():
-        arr = arrays[name]
-        if arr.shape != p.shape or arr.dtype != np.dtype(p.dtype):
-            raise ValueError(f"load_weights: {path}: {name!r} is {arr.dtype}{list(arr.shape)}"
-                             f", the model's parameter is {p.dtype}{list(p.shape)}")
+    archive, members = _members(path)
+    with archive:
+        missing = [name for name in params if name not in members]
+        if missing:
+            raise ValueError(f"load_weights: {path} has no array for parameter {missing[0]!r}"
+                             f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}"
+                             f"; it holds {', '.join(sorted(members)) or 'nothing'}")
+        extra = [name for name in members if name not in params]
+        if extra:
+            raise ValueError(f"load_weights: {path} holds {extra[0]!r}, which the model does "
+                             f"not have (a layer whose input size comes from its first input, "
+                             f"such as Linear(out_size), has no weights until it is called "
+                             f"once)")
+        arrays = {name: _read_member(archive, members[name], name, p, path)
+                  for name, p in params.items()}
     with PARAMETER_LOCK:  # a compiled step running in another thread sees all or none
         for name, p in params.items():
             p.value = arrays[name]
