@@ -181,6 +181,32 @@ def test_batchnorm_train_step_updates_running_stats_and_test_mode_uses_them(shap
     assert bn.state_updates(y_test) == []
 
 
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_a_step_on_an_empty_batch_keeps_the_running_stats_and_its_loss_is_nan(backend):
+    """X[mask] that selects nothing: the loss is a mean over no rows (NaN, as PyTorch's
+    cross_entropy), and BatchNorm's running statistics keep their values (they had become
+    NaN, and every test-mode prediction after)."""
+    from graphc import optim
+
+    gc.set_seed(0)
+    model = nn.Sequential(nn.Linear(4, in_size=2), nn.BatchNorm(), gc.relu,
+                          nn.Linear(3, in_size=4))
+    x = gc.placeholder((None, 2), name="x")
+    t = gc.placeholder((None,), "int64", name="t")
+    loss = gc.softmax_cross_entropy(model(x), t)
+    step = gc.compile([x, t], loss, updates=optim.SGD(0.1).updates(loss, model),
+                      backend=backend)
+    xv = np.random.default_rng(0).standard_normal((8, 2)).astype(np.float32)
+    tv = np.arange(8) % 3
+    step(xv, tv)
+    before = {n: p.value.copy() for n, p in model.named_params()}
+    assert np.isnan(step(xv[:0], tv[:0]))
+    for n, p in model.named_params():  # (SGD on no rows: zero gradients)
+        np.testing.assert_array_equal(p.value, before[n], err_msg=n)
+    step(xv, tv)  # and a batch with rows still moves them
+    assert not np.array_equal(model.layers[1].avg_mean.value, before["layers.1.avg_mean"])
+
+
 def test_batchnorm_rejects_other_ranks():
     with pytest.raises(gc.ShapeError, match="BatchNorm"):
         nn.BatchNorm()(gc.placeholder((None, 2, 3), name="x"))

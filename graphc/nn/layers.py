@@ -146,8 +146,8 @@ class BatchNorm(Layer):
     """DeZero's batch normalisation: per feature for (N, D) input, per channel for (N, C, H,
     W). In train mode it normalises with the batch's statistics and records the update of
     its running mean and variance (`decay * avg + (1 - decay) * batch`, the variance scaled by
-    m/(m-1)), which `optimizer.updates(loss, model)` adds to the step; in test mode it
-    normalises with the running statistics."""
+    m/(m-1)), which `optimizer.updates(loss, model)` adds to the step (a batch of no rows
+    leaves them as they were); in test mode it normalises with the running statistics."""
 
     state_names = ("avg_mean", "avg_var")
 
@@ -182,9 +182,14 @@ class BatchNorm(Layer):
         adjust = m / ops.maximum(m - 1.0, 1.0)  # the unbiased variance (DeZero's)
         size = self.gamma.shape
         d = self.decay
+        # a batch of no rows (X[mask] that selected nothing) has NaN statistics: the running
+        # ones keep their values, as PyTorch's (NaN there would stay in every prediction)
+        seen = m > 0.0
         self._record_state_update(y, [
-            (self.avg_mean, d * self.avg_mean + (1 - d) * mean.reshape(size)),
-            (self.avg_var, d * self.avg_var + (1 - d) * adjust * var.reshape(size)),
+            (self.avg_mean, ops.where(seen, d * self.avg_mean + (1 - d) * mean.reshape(size),
+                                      self.avg_mean)),
+            (self.avg_var, ops.where(seen, d * self.avg_var + (1 - d) * adjust *
+                                     var.reshape(size), self.avg_var)),
         ])
         return y
 

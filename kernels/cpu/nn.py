@@ -146,7 +146,8 @@ def _flat_exps(x, dx):
 @numba.njit(**_OPTS)
 def softmax_cross_entropy_fused(x, labels, g, loss, dx):
     """Forward and backward of softmax cross-entropy in one pass over the logits:
-    loss[0] = mean cross-entropy, dx = (softmax(x) - one_hot(labels)) * g[0] / rows."""
+    loss[0] = mean cross-entropy (NaN over no rows), dx = (softmax(x) - one_hot(labels)) *
+    g[0] / rows."""
     rows, cols = x.shape
     scale = g[0] / max(rows, 1)
     total = 0.0
@@ -169,7 +170,8 @@ def softmax_cross_entropy_fused(x, labels, g, loss, dx):
         for c in range(np.uint64(cols)):
             dx[r, c] = dx[r, c] * scale
         dx[r, t] = (pt - 1) * scale  # (p - 1) * g/N, as the reference (g = inf gives -inf)
-    loss[0] = total / max(rows, 1)
+    # the mean over no rows is NaN, as NumPy's mean and PyTorch's cross_entropy
+    loss[0] = total / rows if rows > 0 else np.nan
     return 0
 
 

@@ -103,7 +103,8 @@ def _mean_rows(values, out):
         cuda.syncthreads()
         width //= 2
     if tid == 0:
-        out[0] = cache[0] / max(values.size, 1)
+        # (a mean of nothing is NaN, as NumPy's)
+        out[0] = cache[0] / values.size if values.size > 0 else math.nan
 
 
 @cuda.jit
