@@ -244,3 +244,44 @@ def test_a_bad_gather_index_leaves_the_device_parameters_alone():
     with pytest.raises(gc.RuntimeCheckError, match="index 9 is out of bounds"):
         step(np.ones((2, 2), np.float32), np.array([0, 9]))
     np.testing.assert_array_equal(w.mirror.array.copy_to_host(), np.ones((2, 2)))
+
+
+# --- a fixed slice of the batch axis on a smaller batch -----------------------------------------
+@pytest.mark.parametrize("backend", ["cpu", "numpy", "cuda"])
+@pytest.mark.parametrize("take", ["head", "tail"])
+def test_a_fixed_slice_of_the_batch_needs_that_many_rows(backend, take):
+    """x[:2] is typed (2, 4): on a batch of one row every backend raises, naming the line,
+    and changes no parameter (the numpy backend had returned a (1, 4) result and taken a
+    wrong gradient step, the cpu backend had leaked a NumPy reshape error, and the device
+    would have left rows of its output unwritten)."""
+    x = gc.placeholder((None, 4), name="x")
+    p = gc.Parameter(np.ones(4, np.float32), name="p")
+    y = x[:2] if take == "head" else x[-2:]
+    assert y.shape == (2, 4)
+    loss = gc.sum(y * p) + gc.sum(x)
+    (gp,) = gc.grad(loss, [p])
+    f = gc.compile([x], [loss, gp], updates=[(p, p - 1.0 * gp)], backend=backend)
+    with pytest.raises(gc.RuntimeCheckError, match=r"getitem: this index gives shape \(1, 4\), "
+                       r"but the graph was built for \(2, 4\).*test_cuda_shape.py"):
+        f(np.ones((1, 4), np.float32))
+    np.testing.assert_array_equal(p.value, np.ones(4, np.float32))
+    xv = np.arange(12, dtype=np.float32).reshape(3, 4)
+    rows = xv[:2] if take == "head" else xv[-2:]
+    loss_v, gp_v = f(xv)
+    np.testing.assert_allclose(loss_v, rows.sum() + xv.sum())
+    np.testing.assert_array_equal(gp_v, rows.sum(0))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy", "cuda"])
+def test_the_gradient_of_a_fixed_batch_slice_alone_checks_the_batch(backend):
+    x = gc.placeholder((None, 3), name="x")
+    g = gc.placeholder((2, 3), name="g")
+    gx = gc.grad(gc.sum(x[:2] * g), x)
+    f = gc.compile([x, g], gx, backend=backend)
+    with pytest.raises(gc.RuntimeCheckError, match=r"getitem_grad: this index gives shape "
+                                                   r"\(1, 3\), but the graph was built for"):
+        f(np.ones((1, 3), np.float32), np.ones((2, 3), np.float32))
+    want = np.zeros((3, 3), np.float32)
+    want[:2] = 1
+    np.testing.assert_array_equal(f(np.ones((3, 3), np.float32), np.ones((2, 3), np.float32)),
+                                  want)

@@ -208,12 +208,33 @@ def _getitem_infer(types, attrs):
     return [(_index_result_shape(shape, attrs["spec"], [s for s, _ in index_types]), dtype)]
 
 
+def indexed_shape_error(got, want) -> str | None:
+    """The run-time error of an index whose result is not the shape the graph was built for:
+    a fixed slice of the batch axis (x[:5], x[-5:]) has the size the graph declares only
+    when the batch has that many rows. (Every backend raises it, naming the user's line,
+    rather than return a result of another shape than the rest of the graph expects.)"""
+    got, want = tuple(int(d) for d in got), tuple(int(d) for d in want)
+    if got == want:
+        return None
+    return (f"this index gives shape {got}, but the graph was built for {want} (a fixed "
+            f"slice of the batch axis needs at least as many rows as it takes)")
+
+
+def _check_indexed_shape(got: tuple, declared, ctx) -> None:
+    error = indexed_shape_error(got, bind(declared, ctx.n))
+    if error:
+        ctx.fail(error)
+
+
 def _getitem_ref(values, attrs, ctx):
     x, *arrays = values
     try:
-        return [x[decode_index(attrs["spec"], arrays)]]
+        out = x[decode_index(attrs["spec"], arrays)]
     except IndexError as exc:
         ctx.fail(f"index out of range: {exc}")
+    if ctx.node is not None:
+        _check_indexed_shape(out.shape, ctx.node.outputs[0].shape, ctx)
+    return [out]
 
 
 def _getitem_vjp(node, grads):
@@ -235,8 +256,11 @@ def _getitem_grad_ref(values, attrs, ctx):
     g, *arrays = values
     out = np.zeros(bind(attrs["shape"], ctx.n), dtype=g.dtype)
     try:
-        np.add.at(out, decode_index(attrs["spec"], arrays), g)
-    except IndexError as exc:  # the forward getitem may not run: only its gradient is asked for
+        index = decode_index(attrs["spec"], arrays)
+        if ctx.node is not None:  # (the forward getitem may not run: the same check here)
+            _check_indexed_shape(out[index].shape, ctx.node.inputs[0].shape, ctx)
+        np.add.at(out, index, g)
+    except IndexError as exc:
         ctx.fail(f"index out of range: {exc}")
     return [out]
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import cuda, int64
 
+from graphc.ops.shape import indexed_shape_error
+
 from .launch import THREADS, Launches, blocks
 
 
@@ -393,7 +395,8 @@ def plan_getitem(ins, outs, attrs, status) -> Launches:
     x, *indices = ins
     out = outs[0]
     layout = _layout_of(x.shape, attrs, indices)
-    error = None if layout.error is None else f"index out of range: {layout.error}"
+    error = f"index out of range: {layout.error}" if layout.error is not None else \
+        indexed_shape_error(layout.shape, out.shape)
     copy = Copy(layout.shape, layout.base, layout.strides, 0, contiguous_strides(out.shape),
                 layout.offs_strides)
     if not indices:
@@ -410,7 +413,8 @@ def plan_getitem_grad(ins, outs, attrs, status) -> Launches:
     g, *indices = ins
     out = outs[0]
     layout = _layout_of(out.shape, attrs, indices)
-    error = None if layout.error is None else f"index out of range: {layout.error}"
+    error = f"index out of range: {layout.error}" if layout.error is not None else \
+        indexed_shape_error(layout.shape, g.shape)
     flat_out = _flat(out)
     zero = (lambda: None) if out.size == 0 else \
         (lambda: _zero[blocks(out.size), THREADS](flat_out))
