@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import OP_BACKENDS, backend_id
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from op_table import CASES, OpCase
@@ -208,6 +209,42 @@ def test_add_then_subtract_is_not_simplified_away(backend):
     got = _pinned(backend, "float64", lambda a, c: (a + c) - c,
                   np.array([1.0, 1e-20]), np.array([np.inf, 1.0]))
     np.testing.assert_array_equal(got, [np.nan, 0.0])
+
+
+SIGNED_ZERO_CASES = {
+    "relu": (lambda x, z: gc.relu(x), lambda x, z: np.maximum(x, z)),
+    "maximum(x, 0)": (lambda x, z: gc.maximum(x, z), lambda x, z: np.maximum(x, z)),
+    "maximum(0, x)": (lambda x, z: gc.maximum(z, x), lambda x, z: np.maximum(z, x)),
+    "minimum(x, 0)": (lambda x, z: gc.minimum(x, z), lambda x, z: np.minimum(x, z)),
+    "minimum(0, x)": (lambda x, z: gc.minimum(z, x), lambda x, z: np.minimum(z, x)),
+    "clip": (lambda x, z: gc.clip(x, z, 1.0),
+             lambda x, z: np.minimum(np.maximum(x, z), np.asarray(1.0, x.dtype))),
+    "sign": (lambda x, z: gc.sign(x), lambda x, z: np.sign(x)),
+    "x - (-0.0)": (lambda x, z: x - (-0.0), lambda x, z: x - np.asarray(-0.0, x.dtype)),
+    "x - 0.0": (lambda x, z: x - 0.0, lambda x, z: x - z),
+    "x + (-0.0)": (lambda x, z: x + (-0.0), lambda x, z: x + np.asarray(-0.0, x.dtype)),
+    # NumPy's power of a scalar 0.5 is sqrt: -0.0 at -0.0, NaN at -inf (pow: +0.0, inf)
+    "x ** 0.5": (lambda x, z: x ** 0.5, lambda x, z: x ** np.asarray(0.5, x.dtype)),
+}
+
+
+@pytest.mark.parametrize("backend", OP_BACKENDS, ids=backend_id)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(SIGNED_ZERO_CASES))
+def test_the_sign_of_a_zero_result_is_numpys(name, dtype, backend):
+    """-0.0 and +0.0 through the ops that pick or subtract: the same bits as NumPy (the cpu
+    backend had relu(-0.0) = -0.0 and sign(-0.0) = -0.0, and simplified x - (-0.0) to x,
+    which is -0.0 at x = -0.0 where IEEE subtraction gives +0.0; the device's sign of
+    +-inf was NaN; x ** 0.5 was pow's +0.0 and inf at -0.0 and -inf, NumPy's sqrt's -0.0
+    and NaN)."""
+    build, reference = SIGNED_ZERO_CASES[name]
+    x = gc.placeholder((None,), dtype, name="x")
+    f = gc.compile([x], build(x, 0.0), backend=backend)
+    xv = np.array([-0.0, 0.0, -1.0, 2.0, np.nan, -np.inf, np.inf] * 5, dtype)  # (> a vector)
+    got, want = f(xv), reference(xv, np.asarray(0.0, dtype))
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=name)
 
 
 def test_reciprocal_sqrt_is_exact_at_zero_and_inf(backend):

@@ -189,9 +189,12 @@ _binary("div", _safe(np.true_divide), _div_vjp, lambda a, d, i: f"({a[0]} / {a[1
 _binary("pow", _safe(np.power), _pow_vjp, lambda a, d, i: f"({a[0]} ** {a[1]})",
         no_bool="a bool ** bool power is not supported (NumPy's is int8, which graphc "
                 "lacks); cast to an int or float dtype first")
+# NaN from either side, as NumPy; of two equal operands (-0.0 and +0.0) NumPy keeps the
+# second, the neutral form's maximum its first: the operands go in swapped
 _binary("maximum", np.maximum, _minmax_vjp(lambda a, b: greater_equal(a, b)),
-        _call("maximum"))  # NaN from either side, as numpy
-_binary("minimum", np.minimum, _minmax_vjp(lambda a, b: less_equal(a, b)), _call("minimum"))
+        lambda a, d, i: f"maximum({a[1]}, {a[0]})")
+_binary("minimum", np.minimum, _minmax_vjp(lambda a, b: less_equal(a, b)),
+        lambda a, d, i: f"minimum({a[1]}, {a[0]})")
 def _comparison(symbol: str):
     return lambda a, d, i: f"({a[0]} {symbol} {a[1]})"
 
@@ -212,8 +215,11 @@ _unary("sin", np.sin, _sin_vjp, _call("sin"))
 _unary("cos", np.cos, _cos_vjp, _call("cos"))
 _unary("tanh", np.tanh, _tanh_vjp, _call("tanh"))
 _unary("sigmoid", _sigmoid_ref, _sigmoid_vjp, _call("sigmoid"))
+# np.maximum(x, 0) gives +0.0 at x = -0.0; maximum(x, 0) + 0 the same bits (-0.0 + 0 is
+# +0.0, anything else unchanged), one vmaxps and one add: maximum(0, x), the form the
+# swap above writes, took a compare and a blend (W4's kernel 8% slower)
 _unary("relu", lambda x: np.maximum(x, 0), _relu_vjp,
-       lambda a, d, i: f"maximum({a[0]}, {lit(0, d)})")
+       lambda a, d, i: f"(maximum({a[0]}, {lit(0, d)}) + {lit(0, d)})")
 # sign is flat almost everywhere: no gradient flows through it (abs's vjp relies on that)
 _unary("sign", np.sign, not_differentiable, _call("sign"), float_only=False,
        differentiable=False, no_bool="sign of a bool tensor is not defined (NumPy has "

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..errors import ShapeError
+from ..kernels import indexed_shape_error
 from ..shapes import (
     bind,
     broadcast_shapes,
@@ -206,18 +207,6 @@ def _index_result_shape(shape, spec, index_shapes):
 def _getitem_infer(types, attrs):
     (shape, dtype), *index_types = types
     return [(_index_result_shape(shape, attrs["spec"], [s for s, _ in index_types]), dtype)]
-
-
-def indexed_shape_error(got, want) -> str | None:
-    """The run-time error of an index whose result is not the shape the graph was built for:
-    a fixed slice of the batch axis (x[:5], x[-5:]) has the size the graph declares only
-    when the batch has that many rows. (Every backend raises it, naming the user's line,
-    rather than return a result of another shape than the rest of the graph expects.)"""
-    got, want = tuple(int(d) for d in got), tuple(int(d) for d in want)
-    if got == want:
-        return None
-    return (f"this index gives shape {got}, but the graph was built for {want} (a fixed "
-            f"slice of the batch axis needs at least as many rows as it takes)")
 
 
 def _check_indexed_shape(got: tuple, declared, ctx) -> None:

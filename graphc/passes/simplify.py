@@ -106,9 +106,15 @@ def add_zero(node, inputs):
 
 
 def sub_zero(node, inputs):
-    # x-0 -> x
+    # x-0 -> x; for floats only x-(+0.0) (-0.0 - +0.0 is -0.0), never x-(-0.0), which is
+    # x+0.0 (+0.0 at x = -0.0)
     a, b = inputs
-    return same_type_as_output(node, a) if is_splat(b, 0) else None
+    value = splat(b)
+    if value is None or value != 0:
+        return None
+    if node.outputs[0].dtype.startswith("float") and np.signbit(value):
+        return None
+    return same_type_as_output(node, a)
 
 
 def div_by_one(node, inputs):
@@ -121,6 +127,17 @@ def pow_one(node, inputs):
     # x**1 -> x
     a, b = inputs
     return same_type_as_output(node, a) if is_splat(b, 1) else None
+
+
+def pow_half(node, inputs):
+    # x**0.5 -> sqrt(x) for a one-element float exponent: NumPy's power takes that path for
+    # a scalar 0.5 (sqrt(-inf) is NaN and sqrt(-0.0) -0.0, where pow gives inf and +0.0)
+    a, b = inputs
+    source = b.node.inputs[0] if b.node.op == "broadcast_to" else b
+    if (source.node.op != "constant" or source.node.value.size != 1 or not is_splat(b, 0.5)
+            or not node.outputs[0].dtype.startswith("float") or a.dtype != b.dtype):
+        return None
+    return same_type_as_output(node, build(node, "sqrt", [a]))
 
 
 def neg_neg(node, inputs):
@@ -271,7 +288,7 @@ RULES: dict[str, list] = {
     "add": [add_exact_zero],
     "sub": [sub_zero],
     "div": [div_by_one],
-    "pow": [pow_one],
+    "pow": [pow_one, pow_half],
     "neg": [neg_neg],
     "where": [where_same_branches, where_constant_condition],
     "cast": [cast_to_same_dtype, cast_of_lossless_cast],

@@ -27,6 +27,17 @@ def _casts() -> dict:
     return casts
 
 
+def _float_signs() -> dict:
+    """np.sign of a float: +1.0, -1.0, or x - x, which is +0.0 for either zero (NumPy's
+    sign of -0.0 is +0.0; Numba's keeps -0.0) and NaN for NaN."""
+    out = {}
+    for dtype in ("float32", "float64"):
+        t = _TYPES[dtype]
+        out[dtype] = Template(f"select({{0}} > {t}(0.0), {t}(1.0), select({{0}} < {t}(0.0), "
+                              f"{t}(-1.0), {{0}} - {{0}}))", helpers=("select",))
+    return out
+
+
 NUMBA_CPU = Target(
     name="numba_cpu",
     types=_TYPES,
@@ -46,8 +57,9 @@ NUMBA_CPU = Target(
         "tanh": {"float32": Template("ftanh32({0})", helpers=("ftanh32",)),
                  "float64": Template("ftanh64({0})", helpers=("ftanh64",))},
         "abs": {ANY: Template("abs({0})")},
-        "sign": {ANY: Template("np.sign({0})")},
-        # NaN from either side, as NumPy (the builtin max keeps its first operand)
+        "sign": {**_float_signs(), ANY: Template("np.sign({0})")},
+        # NaN from either side, as NumPy; of two equal operands the first, as the neutral
+        # form's maximum (Numba's np.maximum: one vmaxps for relu's maximum(x, 0))
         "maximum": {ANY: Template("np.maximum({0}, {1})")},
         "minimum": {ANY: Template("np.minimum({0}, {1})")},
         **_casts(),

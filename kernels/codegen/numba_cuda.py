@@ -41,6 +41,17 @@ def _casts() -> dict:
     return casts
 
 
+def _float_signs() -> dict:
+    """np.sign of a float in its own type: +-1.0 (for +-inf too), and x - x for the rest,
+    +0.0 for either zero (NumPy's sign of -0.0) and NaN for NaN."""
+    out = {}
+    for dtype in ("float32", "float64"):
+        t = _TYPES[dtype]
+        out[dtype] = Template(f"({t}(1.0) if {{0}} > {t}(0.0) else ({t}(-1.0) if {{0}} < "
+                              f"{t}(0.0) else {{0}} - {{0}}))")
+    return out
+
+
 def _target(name: str, module: str) -> Target:
     """The table, with the float functions taken from `module` (math on the GPU, np in the
     simulator)."""
@@ -59,7 +70,7 @@ def _target(name: str, module: str) -> Target:
             "sin": floats("sin"), "cos": floats("cos"), "tanh": floats("tanh"),
             "sigmoid": {ANY: Template("gsigmoid({0})", helpers=("gsigmoid",))},
             "abs": {ANY: Template("abs({0})")},
-            "sign": {ANY: Template("gsign({0})", helpers=("gsign",))},
+            "sign": {**_float_signs(), ANY: Template("gsign({0})", helpers=("gsign",))},
             "maximum": {ANY: Template("gmaximum({0}, {1})", helpers=("gmaximum",))},
             "minimum": {ANY: Template("gminimum({0}, {1})", helpers=("gminimum",))},
             **_casts(),

@@ -6,7 +6,9 @@ Op records write each elementwise op as a Python expression over a small, closed
     operators    a + b, a - b, a * b, a / b, a ** b, -a; a < b, a <= b, a > b, a >= b,
                  a == b, a != b (one comparison at a time); (a if cond else b)
     functions    exp log sqrt sin cos tanh sigmoid abs sign (one operand),
-                 maximum minimum (two, NaN from either side as in NumPy),
+                 maximum minimum (two, NaN from either side as in NumPy; of two equal
+                 operands, -0.0 and +0.0, the first: NumPy's np.maximum keeps the second,
+                 so the ops write maximum(b, a)),
                  cast_<dtype> (a conversion to one of DTYPES)
     literals     <dtype>(number) with a finite number, inf, -inf or nan: float32(1.5),
                  float64(-inf), int64(3); True and False for bool

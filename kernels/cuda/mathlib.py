@@ -9,24 +9,26 @@ from numba import cuda
 
 @cuda.jit(device=True, inline=True)
 def gmaximum(a, b):
-    """np.maximum: NaN from either side (fmax would drop it)."""
-    return a if (a > b or a != a) else b  # noqa: PLR0124 - NaN test
+    """The neutral form's maximum: NaN from either side (fmax would drop it), and of two
+    equal operands (-0.0 and +0.0) the first."""
+    return a if (a >= b or a != a) else b  # noqa: PLR0124 - NaN test
 
 
 @cuda.jit(device=True, inline=True)
 def gminimum(a, b):
-    """np.minimum: NaN from either side."""
-    return a if (a < b or a != a) else b  # noqa: PLR0124 - NaN test
+    """The neutral form's minimum: NaN from either side; of two equal operands the first."""
+    return a if (a <= b or a != a) else b  # noqa: PLR0124 - NaN test
 
 
 @cuda.jit(device=True, inline=True)
 def gsign(x):
-    """np.sign: -1, 0 or 1 in x's type; NaN stays NaN."""
+    """np.sign of an integer (floats have a template of their own, in their own type:
+    codegen/numba_cuda.py): -1, 0 or 1."""
     if x > 0:
         return x - x + 1
     if x < 0:
         return x - x - 1
-    return x
+    return x - x
 
 
 @cuda.jit(device=True, inline=True)

@@ -22,9 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from graphc.kernels import indexed_shape_error
 from numba import cuda, int64
-
-from graphc.ops.shape import indexed_shape_error
 
 from .launch import THREADS, Launches, blocks
 
