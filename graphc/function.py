@@ -44,6 +44,9 @@ def compile(inputs, outputs, updates=None, backend: str = "cpu", optimize: bool 
         inputs = [inputs]
     inputs = list(inputs)
     single = isinstance(outputs, Tensor)
+    if not single and not isinstance(outputs, (list, tuple)):
+        raise TypeError(f"compile: outputs must be a graphc Tensor or a list of them, got "
+                        f"{type(outputs).__name__} {outputs!r:.80} (at {loc})")
     outputs = [outputs] if single else list(outputs)
     for i, t in enumerate(inputs):
         if not isinstance(t, Tensor) or t.op != "placeholder":
@@ -189,6 +192,9 @@ class Function:
         n_from = None
         feeds = []
         for (name, shape, dtype), value in zip(specs, values):
+            if value is None:
+                raise FeedError(f"input {name!r}: got None; expected {dtype}{fmt_shape(shape)}"
+                                f" (a dataset without labels feeds None as t)")
             arr = value if isinstance(value, np.ndarray) else _as_array(name, value, shape,
                                                                          dtype)
             if arr.dtype != np.dtype(dtype):  # (also converts other byte orders)

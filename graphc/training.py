@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from .errors import user_location
+
 METRIC_NAMES = ("loss", "accuracy")
 BAR_WIDTH = 20
 
@@ -27,6 +29,17 @@ def fit(step, loader, epochs: int = 1, eval=None, progress: bool = True,
     progress: False turns the bar off; it is also off when `stream` (stdout) is not a
     terminal. Returns one dict per epoch: epoch, loss, accuracy (when the step returns it),
     samples_per_s, seconds, and the test_ metrics."""
+    if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, (int, np.integer)) \
+            or epochs < 0:
+        raise TypeError(f"fit: epochs must be an int >= 0, got {epochs!r} (at "
+                        f"{user_location()})")
+    if eval is not None and (not isinstance(eval, (tuple, list)) or len(eval) != 2
+                             or not callable(eval[0])):
+        raise TypeError(f"fit: eval must be a (function, loader) pair, got "
+                        f"{type(eval).__name__} (at {user_location()})")
+    if not callable(step):
+        raise TypeError(f"fit: step must be a compiled function, got {type(step).__name__} "
+                        f"(at {user_location()})")
     stream = sys.stdout if stream is None else stream
     show = bool(progress) and _isatty(stream)
     history = []

@@ -272,3 +272,37 @@ def test_runtime_errors_are_runtime_check_errors(backend):
     with pytest.raises(gc.RuntimeCheckError):
         f(np.array([2]))
     np.testing.assert_array_equal(f(np.array([1, 0])), [[0, 1], [1, 0]])  # still usable
+
+
+# --- messages that name what was wrong and the user's line ---------------------------------------
+def test_outputs_that_are_not_tensors_are_named():
+    x = gc.placeholder((None, 2), name="x")
+    for bad in (3.0, None):
+        with pytest.raises(TypeError, match="compile: outputs must be a graphc Tensor or a list "
+                                            "of them, got .*test_errors.py"):
+            gc.compile([x], bad)
+
+
+def test_a_cast_to_an_unsupported_dtype_names_the_line():
+    with pytest.raises(TypeError, match="cast: unsupported dtype 'float16'.*test_errors.py"):
+        gc.cast(gc.placeholder((None, 2), name="x"), "float16")
+
+
+def test_feeding_none_says_so():
+    x = gc.placeholder((None, 2), name="x")
+    t = gc.placeholder((None,), "int64", name="t")
+    f = gc.compile([x, t], gc.sum(x) + gc.cast(gc.sum(t), "float32"))
+    with pytest.raises(gc.FeedError, match="input 't': got None; expected int64\\[N\\]"):
+        f(np.ones((2, 2), np.float32), None)
+
+
+def test_fit_checks_its_arguments():
+    x = gc.placeholder((None, 2), name="x")
+    t = gc.placeholder((None,), "int64", name="t")
+    step = gc.compile([x, t], gc.sum(x), backend="numpy")
+    loader = [(np.ones((2, 2), np.float32), np.zeros(2, np.int64))]
+    with pytest.raises(TypeError, match="fit: epochs must be an int >= 0, got '2'"):
+        gc.fit(step, loader, epochs="2")
+    with pytest.raises(TypeError, match="fit: eval must be a \\(function, loader\\) pair, got "
+                                        "Function"):
+        gc.fit(step, loader, eval=step)

@@ -468,3 +468,47 @@ def test_load_of_a_missing_or_damaged_file(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match="junk.npz is not a readable weights file"):
         model.load_weights(tmp_path / "junk.npz")
+
+
+# --- containers and failed first calls ----------------------------------------------------------
+def test_layers_in_dicts_and_nested_lists_are_parameters_of_the_model():
+    class Net(nn.Model):
+        def __init__(self):
+            self.heads = {"cls": nn.Linear(3, in_size=2), "box": nn.Linear(4, in_size=2)}
+            self.stages = [[nn.Linear(2, in_size=2)], (nn.Linear(2, in_size=2),)]
+
+        def forward(self, x):
+            h = self.stages[1][0](self.stages[0][0](x))
+            return self.heads["cls"](h), self.heads["box"](h)
+
+    net = Net()
+    assert [n for n, _ in net.named_params()] == [
+        "heads.cls.W", "heads.cls.b", "heads.box.W", "heads.box.b",
+        "stages.0.0.W", "stages.0.0.b", "stages.1.0.W", "stages.1.0.b"]
+    assert net.heads["box"] in list(net.sublayers())
+
+
+@pytest.mark.parametrize("make, bad_shape, good_shape", [
+    (lambda: nn.Conv2d(2, 5), (None, 3, 4, 4), (None, 1, 8, 8)),
+    (lambda: nn.Sequential(nn.Linear(4), nn.BatchNorm()), (None, 2, 3), (None, 7)),
+])
+def test_a_failed_first_call_leaves_a_lazy_layer_unsized(make, bad_shape, good_shape):
+    """The weights a first call sized from an input the ops then refused are dropped, so
+    the corrected call sizes them afresh (they had kept the rejected input's size)."""
+    layer = make()
+    before = list(layer.named_params())
+    with pytest.raises(gc.ShapeError):
+        layer(gc.placeholder(bad_shape, name="x"))
+    assert list(layer.named_params()) == before
+    y = layer(gc.placeholder(good_shape, name="x"))
+    assert y.shape[0] is None
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: nn.Linear(-2), "Linear: out_size must be an int >= 1, got -2"),
+    (lambda: nn.Linear(3, in_size=0), "Linear: in_size must be an int >= 1, got 0"),
+    (lambda: nn.Conv2d(2.5, 3), "Conv2d: out_channels must be an int >= 1, got 2.5"),
+])
+def test_layer_sizes_are_checked_where_they_are_given(make, message):
+    with pytest.raises(ValueError, match=message + ".*test_nn.py"):
+        make()

@@ -197,3 +197,69 @@ def test_setup_and_parameter_lists_as_the_model():
     np.testing.assert_allclose(W.value, np.zeros(3))
     with pytest.raises(TypeError, match="item 0"):
         optim.SGD().updates(loss, [3])
+
+
+# --- hyperparameters: checked when given, a schedule through a 0-d Parameter ------------------
+@pytest.mark.parametrize("make, message", [
+    (lambda: optim.SGD(lr="0.1"), "SGD: lr must be a number .*got str '0.1'"),
+    (lambda: optim.Adam(alpha=None), "Adam: alpha must be a number .*got NoneType"),
+    (lambda: optim.MomentumSGD(momentum=True), "MomentumSGD: momentum must be a number"),
+    (lambda: optim.SGD(gc.Parameter(np.ones(2, np.float32))), "a 0-d float tensor"),
+])
+def test_a_bad_hyperparameter_is_refused_where_it_is_given(make, message):
+    with pytest.raises(TypeError, match=message + ".*test_optim.py"):
+        make()
+    with pytest.raises(ValueError, match="lr must be finite"):
+        optim.SGD(float("nan"))
+
+
+def _one_layer():
+    gc.set_seed(0)
+    model = nn.Linear(3, in_size=2)
+    x = gc.placeholder((None, 2), name="x")
+    t = gc.placeholder((None,), "int64", name="t")
+    xv = np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32)
+    return model, x, t, gc.softmax_cross_entropy(model(x), t), (xv, np.array([0, 1, 2, 0]))
+
+
+def test_changing_a_number_after_the_step_is_built_warns_and_a_parameter_schedules():
+    model, x, t, loss, feeds = _one_layer()
+    opt = optim.SGD(0.1)
+    step = gc.compile([x, t], loss, updates=opt.updates(loss, model))
+    opt.lr = 0.1  # the same value: nothing to say
+    with pytest.warns(UserWarning, match="SGD.lr was changed after updates\\(\\) built"):
+        opt.lr = 0.0
+    before = model.W.value
+    step(*feeds)
+    assert not np.array_equal(model.W.value, before)  # (the compiled step kept 0.1)
+
+    lr = gc.Parameter(np.float32(0.1), name="lr")
+    for make in (lambda: optim.SGD(lr), lambda: optim.Adam(alpha=lr)):
+        opt = make()
+        step = gc.compile([x, t], loss, updates=opt.updates(loss, model))
+        lr.value = np.float32(0.0)
+        before = model.W.value
+        step(*feeds)
+        np.testing.assert_array_equal(model.W.value, before)
+        lr.value = np.float32(0.1)
+        step(*feeds)
+        assert not np.array_equal(model.W.value, before)
+
+
+def test_updates_names_swapped_arguments_and_a_model_that_trains_nothing():
+    model, x, t, loss, _ = _one_layer()
+    with pytest.raises(TypeError, match="loss must be a graphc Tensor, got Linear .*other "
+                                        "order"):
+        optim.SGD(0.1).updates(model, loss)
+
+    class Hidden(nn.Model):  # a layer where the model does not walk: a private attribute
+        def __init__(self):
+            self._inner = nn.Linear(3, in_size=2)
+
+        def forward(self, x):
+            return self._inner(x)
+
+    hidden = Hidden()
+    loss2 = gc.softmax_cross_entropy(hidden(x), t)
+    with pytest.warns(UserWarning, match="none of them is a trainable parameter of the model"):
+        assert optim.SGD(0.1).updates(loss2, hidden) == []

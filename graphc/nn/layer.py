@@ -1,4 +1,5 @@
-"""`Layer` (alias `Model`): parameters and sub-layers registered by attribute, as DeZero's.
+"""`Layer` (alias `Model`): parameters and sub-layers registered by attribute, as DeZero's
+(and inside lists, tuples and dicts held by an attribute).
 
 A layer's parameters are found by walking its attributes in assignment order (a `None`
 placeholder assigned in `__init__` keeps a lazily created parameter's place), so there is no
@@ -22,23 +23,30 @@ class Layer:
     state_names: tuple = ()
 
     def __call__(self, *inputs, **kwargs):
-        return self.forward(*inputs, **kwargs)
+        """forward(*inputs); if it raises, the parameters a first call made lazily (sized
+        from the rejected input) are dropped again, in this layer and its sub-layers, so the
+        corrected call sizes them afresh: a failed call changes nothing."""
+        lazy = [(layer, name) for layer in self.sublayers()
+                for name, value in vars(layer).items() if value is None]
+        try:
+            return self.forward(*inputs, **kwargs)
+        except BaseException:
+            for layer, name in lazy:
+                if vars(layer).get(name) is not None:
+                    setattr(layer, name, None)
+            raise
 
     def forward(self, *inputs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     # --- walking the tree -----------------------------------------------------------------
     def _children(self, prefix: str):
-        """(path, value) for each public Parameter, Layer, or list/tuple item of one."""
+        """(path, value) for each public Parameter or Layer, also inside lists, tuples and
+        dicts, nested (`blocks.0.1.W`, `heads.cls.W`: PyTorch's ModuleList and ModuleDict
+        as plain containers; a dict's keys in its order, as str)."""
         for name, value in vars(self).items():
-            if name.startswith("_"):
-                continue
-            if isinstance(value, (Parameter, Layer)):
-                yield prefix + name, value
-            elif isinstance(value, (list, tuple)):
-                for i, item in enumerate(value):
-                    if isinstance(item, (Parameter, Layer)):
-                        yield f"{prefix}{name}.{i}", item
+            if not name.startswith("_"):
+                yield from _contained(prefix + name, value)
 
     def _walk(self, prefix: str, seen_layers: set):
         """(path, Parameter, owner layer, attribute) depth first, each layer visited once."""
@@ -120,3 +128,14 @@ class Layer:
 
 
 Model = Layer
+
+
+def _contained(path: str, value, depth: int = 0):
+    if isinstance(value, (Parameter, Layer)):
+        yield path, value
+    elif depth < 8 and isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _contained(f"{path}.{i}", item, depth + 1)
+    elif depth < 8 and isinstance(value, dict):
+        for key, item in value.items():
+            yield from _contained(f"{path}.{key}", item, depth + 1)

@@ -27,6 +27,17 @@ def _known(x: Tensor, axis: int, layer: str, what: str) -> int:
     return x.shape[axis]
 
 
+def _size(layer: str, what: str, value, optional: bool = False):
+    """A layer's size argument as an int >= 1 (None where it may come from the input)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < 1:
+        raise ValueError(f"{layer}: {what} must be an int >= 1, got {value!r} (at "
+                         f"{user_location()})")
+    return int(value)
+
+
 def _zeros(size: int, dtype, name: str) -> Parameter:
     return Parameter(np.zeros(size, dt.canonical(dtype)), name=name)
 
@@ -37,7 +48,8 @@ class Linear(Layer):
 
     def __init__(self, out_size: int, in_size: int | None = None, nobias: bool = False,
                  dtype="float32", init: str = "xavier"):
-        self.out_size, self.in_size = int(out_size), in_size
+        self.out_size = _size("Linear", "out_size", out_size)
+        self.in_size = _size("Linear", "in_size", in_size, optional=True)
         self.dtype, self.init = dt.canonical(dtype), check_init(init)
         self.W = None if in_size is None else self._weight(in_size)
         self.b = None if nobias else _zeros(self.out_size, self.dtype, "b")
@@ -59,7 +71,9 @@ class _ConvBase(Layer):
 
     def __init__(self, out_channels, kernel_size, stride, pad, nobias, dtype, in_channels,
                  init):
-        self.out_channels, self.in_channels = int(out_channels), in_channels
+        name = type(self).__name__
+        self.out_channels = _size(name, "out_channels", out_channels)
+        self.in_channels = _size(name, "in_channels", in_channels, optional=True)
         self.kernel_size, self.stride, self.pad = kernel_size, stride, pad
         self.dtype, self.init = dt.canonical(dtype), check_init(init)
         self.W = None if in_channels is None else self._weight(in_channels)

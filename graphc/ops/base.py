@@ -28,7 +28,12 @@ def operands(*values):
 def cast(x, dtype) -> Tensor:
     """x as `dtype` (a no-op when it already is)."""
     x = as_tensor(x)
-    dtype = dt.canonical(dtype)
+    try:
+        dtype = dt.canonical(dtype)
+    except TypeError as exc:
+        from ..errors import user_location
+
+        raise TypeError(f"cast: {exc} (at {user_location()})") from None
     if x.dtype == dtype:
         return x
     return apply("cast", x, dtype=dtype)

@@ -10,6 +10,7 @@ compiled step, and BatchNorm's running statistics are added too:
 """
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -28,14 +29,54 @@ class Slot(NamedTuple):
     grad: Tensor
 
 
+def _hyper(owner: str, name: str, value):
+    """A hyperparameter: a real number, or a graphc tensor (a 0-d Parameter whose `.value`
+    a schedule sets between steps: the compiled step reads it at every call)."""
+    if isinstance(value, Tensor):
+        if value.shape != () or not value.dtype.startswith("float"):
+            raise TypeError(f"{owner}: {name} must be a number or a 0-d float tensor, got "
+                            f"{value!r} (at {user_location()})")
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                      np.floating)):
+        raise TypeError(f"{owner}: {name} must be a number (or a 0-d gc.Parameter, to change "
+                        f"it between steps), got {type(value).__name__} {value!r} (at "
+                        f"{user_location()})")
+    if not np.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r} (at "
+                         f"{user_location()})")
+    return float(value)
+
+
 class Optimizer:
     """Base class: subclasses define `update_one(slot, ctx)` returning (Parameter, new
-    value) pairs, and may define `step_state()` for state shared by all parameters."""
+    value) pairs, and may define `step_state()` for state shared by all parameters.
+
+    Hyperparameters (lr, momentum, ...) are numbers baked into the compiled step when
+    `updates` builds it: setting `opt.lr` afterwards does not reach that step, and warns
+    so. To change one between steps (a schedule), give a 0-d Parameter instead,
+    `lr = gc.Parameter(np.float32(0.1))`, and set `lr.value`."""
+
+    HYPER: tuple = ()  # the hyperparameters' attribute names
 
     def __init__(self):
         self.target = None
         self.hooks: list = []
         self._state: dict = {}  # (id(param), key) -> (param, state Parameter)
+        self._built = False  # whether updates() has baked the hyperparameters into a graph
+
+    def __setattr__(self, name, value):
+        if name in type(self).HYPER:
+            value = _hyper(type(self).__name__, name, value)
+            old = getattr(self, name, None)
+            same = value is old or (isinstance(value, float) and value == old)
+            if getattr(self, "_built", False) and not same:
+                warnings.warn(f"{type(self).__name__}.{name} was changed after updates() "
+                              f"built a training step: a step compiled from it keeps the "
+                              f"old value. Call updates() and gc.compile again, or pass a "
+                              f"0-d gc.Parameter as {name} and set its .value between steps",
+                              stacklevel=2)
+        object.__setattr__(self, name, value)
 
     def setup(self, target):
         """Remember the model (DeZero's `opt.setup(model)`); returns the optimizer."""
@@ -55,7 +96,12 @@ class Optimizer:
         if model is None:
             raise TypeError(f"{type(self).__name__}.updates: give the model (updates(loss, "
                             f"model)) or call setup(model) first (at {user_location()})")
+        if not isinstance(loss, Tensor):
+            raise TypeError(f"{type(self).__name__}.updates(loss, model): loss must be a "
+                            f"graphc Tensor, got {type(loss).__name__} (the arguments in "
+                            f"the other order?) (at {user_location()})")
         named = _trainable(model, loss)
+        self._built = True
         grads = grad(loss, [p for _, p in named]) if named else []
         slots = [Slot(name, p, g) for (name, p), g in zip(named, grads)]
         for hook in self.hooks:
@@ -104,11 +150,20 @@ def _trainable(model, loss) -> list:
                                 f"is {p!r} (at {user_location()})")
         named = [(p.name or f"param{i}", p) for i, p in enumerate(items)]
     used = {id(node.value) for node in toposort([loss]) if node.op == "parameter"}
-    return [(name, p) for name, p in named if id(p) in used]
+    chosen = [(name, p) for name, p in named if id(p) in used]
+    if not chosen and used:
+        warnings.warn(f"updates: the loss depends on {len(used)} Parameter(s), but none of "
+                      f"them is a trainable parameter of the model, so nothing will be "
+                      f"trained (a layer held somewhere the model does not walk: attributes, "
+                      f"lists, tuples and dicts are walked; names starting with _ are not)",
+                      stacklevel=3)
+    return chosen
 
 
 class SGD(Optimizer):
     """p <- p - lr * g."""
+
+    HYPER = ("lr",)
 
     def __init__(self, lr: float = 0.01):
         super().__init__()
@@ -120,6 +175,8 @@ class SGD(Optimizer):
 
 class MomentumSGD(Optimizer):
     """v <- momentum * v - lr * g; p <- p + v."""
+
+    HYPER = ("lr", "momentum")
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9):
         super().__init__()
@@ -133,6 +190,8 @@ class MomentumSGD(Optimizer):
 
 class AdaGrad(Optimizer):
     """h <- h + g^2; p <- p - lr * g / (sqrt(h) + eps)."""
+
+    HYPER = ("lr", "eps")
 
     def __init__(self, lr: float = 0.001, eps: float = 1e-8):
         super().__init__()
@@ -148,6 +207,8 @@ class AdaGrad(Optimizer):
 class AdaDelta(Optimizer):
     """msg <- rho msg + (1-rho) g^2; dx = sqrt((msdx + eps) / (msg + eps)) g;
     msdx <- rho msdx + (1-rho) dx^2; p <- p - dx."""
+
+    HYPER = ("rho", "eps")
 
     def __init__(self, rho: float = 0.95, eps: float = 1e-6):
         super().__init__()
@@ -165,6 +226,8 @@ class AdaDelta(Optimizer):
 class Adam(Optimizer):
     """t <- t + 1; m <- m + (1-beta1)(g - m); v <- v + (1-beta2)(g^2 - v);
     p <- p - lr_t m / (sqrt(v) + eps), lr_t = alpha sqrt(1 - beta2^t) / (1 - beta1^t)."""
+
+    HYPER = ("alpha", "beta1", "beta2", "eps")
 
     def __init__(self, alpha: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8):
