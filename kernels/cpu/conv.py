@@ -405,7 +405,7 @@ def _epilogue(out, bias, act):
         row = out[m]
         if act == 1:
             for p in range(row.shape[0]):
-                row[p] = np.maximum(row[p] + b, zero)
+                row[p] = np.maximum(row[p] + b, zero) + zero  # (+0.0 for -0.0: NumPy's)
         else:
             for p in range(row.shape[0]):
                 row[p] = row[p] + b

@@ -80,8 +80,8 @@ def _ints(*values) -> bool:
 def tile(typingctx, a, a0, b, b0, k, c, c0, ldc, rows, bias, m0, relu):
     """c[c0 + i*ldc + j] = act(sum over k of a[a0 + k*MR + i] * b[b0 + k*NR + j]
     + bias[m0 + i]) for i < rows (1 <= rows <= MR: the last block of a matrix whose rows
-    are not a multiple of MR stores only its own), j < NR; act is ReLU (np.maximum(v, 0):
-    NaN stays NaN, -0.0 stays -0.0) when relu != 0, else none. bias needs MR elements from
+    are not a multiple of MR stores only its own), j < NR; act is ReLU (NumPy's np.maximum(v, 0):
+    NaN stays NaN, -0.0 becomes +0.0) when relu != 0, else none. bias needs MR elements from
     m0."""
     if not (_f32_arrays(a, b, c, bias) and _ints(a0, b0, k, c0, ldc, rows, m0, relu)):
         return None
@@ -139,7 +139,8 @@ def tile(typingctx, a, a0, b, b0, k, c, c0, ldc, rows, bias, m0, relu):
             out = []
             for j in range(2):
                 v = builder.fadd(final[2 * i + j], bias_i)
-                negative = builder.fcmp_ordered("<", v, zero)  # false for NaN and -0.0
+                # v <= 0 (false for NaN): +0.0 for -0.0 too, as NumPy's maximum(v, 0)
+                negative = builder.fcmp_ordered("<=", v, zero)
                 out.append(builder.select(use_relu, builder.select(negative, zero, v), v))
             row = builder.gep(c_ptr, [builder.add(c0_v, builder.mul(ldc_v, _i64(i)))])
             stored = builder.icmp_signed(">", rows_v, ir.Constant(rows_v.type, i))
