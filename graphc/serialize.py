@@ -144,7 +144,10 @@ def graph_to_json(outputs, inline: bool = True) -> tuple[dict, dict]:
 
 # --- save -----------------------------------------------------------------------------------
 def _stem(base: str) -> str:
-    return base[: -len(".json")]
+    """The graph file's name without .json, as its arrays file is named: the characters a
+    load refuses in that name (folder separators, a drive colon, control characters)
+    become _, and it is cut to what the load takes."""
+    return re.sub(r"[/\\:\x00-\x1f]", "_", base[: -len(".json")])[:150]
 
 
 def _owned_arrays(base: str, arrays_name, legacy: bool = True) -> bool:
@@ -218,7 +221,9 @@ def _published_arrays(path: str) -> tuple[bool, str | None]:
         return True, None
     except (OSError, ValueError, RecursionError):
         return False, None
-    arrays = doc.get("arrays") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        return True, None  # (a file graphc did not write names no arrays file of graphc's)
+    arrays = doc.get("arrays")
     return True, arrays if _owned_arrays(os.path.basename(path), arrays) else None
 
 
@@ -245,6 +250,9 @@ def save(path, outputs) -> None:
         raise FileNotFoundError(f"save: the folder {folder!r} does not exist (saving {path!r})")
     single = isinstance(outputs, Tensor)
     outputs = [outputs] if single else list(outputs)
+    if not outputs:
+        raise ValueError(f"save: no outputs to save (saving {path!r}); a graph file holds at "
+                         f"least one")
     doc, arrays = graph_to_json(outputs, inline=False)
     doc["single"] = single
     with _locked_folder(folder) as folder_fd:
@@ -378,6 +386,8 @@ def _load_doc(doc: dict, folder: str) -> Graph:
     store = None
     if "arrays" in doc:
         store = NpzArrays(os.path.join(folder, arrays_file_name(doc["arrays"], "arrays")))
+        if not store.open_if_there():
+            raise _ArraysGone
     tensors: list[list[Tensor]] = []
     with contextlib.closing(store) if store else contextlib.nullcontext():
         for i, rec in enumerate(records):
@@ -396,19 +406,33 @@ def _load_doc(doc: dict, folder: str) -> Graph:
                  TensorsByName(n.outputs[0] for n in nodes if n.op == "parameter"))
 
 
+class _ArraysGone(Exception):
+    """The arrays file the graph file named is not there: a save replaced both between
+    the load's two reads (load reads the graph file again)."""
+
+
+LOAD_ATTEMPTS = 4
+
+
 def load(path) -> Graph:
     """Read a graph written by `save` (or `graphc dump --format json`) into a Graph:
     g.inputs, g.outputs, g.params. Parameters come back as new Parameters holding the saved
     values. Loading never runs code from the file: anything but a graph graphc itself could
     have written raises one ValueError naming the file, the node and the field."""
     path = os.fspath(path)
-    doc = _read_json(path)
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        found = show(doc.get("format")) if isinstance(doc, dict) else f"a JSON {type(doc).__name__}"
-        raise ValueError(f"{path!r} is not a graphc graph file (field format: {found}, "
-                         f"expected {FORMAT!r})")
-    try:
-        return _load_doc(doc, os.path.dirname(os.path.abspath(path)))
-    except Invalid as exc:
-        raise ValueError(f"malformed graphc graph file {path!r}: {exc.where()}: "
-                         f"{exc.message}") from None
+    for _ in range(LOAD_ATTEMPTS):
+        doc = _read_json(path)
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            found = show(doc.get("format")) if isinstance(doc, dict) else \
+                f"a JSON {type(doc).__name__}"
+            raise ValueError(f"{path!r} is not a graphc graph file (field format: {found}, "
+                             f"expected {FORMAT!r})")
+        try:
+            return _load_doc(doc, os.path.dirname(os.path.abspath(path)))
+        except Invalid as exc:
+            raise ValueError(f"malformed graphc graph file {path!r}: {exc.where()}: "
+                             f"{exc.message}") from None
+        except _ArraysGone:
+            continue  # (a save in between: the graph file now names another arrays file)
+    raise ValueError(f"graphc graph file {path!r}: field arrays: cannot read the arrays in "
+                     f"{show(doc.get('arrays'))}: there is no such file beside the graph")

@@ -77,6 +77,18 @@ class NpzArrays:
         if self._zip is not None:
             self._zip.close()
 
+    def open_if_there(self) -> bool:
+        """Open the archive now, so a save that replaces it later cannot take it away; False
+        when there is no file of that name. (Any other failure is left to the first read,
+        which names it.)"""
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except FileNotFoundError:
+            return False
+        except Exception:  # noqa: BLE001 - reported by _open, with the field that reads it
+            self._zip = None
+        return True
+
     def _open(self, field: str) -> zipfile.ZipFile:
         if self._zip is None:
             try:

@@ -165,6 +165,10 @@ def test_mnist_missing_files_say_which_and_where(tmp_path, monkeypatch):
     ("long", "longer than the header declares"),
     ("gz cut", "cannot read it as a gzipped IDX file"),
     ("count", "holds 5 images but .* 4 labels"),
+    # dims whose product wraps in int64 (to -1: "read everything"; to 0; negative)
+    ("wraps to -1", r"declares \(6700417, 1114129, 2471055\), .* more than graphc reads"),
+    ("wraps to 0", r"declares \(4194304, 4194304, 4194304\), .* more than graphc reads"),
+    ("wraps negative", r"declares \(2097152, 2097152, 2097152\), .* more than graphc reads"),
 ])
 def test_mnist_damaged_files_are_clear_errors(tmp_path, damage, message):
     _images, labels = _write_mnist(tmp_path, 5)
@@ -180,6 +184,12 @@ def test_mnist_damaged_files_are_clear_errors(tmp_path, damage, message):
         path.write_bytes(raw[:3])
     elif damage == "long":
         path.write_bytes(raw + b"\x00")
+    elif damage.startswith("wraps"):
+        dims = {"wraps to -1": (6700417, 1114129, 2471055), "wraps to 0": (1 << 22,) * 3,
+                "wraps negative": (1 << 21,) * 3}[damage]
+        path.unlink()  # (a gzipped stream of zeros: the read would have inflated all of it)
+        (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(
+            bytes([0, 0, 0x08, 3]) + struct.pack(">3I", *dims) + bytes(1 << 20)))
     elif damage == "gz cut":
         path.unlink()
         (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(raw)[:-30])

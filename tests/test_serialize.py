@@ -218,3 +218,53 @@ def test_loading_a_malformed_graph(tmp_path, corrupt):
     (tmp_path / "g.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="malformed graphc graph file"):
         gc.load(tmp_path / "g.json")
+
+
+# --- saves that must not break what is there, and a load racing a save ----------------------------
+def test_saving_no_outputs_is_refused_and_the_old_graph_stays(tmp_path):
+    gc.save(tmp_path / "m.json", model())
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(ValueError, match="save: no outputs to save"):
+        gc.save(tmp_path / "m.json", [])
+    assert sorted(os.listdir(tmp_path)) == before
+    assert len(gc.load(tmp_path / "m.json").outputs) == 2
+
+
+@pytest.mark.parametrize("name", ["colon:x.json", "back\\slash.json", "tab\tx.json",
+                                  "line\nbreak.json", "ckpt-12:30.json"])
+def test_a_graph_saved_under_any_file_name_loads(tmp_path, name):
+    gc.save(tmp_path / name, model())
+    g = gc.load(tmp_path / name)
+    assert len(g.outputs) == 2
+    gc.save(tmp_path / name, model())  # (a second save replaces its own arrays file)
+    assert len([f for f in os.listdir(tmp_path) if f.endswith(".npz")]) == 1
+
+
+def test_a_save_over_a_json_graphc_did_not_write_keeps_the_files_it_names(tmp_path):
+    (tmp_path / "model.npz").write_bytes(b"someone else's arrays")
+    (tmp_path / "model.json").write_text(json.dumps({"arrays": "model.npz", "other": 1}))
+    gc.save(tmp_path / "model.json", model())
+    assert (tmp_path / "model.npz").read_bytes() == b"someone else's arrays"
+    assert len(gc.load(tmp_path / "model.json").outputs) == 2
+
+
+def test_a_load_reads_the_graph_file_again_when_a_save_replaced_it_in_between(tmp_path,
+                                                                            monkeypatch):
+    """The load read the graph file, then a save published a new one and removed the old
+    arrays file before the load opened it: the load reads the new graph (it had failed as a
+    'malformed' file)."""
+    path = tmp_path / "g.json"
+    gc.save(path, model())
+    old_doc = json.loads(path.read_text())
+    gc.save(path, model())  # a new arrays file; the old one is gone
+    assert not (tmp_path / old_doc["arrays"]).exists()
+    reads = []
+    real = serialize._read_json
+
+    def racing(p):
+        reads.append(p)
+        return old_doc if len(reads) == 1 else real(p)
+
+    monkeypatch.setattr(serialize, "_read_json", racing)
+    assert len(gc.load(path).outputs) == 2
+    assert len(reads) == 2
