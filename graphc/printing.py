@@ -14,12 +14,19 @@ def _type(t) -> str:
     return f"{dt.SHORT[t.dtype]}{fmt_shape(t.shape)}"
 
 
+def comment_safe(text) -> str:
+    """`text` on one line and printable whatever it holds (names and locations come from
+    users and from loaded files): repr's escapes for newlines, control characters (a
+    terminal's escape sequences), backslashes and lone surrogates, without the quotes."""
+    return repr(str(text))[1:-1]
+
+
 def _fmt_attr(value) -> str:
     if isinstance(value, tuple):
         return "(" + ",".join(_fmt_attr(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     if value is None:
         return "N"
-    return str(value)
+    return comment_safe(value)
 
 
 def _constant_text(arr: np.ndarray) -> str:
@@ -88,8 +95,9 @@ def dump(outputs, optimized: bool = False, format: str = "text") -> str:
 
 
 def _dot_escape(text: str) -> str:
-    """Make a user-given name safe inside a double-quoted dot label."""
-    return str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """Make a user-given name safe inside a double-quoted dot label: comment_safe's escapes
+    (backslashes, newlines as \\n, control characters), and quotes escaped."""
+    return comment_safe(text).replace('"', '\\"')
 
 
 def to_dot(nodes, names, outputs) -> str:

@@ -129,3 +129,17 @@ def test_unknown_format():
     x = gc.placeholder((2,))
     with pytest.raises(ValueError, match="unknown format 'yaml'"):
         gc.dump(x, format="yaml")
+
+
+@pytest.mark.parametrize("fmt", ["text", "dot"])
+def test_a_hostile_name_prints_on_its_own_line_without_control_characters(fmt):
+    """A name from a loaded file cannot forge lines of the listing, send a terminal escape,
+    or make printing fail (a lone surrogate cannot be encoded)."""
+    x = gc.placeholder((None, 2), name="x\n%1:f32[N,2] = relu %0\nreturn %1\n\x1b[8m\ud800")
+    text = gc.dump(gc.exp(x), format=fmt)
+    assert "\x1b" not in text and "\\x1b[8m" in text
+    text.encode("utf-8")  # (would raise on the surrogate)
+    if fmt == "text":
+        assert text.splitlines() == [
+            ("%0:f32[N,2] = placeholder name=x\\n%1:f32[N,2] = relu %0\\nreturn %1\\n"
+             "\\x1b[8m\\ud800"), "%1:f32[N,2] = exp %0", "return %1"]

@@ -2,13 +2,8 @@
 the fused updates, and every step with its nodes and, once assigned, where values live."""
 from __future__ import annotations
 
-from ..printing import node_line
+from ..printing import comment_safe, node_line
 from .steps import FallbackStep, FusedGroup, KernelStep, MatmulStep, ViewStep
-
-
-def comment_safe(text) -> str:
-    """`text` on one line whatever it holds (names and locations come from users)."""
-    return repr(str(text))[1:-1]
 
 
 def step_head(step) -> str:
