@@ -1091,10 +1091,24 @@ def _kernel_files(root: Path) -> list[Path]:
     kdir = root / KERNEL_SUBDIR
     files = list(kdir.glob(f"{MODULE_PREFIX}*.py")) + list(kdir.glob(f".{MODULE_PREFIX}*.tmp"))
     files += list((kdir / "__pycache__").glob(f"{MODULE_PREFIX}*"))
-    for pattern in ("*/*.nbi", "*/*.nbc", "*/*.nbi.tmp.*", "*/*.nbc.tmp.*",
-                    f"{NRT_PREFIX}*.nrt", f".{NRT_PREFIX}*.tmp"):
-        files += list((root / NUMBA_SUBDIR).glob(pattern))
+    numba = root / NUMBA_SUBDIR
+    # (Numba's own files there, another project's with NUMBA_CACHE_DIR pointing at this
+    # folder, are not graphc's: only files that open with graphc's frame are; a temp file
+    # is named by graphc's writer, and may be cut short by a crash)
+    for pattern in ("*/*.nbi", "*/*.nbc", f"{NRT_PREFIX}*.nrt"):
+        files += [p for p in numba.glob(pattern) if _framed(p)]
+    for pattern in ("*/*.nbi.tmp.*", "*/*.nbc.tmp.*", f".{NRT_PREFIX}*.tmp"):
+        files += list(numba.glob(pattern))
     return [p for p in files if p.is_file()]
+
+
+def _framed(path: Path) -> bool:
+    """Whether the file at `path` begins as every cache file graphc writes does."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_NUMBA_MAGIC)) == _NUMBA_MAGIC
+    except OSError:
+        return False
 
 
 def cache_info() -> dict:

@@ -291,10 +291,20 @@ def test_cache_info_and_clear(cache_env):
     assert ci["files"] >= 5 and ci["bytes"] > 0
     unrelated = cache_env / "kernels" / "keep_me.txt"
     unrelated.write_text("not a kernel")
+    # another project's Numba cache files beside graphc's (NUMBA_CACHE_DIR pointed here):
+    # named as Numba names them, without graphc's frame, so neither counted nor removed
+    foreign = []
+    for sub in [p for p in (cache_env / "numba").iterdir() if p.is_dir()][:1] + \
+            [cache_env / "numba" / "other_project"]:
+        sub.mkdir(exist_ok=True)
+        for name in ("other.f-2.py311.nbi", "other.f-2.py311.1.nbc"):
+            (sub / name).write_bytes(b"\x80\x04 a Numba pickle")
+            foreign.append(sub / name)
+    assert kc.cache_info() == ci
 
     assert kc.cache_clear() == ci["files"]
     assert kc.cache_info() == {**ci, "kernels": 0, "files": 0, "bytes": 0}
-    assert unrelated.exists()
+    assert unrelated.exists() and all(p.exists() for p in foreign)
     assert fn(np.ones(2)) == 4.0  # already-imported kernels keep working
 
     fn2, info2 = kc.load_kernel(SIMPLE_SRC, "kern")
