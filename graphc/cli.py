@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import platform
 import sys
@@ -468,7 +469,28 @@ def cmd_cache(args) -> int:
 def cmd_demo(args) -> int:
     from . import demo
 
+    checks = [(args.hidden >= 1, "--hidden must be >= 1"),
+              (math.isfinite(args.lr), "--lr must be a finite number"),
+              (args.seed >= 0, "--seed must be >= 0"),
+              (args.batch >= 1, "--batch must be >= 1"),
+              (math.isfinite(args.seconds) and args.seconds > 0,
+               "--seconds must be a number > 0"),
+              (args.epochs is None or args.epochs >= 1, "--epochs must be >= 1")]
+    for ok, message in checks:
+        if not ok:
+            raise CliError(f"demo: {message}")
     return demo.run(args)
+
+
+def _user_facing(exc: BaseException) -> bool:
+    """Whether `exc` is one of graphc's errors about the user's set-up or input (no GPU, an
+    unsafe cache folder, a graph error), which the CLI reports as one line."""
+    from .errors import GraphcError
+
+    if isinstance(exc, GraphcError):
+        return True
+    cache = sys.modules.get("graphc.kernels.cache")
+    return cache is not None and isinstance(exc, cache.UnsafeCacheDirError)
 
 
 # --- parser ------------------------------------------------------------------------------------
@@ -543,6 +565,11 @@ def main(argv=None) -> int:
         return args.func(args)
     except CliError as exc:
         print(f"graphc: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        if not _user_facing(exc):
+            raise
+        print(f"graphc: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("graphc: interrupted", file=sys.stderr)

@@ -183,10 +183,12 @@ def _private_dir(path: Path) -> None:
     if st.st_mode & 0o022:
         problems.append(f"it is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})")
     if problems:
+        fix = (f"Run `chmod 700 {path}` if it is yours, or set" if st.st_uid == getattr(
+            os, "getuid", lambda: st.st_uid)() else "Set")
         raise UnsafeCacheDirError(
             f"graphc refuses to load kernels from {path}: {' and '.join(problems)}, so a "
-            f"kernel in it could have been planted. Run `chmod 700 {path}` if it is yours, "
-            f"or set {ENV_CACHE_DIR} to a folder only you can write.")
+            f"kernel in it could have been planted. {fix} {ENV_CACHE_DIR} to a folder only "
+            f"you can write.")
     if not os.access(path, os.W_OK | os.X_OK):
         raise PermissionError(f"{path} is not writable")
 

@@ -247,3 +247,40 @@ def test_dump_after_a_pass_keeps_the_gradient_header_consistent(folder, monkeypa
                         f"{returned[2]} = d{returned[0]}/dW")
     defined = {line.split(":")[0] for line in lines[1:-1]}
     assert set(returned) <= defined
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["demo", "--hidden", "0"], "demo: --hidden must be >= 1"),
+    (["demo", "--lr", "nan"], "demo: --lr must be a finite number"),
+    (["demo", "--seed", "-1"], "demo: --seed must be >= 0"),
+    (["demo", "--batch", "0"], "demo: --batch must be >= 1"),
+])
+def test_bad_demo_arguments_are_one_line(capsys, argv, fragment):
+    status = main(argv)
+    out, err = capsys.readouterr()
+    assert_one_line_error(subprocess.CompletedProcess([], status, out, err), fragment)
+
+
+def test_an_unsafe_cache_folder_is_one_line(folder, monkeypatch, capsys, tmp_path):
+    unsafe = tmp_path / "shared"
+    unsafe.mkdir()
+    os.chmod(unsafe, 0o777)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(unsafe))
+    monkeypatch.chdir(folder)
+    status = main(["compile", "model.py:build", "--batch", "0"])
+    out, err = capsys.readouterr()
+    assert_one_line_error(subprocess.CompletedProcess([], status, out, err),
+                          "UnsafeCacheDirError", "writable by group or others")
+
+
+def test_a_saved_graph_with_a_surrogate_in_a_name_dumps(folder, capsys):
+    doc = {"format": "graphc-graph/1", "single": True, "outputs": [[1, 0]], "nodes": [
+        {"op": "placeholder", "inputs": [],
+         "attrs": {"shape": [None, 2], "dtype": "float32", "name": "x\ud800\x1b[8m"},
+         "loc": None},
+        {"op": "exp", "inputs": [[0, 0]], "attrs": {}, "loc": None}]}
+    (folder / "surrogate.json").write_text(json.dumps(doc))
+    for fmt in ("text", "dot"):
+        assert main(["dump", str(folder / "surrogate.json"), "--format", fmt]) == 0
+        out, _err = capsys.readouterr()
+        assert "\\ud800\\x1b[8m" in out and "\x1b" not in out

@@ -508,7 +508,12 @@ def test_a_failed_first_call_leaves_a_lazy_layer_unsized(make, bad_shape, good_s
     (lambda: nn.Linear(-2), "Linear: out_size must be an int >= 1, got -2"),
     (lambda: nn.Linear(3, in_size=0), "Linear: in_size must be an int >= 1, got 0"),
     (lambda: nn.Conv2d(2.5, 3), "Conv2d: out_channels must be an int >= 1, got 2.5"),
+    (lambda: nn.Conv2d(4, -1), "Conv2d: kernel_size must be an int >= 1 or a pair"),
+    (lambda: nn.Conv2d(4, (3, 3, 3)), "Conv2d: kernel_size must be .* got \\(3, 3, 3\\)"),
+    (lambda: nn.Deconv2d(4, 3.0), "Deconv2d: kernel_size must be .* got 3.0"),
+    (lambda: nn.Conv2d(4, 3, stride=0), "Conv2d: stride must be an int >= 1"),
+    (lambda: nn.Conv2d(4, 3, pad=-1), "Conv2d: pad must be an int >= 0"),
 ])
 def test_layer_sizes_are_checked_where_they_are_given(make, message):
-    with pytest.raises(ValueError, match=message + ".*test_nn.py"):
+    with pytest.raises((ValueError, gc.ShapeError), match=message + ".*test_nn.py"):
         make()

@@ -74,6 +74,14 @@ class _ConvBase(Layer):
         name = type(self).__name__
         self.out_channels = _size(name, "out_channels", out_channels)
         self.in_channels = _size(name, "in_channels", in_channels, optional=True)
+        from ..ops.conv import pair
+
+        for what, value, least in (("kernel_size", kernel_size, 1), ("stride", stride, 1),
+                                   ("pad", pad, 0)):
+            try:
+                pair(value, what, least)
+            except ShapeError as exc:
+                raise ShapeError(f"{name}: {exc} (at {user_location()})") from None
         self.kernel_size, self.stride, self.pad = kernel_size, stride, pad
         self.dtype, self.init = dt.canonical(dtype), check_init(init)
         self.W = None if in_channels is None else self._weight(in_channels)
