@@ -1048,3 +1048,16 @@ def test_large_random_graphs_give_the_same_result_on_every_call(steps, final, dt
             scale = max(1.0, float(np.max(np.abs(w)))) if w.size else 1.0
             np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * scale,
                                        err_msg=f"{steps} -> {final}: output {k}, call {call}")
+
+
+def test_the_numpy_backend_does_not_warn_about_ieee_specials():
+    """inf * 0, log of a negative, 1 / 0: NumPy's values, without NumPy's RuntimeWarnings
+    (which pointed at graphc's own source), as the compiled backends."""
+    import warnings
+
+    x = gc.placeholder((None,), name="x")
+    f = gc.compile([x], x * np.inf + gc.log(x) + 1 / x, backend="numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = f(np.array([0.0, -1.0, 2.0], np.float32))
+    np.testing.assert_array_equal(got, [np.nan, np.nan, np.inf])

@@ -27,7 +27,15 @@ class RunContext:
 
 
 def evaluate(nodes, env: dict, ctx: RunContext) -> dict:
-    """Run `nodes` (topologically sorted) over `env` (tensor -> array), filling it in."""
+    """Run `nodes` (topologically sorted) over `env` (tensor -> array), filling it in.
+    NumPy's floating-point warnings (inf * 0, 0 / 0, overflow) are off: the results are
+    NumPy's IEEE values, as every backend's, and a warning would point at graphc's own
+    source, not the user's line (the compiled backends never warn)."""
+    with np.errstate(all="ignore"):
+        return _evaluate(nodes, env, ctx)
+
+
+def _evaluate(nodes, env: dict, ctx: RunContext) -> dict:
     for node in nodes:
         if node.op == "placeholder":
             continue
