@@ -198,3 +198,31 @@ def test_a_large_product_keeps_openblas_threads_and_a_small_one_runs_on_one():
     source = f.executable.bind(128).source
     products = [_product(ln) for ln in source.splitlines() if "= matmul" in ln]
     assert products == ["gemm", "gemm_1t"], source
+
+
+@pytest.mark.parametrize("kind", ["product", "reduction", "same text twice"])
+def test_one_value_updating_two_parameters_reaches_both(kind):
+    """W <- v and W2 <- v for one tensor v (or two equal expressions, which CSE merges):
+    the value is not fused into the product or the reduction in place (it would reach W
+    alone: W2 had kept its old value), and both parameters take it."""
+    x = gc.placeholder((None, 3), name="x")
+    g = gc.placeholder((None, 4), name="g")
+    results = {}
+    for backend in ("numpy", "cpu"):
+        if kind == "reduction":
+            W = gc.Parameter(np.ones(4, np.float32), name="b")
+            W2 = gc.Parameter(np.zeros(4, np.float32), name="b2")
+            v = v2 = W - 0.1 * gc.sum(g * 2.0, axis=0)
+        else:
+            W = gc.Parameter(np.ones((3, 4), np.float32), name="W")
+            W2 = gc.Parameter(np.zeros((3, 4), np.float32), name="W2")
+            v = W - 0.1 * gc.matmul(gc.transpose(x), g)
+            v2 = v if kind == "product" else W - 0.1 * gc.matmul(gc.transpose(x), g)
+        f = gc.compile([x, g], gc.sum(x), updates=[(W, v), (W2, v2)], backend=backend)
+        f(np.ones((2, 3), np.float32), np.ones((2, 4), np.float32))
+        results[backend] = (W.value, W2.value)
+        if backend == "cpu":
+            assert "the same value is another parameter's update too" in f.dump()
+    np.testing.assert_allclose(results["cpu"][0], results["numpy"][0], rtol=1e-6)
+    np.testing.assert_allclose(results["cpu"][1], results["numpy"][1], rtol=1e-6)
+    np.testing.assert_allclose(results["cpu"][1], results["cpu"][0])

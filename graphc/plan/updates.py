@@ -70,6 +70,10 @@ def update_is_safe(plan, param, v, index, groups) -> str | None:
     fail a check, read param, or an output or other update reads it. `groups`: the
     update's own groups, which the fusion removes."""
     g = plan.graph
+    if sum(1 for w in plan.update_values if w is v) > 1:
+        # (written in place into one parameter, the value would reach none of the others:
+        # the end of the call copies only values that were not written in place)
+        return "the same value is another parameter's update too"
     if g.last_checked > index:
         return "a later step checks its input at run time (a failed call must change nothing)"
     if g.read_after(param, index, skip={gr.index for gr in groups}):
