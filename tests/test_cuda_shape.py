@@ -285,3 +285,35 @@ def test_the_gradient_of_a_fixed_batch_slice_alone_checks_the_batch(backend):
     want[:2] = 1
     np.testing.assert_array_equal(f(np.ones((3, 3), np.float32), np.ones((2, 3), np.float32)),
                                   want)
+
+
+@pytest.mark.parametrize("what", ["gather", "gradient"])
+def test_an_index_into_an_empty_batch_raises_without_reading_past_it(what):
+    """x[i] at N = 0: every index is out of range; the device reports it from the status
+    check as the cpu does, and neither the gather nor the scatter-add runs (they would read
+    or write past the empty array: a raw IndexError in the simulator)."""
+    x = gc.placeholder((None, 3), name="x")
+    i = gc.placeholder((2,), "int64", name="i")
+    y = x[i] if what == "gather" else gc.grad(gc.sum(x[i] * 2.0), x)
+    messages = []
+    for backend in ("cpu", "cuda"):
+        f = gc.compile([x, i], y, backend=backend)
+        with pytest.raises(gc.RuntimeCheckError, match="index 0 is out of bounds for axis 0 "
+                                                       "with size 0") as info:
+            f(np.zeros((0, 3), np.float32), np.array([0, 1]))
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+
+
+def test_an_int64_product_is_exact_above_2_to_the_53():
+    """Integer products keep integer scalars (alpha * acc had gone through float64)."""
+    a = np.array([[2**60 + 1, 3]], np.int64)
+    b = np.array([[1], [1]], np.int64)
+    x = gc.placeholder((None, 2), "int64", name="x")
+    y = gc.placeholder((2, 1), "int64", name="y")
+    assert gc.compile([x, y], x @ y, backend="cuda")(a, b)[0, 0] == 2**60 + 4
+    p = gc.Parameter(np.array([[2**60 + 5]], np.int64), name="p")
+    z = gc.placeholder((None, 1), "int64", name="z")
+    f = gc.compile([z], gc.sum(z), updates=[(p, p - gc.transpose(z) @ z)], backend="cuda")
+    f(np.array([[1]], np.int64))
+    assert p.value[0, 0] == 2**60 + 4

@@ -86,6 +86,11 @@ def matmul(a, b, c, ta: bool, tb: bool, alpha: float = 1.0, beta: float = 0.0,
     """c = beta * c + alpha * op(a) @ op(b) on 3-D device arrays (batch, rows, cols)."""
     batch = 1 if batch_sum else c.shape[0]
     grid = (_tiles(c.shape[2]), _tiles(c.shape[1]), max(1, min(batch, 65535)))
+    kind = np.dtype(c.dtype).kind
+    if kind in "iu" and float(alpha).is_integer() and float(beta).is_integer():
+        # integer scalars for an integer product: a float alpha * acc went through float64,
+        # which rounds an int64 above 2**53
+        alpha, beta = np.dtype(c.dtype).type(alpha), np.dtype(c.dtype).type(beta)
     _kernel(c.dtype)[grid, (TILE, TILE)](a, b, c, ta, tb, alpha, beta, batch_sum)
 
 

@@ -389,6 +389,10 @@ def _layout_of(x_shape, attrs, indices) -> IndexLayout:
     return index_layout(x_shape, attrs["spec"], [tuple(i.shape) for i in indices])
 
 
+def _indexes_an_empty_axis(layout) -> bool:
+    return any(arr.size == 0 for arr in layout.arrays) and _size(layout.bshape) > 0
+
+
 def plan_getitem(ins, outs, attrs, status) -> Launches:
     """x[index]: the index arrays' offsets (checked), then one strided gather."""
     x, *indices = ins
@@ -401,7 +405,11 @@ def plan_getitem(ins, outs, attrs, status) -> Launches:
     if not indices:
         return Launches(copy.bind(x, out), "shape._copy (strided view)", error=error)
     offsets, offs = _offsets(layout, indices, status)
-    return Launches(_in_order([offsets, copy.bind(x, out, offs)]),
+    # an index into an axis of size 0 is out of range whatever it holds: the status check
+    # after the step reports it, and the gather, which would read past the empty array,
+    # does not run
+    gather = (lambda: None) if _indexes_an_empty_axis(layout) else copy.bind(x, out, offs)
+    return Launches(_in_order([offsets, gather]),
                     f"shape._index_offsets x{len(indices)} + shape._copy (gather)",
                     _index_report(layout, indices), error)
 
@@ -430,7 +438,7 @@ def plan_getitem_grad(ins, outs, attrs, status) -> Launches:
     flat_g, base, inner = _flat(g), layout.base, layout.inner
 
     def scatter():
-        if g.size == 0:
+        if g.size == 0 or _indexes_an_empty_axis(layout):  # (see plan_getitem)
             return
         if positions <= DEVICE_LINKS_MAX:
             _chains[blocks(positions), THREADS](offs, head, nxt)
