@@ -198,12 +198,13 @@ def _write_new(path: str, write, mode: int | None) -> None:
         raise
 
 
-def _publish(path: str, data: bytes) -> None:
-    """Replace `path` by `data` with one rename, keeping its mode; the rename is the step
-    that publishes a model, so nothing of this save is visible before it."""
+def _publish(path: str, write) -> None:
+    """Replace `path` by what write(fh) writes, with one rename, keeping its mode (a new
+    file: the umask's); the rename is the step that publishes, so nothing of this save is
+    visible before it."""
     folder, base = os.path.split(path)
     temp = os.path.join(folder, f".{base}.tmp-{secrets.token_hex(8)}")
-    _write_new(temp, lambda fh: fh.write(data), _mode(path))
+    _write_new(temp, write, _mode(path))
     try:
         os.replace(temp, path)
     except BaseException:
@@ -265,7 +266,8 @@ def save(path, outputs) -> None:
             _write_new(new_arrays, lambda fh: np.savez(fh, **arrays),
                        _mode(path) if old_mode is None else old_mode)
             os.fsync(folder_fd)  # the arrays file's name is on disk before a JSON names it
-            _publish(path, json.dumps(doc, indent=1).encode())
+            text = json.dumps(doc, indent=1).encode()
+            _publish(path, lambda fh: fh.write(text))
         except BaseException:
             _remove(new_arrays)
             raise

@@ -15,12 +15,11 @@ and shape. Only then are the parameters assigned, all at once: a failed load cha
 from __future__ import annotations
 
 import os
-import secrets
 import zipfile
 
 import numpy as np
 
-from ..serialize import _mode, _remove, _write_new
+from ..serialize import _publish
 from ..serialize_arrays import NPY_HEADER_MOST, _npy_header, native, nbytes
 from ..tensor import PARAMETER_LOCK
 
@@ -41,17 +40,11 @@ def _write_npz(fh, arrays: dict) -> None:
 def save_weights(model, path) -> None:
     path = os.path.abspath(_as_path(path))
     arrays = {name: p.value for name, p in model.named_params()}
-    folder, base = os.path.split(path)
+    folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"save_weights: the folder {folder!r} does not exist (saving "
                                 f"{path!r})")
-    tmp = os.path.join(folder, f".{base}.tmp-{secrets.token_hex(8)}")
-    _write_new(tmp, lambda fh: _write_npz(fh, arrays), _mode(path))
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
+    _publish(path, lambda fh: _write_npz(fh, arrays))
     _fsync_folder(folder)
 
 
