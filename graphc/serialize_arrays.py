@@ -107,28 +107,58 @@ class NpzArrays:
             info = archive.getinfo(key + ".npy")
         except KeyError:
             raise Invalid(field, f"{self.path!r} has no array {key!r}") from None
-        size = nbytes(shape, dtype)
-        if not size < info.file_size <= size + NPY_HEADER_MOST:
-            raise Invalid(field, f"array {key!r} in {self.path!r} is {info.file_size} bytes; "
-                                 f"a {dtype} array of shape {shape} is {size} bytes and a "
-                                 f"header")
         try:
-            with archive.open(info) as fh:
-                stored_shape, fortran, stored = _npy_header(fh)
-                if stored.hasobject or stored.name != dtype or stored_shape != shape:
-                    raise Invalid(field, f"array {key!r} in {self.path!r} is {stored} of shape "
-                                         f"{stored_shape}; the node declares {dtype} of shape "
-                                         f"{shape}")
-                data = fh.read(size)
-        except Invalid:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any damage inside the archive
-            raise Invalid(field, f"cannot read array {key!r} in {self.path!r}: "
-                                 f"{type(exc).__name__}: {exc}") from None
-        if len(data) != size:
-            raise Invalid(field, f"array {key!r} in {self.path!r} is truncated")
-        arr = np.frombuffer(data, stored).reshape(shape, order="F" if fortran else "C")
-        return native(arr, dtype)
+            return read_member(archive, info, shape, dtype)
+        except BadMember as bad:
+            where = f"array {key!r} in {self.path!r}"
+            if bad.kind == "size":
+                raise Invalid(field, f"{where} is {info.file_size} bytes; a {dtype} array of "
+                                     f"shape {shape} is {bad.size} bytes and a header") from None
+            if bad.kind == "type":
+                raise Invalid(field, f"{where} is {bad.stored} of shape {bad.stored_shape}; "
+                                     f"the node declares {dtype} of shape {shape}") from None
+            if bad.kind == "damaged":
+                raise Invalid(field, f"cannot read {where}: {type(bad.error).__name__}: "
+                                     f"{bad.error}") from None
+            raise Invalid(field, f"{where} is truncated") from None
+
+
+class BadMember(Exception):
+    """Why an archive member is not the array declared: `kind` "size" (its size is not the
+    declared array's and an .npy header: `size`, the array's bytes), "type" (its header
+    declares `stored` of `stored_shape`), "damaged" (`error`, raised reading it),
+    "truncated", or "trailing" (bytes after the data)."""
+
+    def __init__(self, kind: str, **details):
+        super().__init__(kind)
+        self.kind = kind
+        self.__dict__.update(details)
+
+
+def read_member(archive, info, shape: tuple, dtype: str, to_end: bool = False) -> np.ndarray:
+    """Archive member `info`, which must hold exactly a `dtype` array of `shape`: its size
+    is bounded by theirs before a byte of it is inflated, its .npy header must declare them,
+    and it comes back native-endian and C-contiguous. to_end: the member must also end with
+    its data (reading to its end checks the zip's CRC). BadMember otherwise."""
+    size = nbytes(shape, dtype)
+    if not size < info.file_size <= size + NPY_HEADER_MOST:
+        raise BadMember("size", size=size)
+    try:
+        with archive.open(info) as fh:
+            stored_shape, fortran, stored = _npy_header(fh)
+            if stored.hasobject or stored.name != dtype or stored_shape != shape:
+                raise BadMember("type", stored=stored, stored_shape=stored_shape)
+            data = fh.read(size)
+            if to_end and len(data) == size and fh.read(1):
+                raise BadMember("trailing")
+    except BadMember:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any damage inside the archive
+        raise BadMember("damaged", error=exc) from None
+    if len(data) != size:
+        raise BadMember("truncated")
+    arr = np.frombuffer(data, stored).reshape(shape, order="F" if fortran else "C")
+    return native(arr, dtype)
 
 
 def _npy_header(fh) -> tuple[tuple, bool, np.dtype]:

@@ -20,7 +20,7 @@ import zipfile
 import numpy as np
 
 from ..serialize import _publish
-from ..serialize_arrays import NPY_HEADER_MOST, _npy_header, native, nbytes
+from ..serialize_arrays import BadMember, read_member
 from ..tensor import PARAMETER_LOCK
 
 
@@ -93,35 +93,27 @@ def _members(path: str) -> tuple[zipfile.ZipFile, dict]:
 
 def _read_member(archive, info, name: str, param, path: str) -> np.ndarray:
     """Member `name`, which must hold exactly an array of param's dtype and shape (its size
-    checked against theirs before it is inflated)."""
+    checked against theirs before it is inflated: serialize_arrays.read_member)."""
     dtype, shape = np.dtype(param.dtype).name, tuple(param.shape)
-    size = nbytes(shape, dtype)
-
-    def wrong(what: str) -> ValueError:
-        return ValueError(f"load_weights: {path}: {name!r} is {what}, the model's parameter is "
-                          f"{dtype}{list(shape)}")
-
-    if not size < info.file_size <= size + NPY_HEADER_MOST:
-        raise wrong(f"{info.file_size} bytes (an .npy of the parameter's dtype and shape is "
-                    f"{size} bytes and a header)")
     try:
-        with archive.open(info) as fh:
-            stored_shape, fortran, stored = _npy_header(fh)
-            if stored.hasobject or stored.name != dtype or stored_shape != shape:
-                raise wrong(f"{stored}{list(stored_shape)}")
-            data = fh.read(size)
-            if len(data) == size and fh.read(1):  # (reading to the end checks the CRC too)
-                raise _not_weights(path, f"array {name!r} has bytes after its data")
-    except ValueError as exc:
-        if str(exc).startswith("load_weights:"):
-            raise
-        raise _not_weights(path, f"array {name!r}: {' '.join(str(exc).split())}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
-        raise _not_weights(path, f"array {name!r}: {type(exc).__name__}: {exc}") from None
-    if len(data) != size:
-        raise _not_weights(path, f"array {name!r} is truncated")
-    return native(np.frombuffer(data, stored).reshape(shape, order="F" if fortran else "C"),
-                  dtype)
+        return read_member(archive, info, shape, dtype, to_end=True)
+    except BadMember as bad:
+        declared = f", the model's parameter is {dtype}{list(shape)}"
+        if bad.kind == "size":
+            raise ValueError(f"load_weights: {path}: {name!r} is {info.file_size} bytes (an "
+                             f".npy of the parameter's dtype and shape is {bad.size} bytes "
+                             f"and a header){declared}") from None
+        if bad.kind == "type":
+            raise ValueError(f"load_weights: {path}: {name!r} is {bad.stored}"
+                             f"{list(bad.stored_shape)}{declared}") from None
+        if bad.kind == "trailing":
+            raise _not_weights(path, f"array {name!r} has bytes after its data") from None
+        if bad.kind == "truncated":
+            raise _not_weights(path, f"array {name!r} is truncated") from None
+        error = bad.error
+        text = " ".join(str(error).split()) if isinstance(error, ValueError) else \
+            f"{type(error).__name__}: {error}"
+        raise _not_weights(path, f"array {name!r}: {text}") from None
 
 
 def load_weights(model, path) -> None:
