@@ -436,9 +436,10 @@ def plan_getitem_grad(ins, outs, attrs, status) -> Launches:
     geom = _geometry(layout.shape, (0,) * len(layout.shape), layout.strides,
                      layout.offs_strides)
     flat_g, base, inner = _flat(g), layout.base, layout.inner
+    nothing = g.size == 0 or _indexes_an_empty_axis(layout)  # (see plan_getitem)
 
     def scatter():
-        if g.size == 0 or _indexes_an_empty_axis(layout):  # (see plan_getitem)
+        if nothing:
             return
         if positions <= DEVICE_LINKS_MAX:
             _chains[blocks(positions), THREADS](offs, head, nxt)
