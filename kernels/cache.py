@@ -178,13 +178,13 @@ def _private_dir(path: Path) -> None:
     if not stat.S_ISDIR(st.st_mode):
         raise NotADirectoryError(f"{path} is not a folder")
     problems = []
-    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+    owned = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    if not owned:
         problems.append(f"it is owned by uid {st.st_uid}, not by you (uid {os.getuid()})")
     if st.st_mode & 0o022:
         problems.append(f"it is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})")
     if problems:
-        fix = (f"Run `chmod 700 {path}` if it is yours, or set" if st.st_uid == getattr(
-            os, "getuid", lambda: st.st_uid)() else "Set")
+        fix = f"Run `chmod 700 {path}` if it is yours, or set" if owned else "Set"
         raise UnsafeCacheDirError(
             f"graphc refuses to load kernels from {path}: {' and '.join(problems)}, so a "
             f"kernel in it could have been planted. {fix} {ENV_CACHE_DIR} to a folder only "
