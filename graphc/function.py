@@ -157,6 +157,7 @@ class Function:
             name = t.name or f"input{i}"
             self._specs.append((name, _checked_dims(name, t.shape), dt.canonical(t.dtype)))
         self._index = {name: i for i, (name, _, _) in enumerate(self._specs)}
+        self._pre = self._post = None  # Parameter copies kept in step (see _watch_mirrors)
         self._fast_call = _generate_call(self)
         # the generated call is this function's own __call__ (a subclass per function):
         # f(x) runs it directly, one Python frame and an argument tuple fewer (~0.1 µs of a
@@ -165,6 +166,49 @@ class Function:
                               {"__call__": self._fast_call, "__slots__": (),
                                "__module__": Function.__module__,
                                "__qualname__": Function.__qualname__})
+        if hasattr(executable, "mirrors"):  # a device backend: upload what the host changed
+            self._watch_mirrors()
+        else:
+            for p in program.parameters:
+                p.users.add(self)
+            if any(p.mirror is not None for p in program.parameters):
+                self._watch_mirrors()
+
+    def _watch_mirrors(self) -> None:
+        """Keep this function's Parameters in step with their device copies, from now on.
+
+        Called when a Parameter of this function gets a device copy (a cuda function was
+        compiled with it; graphc.backends.cuda.device.mirror_of), and for every cuda
+        function. Before a call, a host-backend function copies back each device copy that
+        a cuda step made newer, and after it marks the ones it updated as newer on the host;
+        a cuda function first uploads those. Functions that share no Parameter with a cuda
+        function never get these checks: their calls stay as they were."""
+        params = self.program.parameters
+        if hasattr(self.executable, "mirrors"):
+            pairs = [(p, p.mirror) for p in params]
+
+            def pre():
+                for p, m in pairs:
+                    if m.host_newer:
+                        m.push(p._value)
+            post = None
+        else:
+            pairs = [(p, p.mirror) for p in params if p.mirror is not None]
+            updated = {id(p) for p, _ in self.program.updates}
+            marks = [m for p, m in pairs if id(p) in updated]
+
+            def pre():
+                for p, m in pairs:
+                    if m.device_newer:
+                        m.pull(p._value)
+
+            def post():
+                for m in marks:
+                    m.host_newer = True
+            post = post if marks else None
+        self._pre, self._post = pre, post
+        self._fast_call = _generate_call(self)
+        type(self).__call__ = self._fast_call
 
     @property
     def inputs(self):
@@ -226,8 +270,12 @@ class Function:
     def _slow_call(self, args, kwargs):
         feeds, n = self._bind(args, kwargs)
         with self._call_lock:
+            if self._pre is not None:
+                self._pre()
             runner = self.executable.runners.get(n) or self._bind_runner(n)
             outputs = runner(*feeds)
+            if self._post is not None:
+                self._post()
         return outputs[0] if self.single else outputs
 
     def _bind_runner(self, n):
@@ -315,8 +363,14 @@ def _generate_call(fn: Function):
     glob["ACQUIRE"], glob["RELEASE"] = fn._call_lock.acquire, fn._call_lock.release
     lines.append("    ACQUIRE()")
     lines.append("    try:")
+    if fn._pre is not None:  # (Parameters shared with a cuda function: Function._watch_mirrors)
+        glob["PRE"] = fn._pre
+        lines.append("        PRE()")
     glob["RUNNERS"], glob["BIND"] = fn.executable.runners, fn._bind_runner
     lines.append(f"        out = (RUNNERS.get(n) or BIND(n))({', '.join(names)})")
+    if fn._post is not None:
+        glob["POST"] = fn._post
+        lines.append("        POST()")
     lines.append("    finally:")
     lines.append("        RELEASE()")
     lines.append("    return out[0]" if fn.single else "    return out")

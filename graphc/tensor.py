@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 
 import numpy as np
 
@@ -397,6 +398,9 @@ class Parameter(Tensor):
         self._value = arr
         self.lock = PARAMETER_LOCK  # held by compiled functions while they read/update it
         self.mirror = None  # a device copy that may be newer (graphc.backends.cuda), or None
+        # the host-backend Functions that read or update it: told when a device copy is made,
+        # so that from then on they pull it before a call and mark it stale after an update
+        self.users = weakref.WeakSet()
 
     @property
     def value(self) -> np.ndarray:

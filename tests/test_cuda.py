@@ -102,6 +102,46 @@ def test_parameters_live_on_the_device_between_calls():
     assert [id(h) for h, _ in step.executable.runners[2].feeds] == host_buffers
 
 
+@pytest.mark.parametrize("host", ["cpu", "numpy"])
+@pytest.mark.parametrize("host_first", [True, False])
+def test_a_parameter_shared_with_a_host_function_stays_in_step(host, host_first):
+    """Train on the device, evaluate and train on the host, in turns: every function sees
+    the other's updates (the cpu runner had kept reading the host array it was built with,
+    and a host update had never reached the device copy). host_first: the host functions
+    were compiled before the cuda one made the device copy."""
+    w = gc.Parameter(np.ones((3, 2), np.float32), name="w")
+    x = gc.placeholder((None, 3), name="x")
+    y = gc.sum(x @ w)
+
+    def host_fns():
+        return (gc.compile([x], y, backend=host),
+                gc.compile([x], y, updates=[(w, w + 1.0)], backend=host))
+
+    if host_first:
+        evaluate, host_step = host_fns()
+    device_step = gc.compile([x], y, updates=[(w, w * 2.0)], backend="cuda")
+    device_eval = gc.compile([x], y, backend="cuda")
+    if not host_first:
+        evaluate, host_step = host_fns()
+    xv = np.ones((1, 3), np.float32)
+    ref = np.ones((3, 2))
+    for _ in range(2):
+        assert float(evaluate(xv)) == ref.sum()
+        assert float(device_step(xv)) == ref.sum()
+        ref = ref * 2.0
+        assert float(evaluate(xv)) == ref.sum()  # the device's update, read on the host
+        assert float(host_step(xv)) == ref.sum()
+        ref = ref + 1.0
+        assert float(device_eval(xv)) == ref.sum()  # the host's update, read on the device
+        assert float(evaluate(xv)) == ref.sum()
+    np.testing.assert_array_equal(w.value, ref)
+    # a function that shares no Parameter with a cuda function keeps its plain call
+    v = gc.Parameter(np.ones(3, np.float32), name="v")
+    plain = gc.compile([x], gc.sum(x * v), backend=host)
+    assert "PRE" not in type(plain).__call__.source
+    assert "PRE" in type(evaluate).__call__.source
+
+
 def test_a_new_batch_size_binds_new_launches_without_recompiling():
     x = gc.placeholder((None, 4), name="x")
     f = gc.compile([x], gc.sum(gc.exp(x) * 2.0, 1), backend="cuda")

@@ -2,9 +2,12 @@
 simulator), what it is (`graphc info`), and the device copies of Parameters.
 
 A Parameter used by a cuda function lives on the device between calls: its `mirror` is a
-`DeviceMirror`, shared by every cuda function that uses it. The device copy is always
-current; the host array is current unless a step updated the device copy since (then
-`p.value` and `p.data` copy it back first). Assigning `p.value` uploads at once.
+`DeviceMirror`, shared by every cuda function that uses it. At most one side is newer:
+after a cuda step updated it, the device copy (`device_newer`: `p.value`, `p.data` and
+every host-backend function that uses `p` copy it back before they read); after a cpu or
+numpy function updated it, the host array (`host_newer`: the next cuda call uploads it
+first). Assigning `p.value` writes both at once. (graphc.function puts these checks into
+the calls of just the functions that share a Parameter with a cuda function.)
 """
 from __future__ import annotations
 
@@ -79,6 +82,7 @@ class DeviceMirror:
 
         self.array = cuda.to_device(host)
         self.device_newer = False
+        self.host_newer = False
 
     def pull(self, host) -> None:
         """Copy the device value into the host array if a step changed it since."""
@@ -87,9 +91,9 @@ class DeviceMirror:
             self.device_newer = False
 
     def push(self, host) -> None:
-        """Upload a value just assigned on the host."""
+        """Upload the host value (just assigned, or updated by a host-backend function)."""
         self.array.copy_to_device(host)
-        self.device_newer = False
+        self.device_newer = self.host_newer = False
 
 
 def mirror_of(param) -> DeviceMirror:
@@ -97,4 +101,6 @@ def mirror_of(param) -> DeviceMirror:
     if param.mirror is None:
         mirror = DeviceMirror(param.data)
         param.mirror = mirror
+        for fn in list(param.users):  # host functions compiled before: keep them in step
+            fn._watch_mirrors()
     return param.mirror
