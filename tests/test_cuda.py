@@ -154,6 +154,36 @@ def test_a_new_batch_size_binds_new_launches_without_recompiling():
     assert fns == {id(k.fns["partial"]) for k in f.executable.kernels.values()}
 
 
+@pytest.mark.parametrize("where", ["one_hot", "getitem"])
+def test_a_bad_computed_label_or_index_is_named_as_it_was(where):
+    """Labels or indices computed on the device and checked before the last checking step:
+    the message names the bad value (it had named whatever a later step wrote into the
+    buffer before the run's one status read), as the cpu backend's does."""
+    w = gc.Parameter(np.ones((2, 3), np.float32), name="w")
+    e = gc.Parameter(np.ones((5, 3), np.float32), name="e")
+    x = gc.placeholder((None, 2), name="x")
+    t = gc.placeholder((None,), "int64", name="t")
+    i = gc.placeholder((None,), "int64", name="i")
+    h = gc.relu(x @ w)
+    if where == "one_hot":
+        h = h * gc.one_hot(t * 2 + 1, 3)
+        rows = e[i]
+    else:
+        rows = e[i * 2]
+    loss = gc.sum((gc.exp(h) + 1.0) * rows) + gc.softmax_cross_entropy(h, t)
+    gw, ge = gc.grad(loss, [w, e])
+    updates = [(w, w - 0.5 * gw), (e, e - 0.1 * ge)]
+    bad_t, bad_i = (np.array([0, 50]), np.array([0, 1])) if where == "one_hot" else \
+        (np.array([0, 1]), np.array([0, 40]))
+    want = "label 101 is outside" if where == "one_hot" else "index 80 is out of bounds"
+    for backend in ("cpu", "cuda"):
+        step = gc.compile([x, t, i], loss, updates=updates, backend=backend)
+        with pytest.raises(gc.RuntimeCheckError, match=want):
+            step(np.ones((2, 2), np.float32), bad_t, bad_i)
+        np.testing.assert_array_equal(w.value, np.ones((2, 3)))
+        np.testing.assert_array_equal(e.value, np.ones((5, 3)))
+
+
 def test_a_bad_label_raises_and_leaves_the_parameters_alone():
     w = gc.Parameter(np.ones((2, 3), np.float32), name="w")
     x = gc.placeholder((None, 2), name="x")

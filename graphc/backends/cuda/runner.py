@@ -59,9 +59,13 @@ class DeviceRunner:
         last = max((i for i, count in slots.items() if count), default=-1)
         for step in self.plan.steps:
             EMIT[type(step)](self, step)
-            if step.index == last:
-                self.launches.append(Launch(last, "check labels and indices", "status read",
-                                            self._check_status))
+            # the status is read once, after the last checking step; an earlier one whose
+            # labels or indices sit in the arena is read at once too, as a later step may
+            # reuse that buffer before then (and the message would name what it wrote)
+            if step.index == last or slots[step.index] and any(
+                    t in self.arena_tensors for node in step.nodes for t in node.inputs):
+                self.launches.append(Launch(step.index, "check labels and indices",
+                                            "status read", self._check_status))
         self.outputs = [self.names[t] for t in self.plan.out_tensors]
         self.updates = self._updates()
 
@@ -72,6 +76,7 @@ class DeviceRunner:
     def _layout(self) -> None:
         plan = self.plan
         keys, size, self.memory = layout(plan, self.shape)
+        self.arena_tensors = set(keys)
         self.arena = cuda.device_array(max(self.memory.peak, 64), np.uint8)
         for t in keys:
             off = self.memory.offsets[t]
