@@ -24,7 +24,11 @@ def grad(y: Tensor, wrt, seed: Tensor | None = None):
 
 def _grad(y, wrt, seed):
     single = isinstance(wrt, Tensor)
-    wrt_list = [wrt] if single else list(wrt)
+    try:
+        wrt_list = [wrt] if single else list(wrt)
+    except TypeError:  # (None, a number: not a tensor, and not a list of them)
+        raise GradError(f"grad: wrt must be a graphc Tensor or a list of them, got "
+                        f"{type(wrt).__name__}") from None
     if not isinstance(y, Tensor):
         raise GradError(f"grad: y must be a graphc Tensor, got {type(y).__name__}")
     if not dt.is_float(y.dtype):

@@ -50,6 +50,10 @@ def test_grad_requires_a_scalar_or_a_matching_seed():
         gc.grad(np.ones(2), x)
     with pytest.raises(gc.GradError):
         gc.grad(gc.sum(x), [x, "W"])
+    for wrt in (None, 1.0):  # (had been list()'s bare TypeError, naming neither)
+        with pytest.raises(gc.GradError, match=r"wrt must be a graphc Tensor or a list .*"
+                                               r"test_autodiff\.py"):
+            gc.grad(gc.sum(x), wrt)
 
 
 def test_single_tensor_gives_one_gradient_and_a_sequence_gives_a_list():
