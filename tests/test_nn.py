@@ -513,7 +513,62 @@ def test_a_failed_first_call_leaves_a_lazy_layer_unsized(make, bad_shape, good_s
     (lambda: nn.Deconv2d(4, 3.0), "Deconv2d: kernel_size must be .* got 3.0"),
     (lambda: nn.Conv2d(4, 3, stride=0), "Conv2d: stride must be an int >= 1"),
     (lambda: nn.Conv2d(4, 3, pad=-1), "Conv2d: pad must be an int >= 0"),
+    (lambda: nn.Embedding(2.7, 3), "Embedding: in_size must be an int >= 1, got 2.7"),
+    (lambda: nn.Embedding(10, -2), "Embedding: out_size must be an int >= 1, got -2"),
+    (lambda: nn.Dropout(1.5), "dropout ratio must be a number in \\[0, 1\\], got 1.5"),
 ])
 def test_layer_sizes_are_checked_where_they_are_given(make, message):
     with pytest.raises((ValueError, gc.ShapeError), match=message + ".*test_nn.py"):
         make()
+
+
+def test_dropout_of_one_drops_everything():
+    """p = 1 is PyTorch's "drop all" (it had been refused as a ShapeError)."""
+    x = gc.placeholder((None, 3), name="x")
+    y = nn.Dropout(1.0)(x)
+    for backend in ("cpu", "numpy"):
+        out = gc.compile([x], y, backend=backend)(np.ones((2, 3), np.float32))
+        np.testing.assert_array_equal(out, np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_running_stats_are_updated_however_the_step_names_the_model(as_list):
+    """updates(loss, list(model.params())) (PyTorch's model.parameters() habit) and a loss
+    built 20 train-mode calls before updates(): the running statistics still move (the
+    first had left them out silently, the second had lost them after 16 calls)."""
+    from graphc import optim
+
+    gc.set_seed(0)
+    model = nn.Sequential(nn.Linear(3, in_size=2), nn.BatchNorm())
+    x = gc.placeholder((None, 2), name="x")
+    loss = gc.sum(model(x) ** 2)
+    for _ in range(20):  # (other train-mode graphs of the same layers)
+        model(x)
+    target = list(model.params()) if as_list else model
+    updates = optim.SGD(0.0).updates(loss, target)
+    bn = model.layers[1]
+    assert {id(p) for p, _ in updates} >= {id(bn.avg_mean), id(bn.avg_var)}
+    xv = np.random.default_rng(0).standard_normal((8, 2)).astype(np.float32)
+    gc.compile([x], loss, updates=updates)(xv)
+    assert np.abs(bn.avg_mean.value).max() > 0
+
+
+def test_path_names_are_unique_and_containers_are_walked_to_any_depth():
+    class Heads(nn.Model):
+        def __init__(self):
+            self.heads = {1: nn.Linear(2, in_size=2), "1": nn.Linear(2, in_size=2)}
+
+    with pytest.raises(ValueError, match="two Parameters have the path name 'heads.1.W'"):
+        list(Heads().named_params())
+
+    class Deep(nn.Model):
+        def __init__(self):
+            v = nn.Linear(2, in_size=2)
+            for _ in range(12):  # (a walk that stopped at 8 levels had dropped it silently)
+                v = [v]
+            ring = [nn.Linear(2, in_size=2)]
+            ring.append(ring)  # (a list holding itself is walked once)
+            self.deep, self.ring = v, ring
+
+    assert [n for n, _ in Deep().named_params()] == [
+        "deep" + ".0" * 12 + ".W", "deep" + ".0" * 12 + ".b", "ring.0.W", "ring.0.b"]

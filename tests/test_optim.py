@@ -183,6 +183,37 @@ def test_state_is_parameters_made_once_and_reused():
     for _ in range(3):
         step(np.ones((2, 3), np.float32))
     assert float(opt.t.value) == 3.0
+    # the step count is state too: saved with the rest, a resumed run is the same run
+    assert any(p is opt.t for p in opt.state_params())
+
+
+def test_a_resumed_adam_run_equals_the_uninterrupted_one():
+    def run(steps, state=None):
+        gc.set_seed(0)
+        model = nn.Linear(2, in_size=3)
+        opt = optim.Adam(0.1)
+        x = gc.placeholder((None, 3), name="x")
+        loss = gc.sum(model(x) ** 2)
+        step = gc.compile([x], loss, updates=opt.updates(loss, model))
+        params = list(model.params()) + opt.state_params()
+        if state is not None:
+            for p, v in zip(params, state):
+                p.value = v
+        for _ in range(steps):
+            step(np.ones((2, 3), np.float32))
+        return [p.value for p in params]
+
+    whole = run(6)
+    resumed = run(3, run(3))
+    for a, b in zip(whole, resumed):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_hooks_check_their_arguments_where_they_are_given():
+    with pytest.raises(TypeError, match="WeightDecay: rate must be a number.*test_optim.py"):
+        optim.WeightDecay("x")
+    with pytest.raises(ValueError, match="ClipGrad: max_norm must be finite"):
+        optim.ClipGrad(float("inf"))
 
 
 def test_setup_and_parameter_lists_as_the_model():

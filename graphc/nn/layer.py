@@ -8,6 +8,9 @@ Attributes whose names start with `_` are private and never walked.
 """
 from __future__ import annotations
 
+import weakref
+
+from ..errors import user_location
 from ..graph import toposort
 from ..tensor import Parameter, Tensor
 
@@ -60,8 +63,13 @@ class Layer:
     def named_params(self, trainable: bool | None = None):
         """(path, Parameter) pairs, each Parameter once (at its first path). trainable=True
         leaves out running statistics, False gives only them, None gives all."""
-        seen = set()
+        seen, paths = set(), {}
         for path, p, owner, attr in self._walk("", set()):
+            if paths.setdefault(path, p) is not p:
+                raise ValueError(f"{type(self).__name__}: two Parameters have the path name "
+                                 f"{path!r} (two dict keys that print the same, such as 1 "
+                                 f"and '1'); weights saved by name would keep one of them "
+                                 f"(at {user_location()})")
             if id(p) in seen:
                 continue
             seen.add(id(p))
@@ -90,22 +98,18 @@ class Layer:
     # --- running statistics ---------------------------------------------------------------
     def _record_state_update(self, marker: Tensor, pairs) -> None:
         """Remember (Parameter, new value) pairs built by a train-mode call; `marker` is a
-        tensor of that call's graph, used to find the pairs that belong to a given loss."""
-        pending = self.__dict__.setdefault("_pending_state", [])
-        pending.append((marker, list(pairs)))
-        del pending[:-16]  # old calls' graphs are not kept alive forever
+        tensor of that call's graph, used to find the pairs that belong to a given loss. They
+        are kept as long as the marker's node lives (see pending_state_updates)."""
+        node = marker.node
+        key = id(node)
+        _PENDING[key] = (weakref.ref(node, lambda _, key=key: _PENDING.pop(key, None)), self,
+                         list(pairs))
 
     def state_updates(self, loss) -> list:
-        """The running-statistic updates (Parameter, new value) of the train-mode calls
-        whose graph `loss` (a tensor or a list) contains; the last call wins."""
-        roots = [loss] if isinstance(loss, Tensor) else list(loss)
-        in_graph = {id(t) for node in toposort(roots) for t in node.outputs}
-        chosen: dict = {}
-        for layer in self.sublayers():
-            for marker, pairs in layer.__dict__.get("_pending_state", []):
-                if id(marker) in in_graph:
-                    chosen.update({id(p): (p, v) for p, v in pairs})
-        return list(chosen.values())
+        """The running-statistic updates (Parameter, new value) of this layer's and its
+        sub-layers' train-mode calls whose graph `loss` (a tensor or a list) contains; of
+        two calls of one layer, the later one wins."""
+        return pending_state_updates(loss, {id(layer) for layer in self.sublayers()})
 
     # --- weights ----------------------------------------------------------------------------
     def save_weights(self, path) -> None:
@@ -129,13 +133,37 @@ class Layer:
 
 Model = Layer
 
+# id(marker node) -> (weak reference to it, layer, [(Parameter, new value)]): the running-
+# statistic updates of train-mode calls, found from a loss's graph. An entry goes when its
+# graph does (no count limit: a limit had dropped the updates of a training loss built 16
+# train-mode calls before the optimizer's updates()).
+_PENDING: dict = {}
 
-def _contained(path: str, value, depth: int = 0):
+
+def pending_state_updates(loss, layers=None) -> list:
+    """(Parameter, new value) for the train-mode layer calls in `loss`'s graph (a tensor or a
+    list), of the layers whose ids are in `layers` (None: any layer); of two calls that
+    update one Parameter, the one made later wins."""
+    roots = [loss] if isinstance(loss, Tensor) else list(loss)
+    found = []
+    for node in toposort(roots):
+        entry = _PENDING.get(id(node))
+        if entry is not None and entry[0]() is node and (layers is None or
+                                                         id(entry[1]) in layers):
+            found.append((node.id, entry[2]))
+    chosen: dict = {}
+    for _, pairs in sorted(found, key=lambda item: item[0]):
+        chosen.update({id(p): (p, v) for p, v in pairs})
+    return list(chosen.values())
+
+
+def _contained(path: str, value, within: frozenset = frozenset()):
+    """(path, Parameter or Layer) in value, walking lists, tuples and dicts to any depth (a
+    container that holds itself is walked once: `within` are the containers around)."""
     if isinstance(value, (Parameter, Layer)):
         yield path, value
-    elif depth < 8 and isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _contained(f"{path}.{i}", item, depth + 1)
-    elif depth < 8 and isinstance(value, dict):
-        for key, item in value.items():
-            yield from _contained(f"{path}.{key}", item, depth + 1)
+    elif isinstance(value, (list, tuple, dict)) and id(value) not in within:
+        within = within | {id(value)}
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            yield from _contained(f"{path}.{key}", item, within)

@@ -12,6 +12,7 @@ import numpy as np
 from .. import dtypes as dt
 from .. import ops
 from ..errors import ShapeError, user_location
+from ..ops.nn import check_dropout_ratio
 from ..shapes import fmt_shape
 from ..tensor import Parameter, Tensor, as_tensor
 from .init import check_init, normal
@@ -158,7 +159,7 @@ class Dropout(Layer):
     """Inverted dropout with probability p in train mode; the identity in test mode."""
 
     def __init__(self, p: float = 0.5):
-        self.p = p
+        self.p = check_dropout_ratio(p)
 
     def forward(self, x):
         return ops.dropout(x, self.p, train=is_training())
@@ -223,8 +224,10 @@ class Embedding(Layer):
     def __init__(self, in_size: int, out_size: int, dtype="float32"):
         from ..random import next_seed
 
+        in_size = _size("Embedding", "in_size", in_size)
+        out_size = _size("Embedding", "out_size", out_size)
         rng = np.random.default_rng(next_seed())
-        self.W = Parameter(rng.standard_normal((int(in_size), int(out_size)))
+        self.W = Parameter(rng.standard_normal((in_size, out_size))
                            .astype(dt.canonical(dtype)), name="W")
 
     def forward(self, ids):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as dt
-from ..errors import ShapeError
+from ..errors import ShapeError, user_location
 from ..shapes import check_axes_attr, is_int, normalize_axis
 from ..tensor import Tensor, apply, as_tensor
 from .base import cast
@@ -233,6 +233,15 @@ def accuracy(logits, labels) -> Tensor:
     return mean(cast(equal(argmax(logits, -1), cast(labels, "int64")), logits.dtype))
 
 
+def check_dropout_ratio(ratio) -> float:
+    """A dropout probability: a number in [0, 1] (1 drops everything, as PyTorch's p=1)."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.integer, np.floating)) \
+            or not 0 <= ratio <= 1:
+        raise ValueError(f"dropout ratio must be a number in [0, 1], got {ratio!r} (at "
+                         f"{user_location()})")
+    return ratio
+
+
 def dropout(x, ratio: float = 0.5, train=True, seed: int | None = None) -> Tensor:
     """Inverted dropout: in training, zero each element with probability `ratio` and scale the
     rest by 1/(1-ratio); in test mode, x unchanged. `train` is a bool or a bool scalar tensor
@@ -242,15 +251,14 @@ def dropout(x, ratio: float = 0.5, train=True, seed: int | None = None) -> Tenso
     from .elementwise import div, less, where
 
     x = as_tensor(x)
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.integer, np.floating)) \
-            or not 0 <= ratio < 1:
-        raise ShapeError(f"dropout ratio must be a number in [0, 1), got {ratio!r}")
+    check_dropout_ratio(ratio)
     seed = None if seed is None else check_seed(seed)
     if isinstance(train, bool) and not train or ratio == 0:
         return x
     if seed is None:
         seed = next_seed()
     u = apply("random_uniform", x, dtype=x.dtype, seed=seed)
+    # (ratio 1 drops every element, as PyTorch's p=1: x / 0 is computed and never picked)
     dropped = where(less(u, ratio), 0.0, div(x, 1.0 - ratio))
     if isinstance(train, bool):
         return dropped

@@ -5,13 +5,14 @@ from __future__ import annotations
 from .. import ops
 from ..errors import user_location
 from ..tensor import Parameter
+from .optimizers import _hyper
 
 
 class WeightDecay:
     """g <- g + rate * p (L2 regularisation of every trained parameter)."""
 
     def __init__(self, rate: float):
-        self.rate = rate
+        self.rate = _hyper("WeightDecay", "rate", rate)
 
     def __call__(self, slots):
         return [s._replace(grad=s.grad + self.rate * s.param) for s in slots]
@@ -22,7 +23,7 @@ class ClipGrad:
     gradients exceeds max_norm (computed in the graph, at run time)."""
 
     def __init__(self, max_norm: float):
-        self.max_norm = max_norm
+        self.max_norm = _hyper("ClipGrad", "max_norm", max_norm)
 
     def __call__(self, slots):
         if not slots:

@@ -19,6 +19,7 @@ from .. import ops
 from ..autodiff import grad
 from ..errors import user_location
 from ..graph import toposort
+from ..nn.layer import pending_state_updates
 from ..tensor import Parameter, Tensor
 
 
@@ -109,8 +110,9 @@ class Optimizer:
         ctx, result = self.step_state()
         for slot in slots:
             result.extend(self.update_one(slot, ctx))
-        if hasattr(model, "state_updates"):
-            result.extend(model.state_updates(loss))
+        # running statistics of every train-mode layer call in the loss's graph, whether
+        # `model` is a Layer or a list of its Parameters (as PyTorch's forward updates them)
+        result.extend(pending_state_updates(loss))
         return result
 
     def step_state(self):
@@ -130,8 +132,18 @@ class Optimizer:
             self._state[(id(slot.param), key)] = entry
         return entry[1]
 
+    def shared_state(self, key: str, value) -> Parameter:
+        """State shared by all parameters (Adam's step count), made once, named
+        `<optimizer>.<key>`, and listed by state_params with the rest."""
+        entry = self._state.get((None, key))
+        if entry is None:
+            name = f"{type(self).__name__.lower()}.{key}"
+            entry = self._state[(None, key)] = (None, Parameter(value, name=name))
+        return entry[1]
+
     def state_params(self) -> list:
-        """Every state Parameter made so far (for inspection or saving)."""
+        """Every state Parameter made so far, shared ones (Adam's step count) included: save
+        them with the model's to resume training exactly."""
         return [p for _, p in self._state.values()]
 
 
@@ -234,7 +246,7 @@ class Adam(Optimizer):
         super().__init__()
         self.alpha, self.beta1, self.beta2, self.eps = alpha, beta1, beta2, eps
         # the step count, in float64 so the bias corrections are exact to float32
-        self.t = Parameter(np.zeros((), np.float64), name="adam.t")
+        self.t = self.shared_state("t", np.zeros((), np.float64))
 
     def step_state(self):
         t_new = self.t + 1.0
