@@ -247,6 +247,61 @@ def test_the_sign_of_a_zero_result_is_numpys(name, dtype, backend):
     np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=name)
 
 
+_I32 = np.array([2**30, 46341, 3, -2**31, -7] * 4, np.int32)
+_I64 = np.array([2**32, -2**63, 3, 2**62, -7] * 4, np.int64)
+_BA = np.array([True, False, True, False] * 5)
+_BB = np.array([True, True, False, False] * 5)
+INTEGER_CASES = {  # name: (build, inputs): the reference is NumPy on the same inputs
+    "int32 x*x > 0": (lambda x: gc.greater(x * x, 0), [_I32]),
+    "int32 x+x as int64": (lambda x: gc.cast(x + x, "int64"), [_I32]),
+    "int32 maximum(x*x, 0)": (lambda x: gc.maximum(x * x, 0), [_I32]),
+    "int32 -x < 0": (lambda x: gc.less(-x, 0), [_I32]),
+    "int32 x**2 > 0": (lambda x: gc.greater(x ** 2, 0), [_I32]),
+    "int64 x*x > 0": (lambda x: gc.greater(x * x, 0), [_I64]),
+    "int64 x+x > x": (lambda x: gc.greater(x + x, x), [_I64]),
+    "int64 x-1 < x": (lambda x: gc.less(x - 1, x), [_I64]),
+    "bool a+b == True": (lambda a, b: gc.equal(a + b, True), [_BA, _BB]),
+    "bool a+b as int32": (lambda a, b: gc.cast(a + b, "int32"), [_BA, _BB]),
+    "bool a*b as int32": (lambda a, b: gc.cast(a * b, "int32"), [_BA, _BB]),
+    "where(a*b)": (lambda a, b: gc.where(a * b, 1.0, 2.0), [_BA, _BB]),
+}
+
+
+@pytest.mark.parametrize("backend", OP_BACKENDS, ids=backend_id)
+@pytest.mark.parametrize("name", list(INTEGER_CASES))
+def test_integer_arithmetic_wraps_and_bools_add_as_or_inside_fused_kernels(name, backend):
+    """NumPy's int32 and int64 arithmetic wraps in its own width, and bool + and * are or and
+    and; a fused kernel had computed int32 sums in int64 (2**30 + 2**30 > 0), let LLVM
+    fold int64 x*x > 0 to x != 0 (Numba marks signed arithmetic as never overflowing), and
+    added two bools as integers (True + True == 2; a where over a * b did not compile)."""
+    build, arrays = INTEGER_CASES[name]
+    xs = [gc.placeholder((None,), a.dtype.name, name=f"x{i}") for i, a in enumerate(arrays)]
+    got = gc.compile(xs, build(*xs), backend=backend)(*arrays)
+    with np.errstate(over="ignore"):
+        want = _numpy_case(name, arrays)
+    assert got.dtype == want.dtype, name
+    np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def _numpy_case(name, arrays):
+    """The NumPy reference of INTEGER_CASES[name]."""
+    x = arrays[0]
+    return {
+        "int32 x*x > 0": lambda: x * x > 0,
+        "int32 x+x as int64": lambda: (x + x).astype(np.int64),
+        "int32 maximum(x*x, 0)": lambda: np.maximum(x * x, np.int32(0)),
+        "int32 -x < 0": lambda: -x < 0,
+        "int32 x**2 > 0": lambda: x ** np.int32(2) > 0,
+        "int64 x*x > 0": lambda: x * x > 0,
+        "int64 x+x > x": lambda: x + x > x,
+        "int64 x-1 < x": lambda: x - np.int64(1) < x,
+        "bool a+b == True": lambda: (x + arrays[-1]) == True,
+        "bool a+b as int32": lambda: (x + arrays[-1]).astype(np.int32),
+        "bool a*b as int32": lambda: (x * arrays[-1]).astype(np.int32),
+        "where(a*b)": lambda: np.where(x * arrays[-1], np.float32(1.0), np.float32(2.0)),
+    }[name]()
+
+
 def test_reciprocal_sqrt_is_exact_at_zero_and_inf(backend):
     # no approximate rsqrt: 1/sqrt(0) is inf, 1/sqrt(inf) is 0
     got = _pinned(backend, "float32", lambda x: 1 / gc.sqrt(x), np.array([0.0, np.inf, 4.0]))

@@ -7,7 +7,7 @@ function Numba compiles, with NumPy's NaN and infinity behaviour.
 """
 from __future__ import annotations
 
-from .scalar import ANY, DTYPES, Target, Template
+from .scalar import ANY, DTYPES, Target, Template, numba_binary
 
 MATHLIB = "graphc.kernels.mathlib"
 
@@ -77,6 +77,7 @@ NUMBA_CPU = Target(
     # reduction's loop (a ReLU gradient summed for a bias) from vectorizing and mispredict
     # on a mask of real data (W3's bias gradient: 0.85 -> 0.48 ms)
     select=Template("select({0}, {1}, {2})", helpers=("select",)),
+    binary=numba_binary(_TYPES),
 )
 
 # What every generated module imports, whatever its body: the loops use both.

@@ -27,7 +27,7 @@ from dataclasses import replace
 import numpy as np
 
 from .elementwise import FASTMATH, KernelSpec, _one_line, translate_body
-from .scalar import ANY, DTYPES, Target, Template
+from .scalar import ANY, DTYPES, Target, Template, numba_binary
 
 MATHLIB = "graphc.kernels.cuda.mathlib"
 _TYPES = {"bool": "np.bool_", "int32": "np.int32", "int64": "np.int64",
@@ -76,6 +76,7 @@ def _target(name: str, module: str) -> Target:
             **_casts(),
         },
         helpers=helper,
+        binary=numba_binary(_TYPES),
     )
 
 

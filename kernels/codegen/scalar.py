@@ -77,6 +77,9 @@ class Target:
     signed: (function, operand dtype, sign) -> Template used instead of `functions`' when
         the operand's sign is proved ("+": >= 0 or NaN, "-": <= 0 or NaN); it must give
         the same bits as the general template for every such operand.
+    binary: (dtype, operator) -> Template over (left, right) for an operator that the
+        plain `(a op b)` would not give NumPy's result for (integer arithmetic that must
+        wrap in its own width, bool + and *); unary minus is written as `0 - a` there.
     """
 
     name: str
@@ -87,6 +90,7 @@ class Target:
     helpers: Mapping[str, str] = field(default_factory=dict)
     select: Template | None = None
     signed: Mapping[tuple, Template] = field(default_factory=dict)
+    binary: Mapping[tuple, Template] = field(default_factory=dict)
 
     def literal(self, value, dtype: str) -> str:
         """`value` as a typed literal of this target: np.float32(1.5), np.float32(-np.inf)."""
@@ -127,6 +131,24 @@ class Translation:
     dtype: str
     helpers: frozenset
     sign: str | None = None  # "+", "-", "0" (both) or None: see the note above _nonneg
+
+
+def numba_binary(types: Mapping[str, str]) -> dict:
+    """Target.binary for Numba (CPU and CUDA): NumPy's integer arithmetic wraps in the
+    operands' width, and its bool + and * are `or` and `and`. Numba computes int32 + int32
+    in int64 (the sum is not wrapped before a comparison or a cast reads it: 2**30 + 2**30
+    > 0 was True), marks int64 arithmetic as never overflowing (LLVM then folds x*x > 0 to
+    x != 0), and adds two bools as integers (True + True == 2). So int32 results are
+    truncated to int32, int64 arithmetic runs in uint64 (which wraps, the same bits), and
+    bools take | and &."""
+    i32, i64 = types["int32"], types["int64"]
+    u64 = i64.replace("int64", "uint64")
+    out = {("int32", op): Template(f"{i32}({{0}} {op} {{1}})") for op in ("+", "-", "*", "**")}
+    out.update({("int64", op): Template(f"{i64}({u64}({{0}}) {op} {u64}({{1}}))")
+                for op in ("+", "-", "*")})
+    out[("bool", "+")] = Template("({0} | {1})")
+    out[("bool", "*")] = Template("({0} & {1})")
+    return out
 
 
 def is_variable(name: str) -> bool:
@@ -238,10 +260,16 @@ def _write(node, scope: _Scope) -> tuple[str, str, str | None]:
         return _write_call(node, scope)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         operand, dtype, sign = _write(node.operand, scope)
+        template = target.binary.get((dtype, "-"))
+        if template is not None:  # (an integer negation wraps too: -(-2**31) in int32)
+            return template.source.format(target.literal(0, dtype), operand), dtype, None
         return f"(-{operand})", dtype, _FLIP[sign]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         (left, right), dtype, (a, b) = _operands(node, [node.left, node.right], scope)
         op = _BINARY[type(node.op)]
+        template = target.binary.get((dtype, op))
+        if template is not None:
+            return template.source.format(left, right), dtype, None
         return f"({left} {op} {right})", dtype, _binary_sign(op, a, b)
     if (isinstance(node, ast.Compare) and len(node.ops) == 1
             and type(node.ops[0]) in _COMPARE):
