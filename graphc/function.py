@@ -289,14 +289,22 @@ class Function:
         call, which costs a new layout and runner (milliseconds), never a recompile:
         kernels take sizes as arguments."""
         runner = self.executable.bind(n)
+        self._bound_runners()
+        return runner
+
+    def _bound_runners(self) -> None:
         runners = self.executable.runners
         while len(runners) > MAX_RUNNERS:
             del runners[next(iter(runners))]  # (dicts keep insertion order: the oldest)
-        return runner
 
     def dump(self) -> str:
-        """The compiled plan as text (what `graphc dump --optimized` prints)."""
-        return self.executable.describe()
+        """The compiled plan as text (what `graphc dump --optimized` prints). It may bind a
+        runner to show the buffers: under the call lock, and counted in MAX_RUNNERS, as a
+        call's."""
+        with self._call_lock:
+            text = self.executable.describe()
+            self._bound_runners()
+        return text
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{n}:{dt.SHORT[d]}{fmt_shape(s)}" for n, s, d in self._specs)
