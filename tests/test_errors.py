@@ -64,7 +64,6 @@ SHAPE_ERRORS = {
         lambda: gc.softmax_cross_entropy(x23, gc.placeholder((2,), "float32"))),
     "log_softmax-int": ("log_softmax", ["[3]"],
                         lambda: gc.log_softmax(gc.placeholder((3,), "int64"))),
-    "dropout-ratio": ("dropout", ["[2,3]"], lambda: gc.dropout(x23, 1.5)),
 }
 
 

@@ -267,6 +267,8 @@ INTEGER_CASES = {  # name: (build, inputs): the reference is NumPy on the same i
 }
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # (the simulator's
+# kernels run on NumPy scalars, which warn where they wrap)
 @pytest.mark.parametrize("backend", OP_BACKENDS, ids=backend_id)
 @pytest.mark.parametrize("name", list(INTEGER_CASES))
 def test_integer_arithmetic_wraps_and_bools_add_as_or_inside_fused_kernels(name, backend):
