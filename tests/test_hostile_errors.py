@@ -202,6 +202,16 @@ def test_a_bad_seed_is_refused_and_changes_nothing(build, error):
     assert next_seed() == first + 1, "a refused seed changed the seed sequence"
 
 
+@pytest.mark.parametrize("build, bad", [
+    pytest.param(lambda: gc.dropout(x23, 1.5), "1.5", id="above-one"),
+    pytest.param(lambda: gc.dropout(x23, -0.1), "-0.1", id="negative"),
+    pytest.param(lambda: gc.dropout(x23, "0.5"), "'0.5'", id="string"),
+    pytest.param(lambda: gc.dropout(x23, True), "True", id="bool"),
+])
+def test_a_dropout_ratio_outside_0_1_is_refused(build, bad):
+    _raises_at(ValueError, build, "dropout ratio", "[0, 1]", bad)
+
+
 def test_a_good_seed_still_gives_reproducible_masks():
     x = gc.placeholder((64,), name="x")
     masks = []
