@@ -2,8 +2,11 @@
 graphc's kernel cache and Numba's cache of the hand-written kernels) and warm (a second
 process on the same caches).
 
-The parent (`measure`) runs `python -m benchmarks.compile_probe KEY BACKEND` twice with the
-same fresh GRAPHC_CACHE_DIR and NUMBA_CACHE_DIR; each child times `import graphc` and
+`python -m benchmarks.compile_probe [--quick] [--runs N] KEY [BACKEND]` prints cold and warm
+seconds (KEY: demo, W1, ..., W5; BACKEND: cpu (default) or numpy).
+
+The parent (`measure`) runs `python -m benchmarks.compile_probe --child KEY BACKEND` twice
+with the same fresh GRAPHC_CACHE_DIR and NUMBA_CACHE_DIR; each child times `import graphc` and
 gc.compile up to its first result, lists the heavy modules the process imported that the
 plan does not need (scipy), and prints one JSON line. KEY is a workload ("W2") or "demo"
 (the README's `graphc demo`: a training step and an evaluation function).
@@ -79,7 +82,7 @@ def _run_child(key: str, backend: str, quick: bool, cache_dir: str, timeout: flo
     # time): with PYTHONDONTWRITEBYTECODE set (as on this project's sandboxes) a source
     # checkout recompiled graphc's modules in every process, ~0.1 s of each warm start
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    cmd = [sys.executable, "-m", "benchmarks.compile_probe", key, backend]
+    cmd = [sys.executable, "-m", "benchmarks.compile_probe", "--child", key, backend]
     if quick:
         cmd.append("--quick")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,16 +107,62 @@ def measure(key: str, backend: str = "cpu", quick: bool = False,
     return {"workload": key, "framework": f"graphc {backend}", "cold": cold, "warm": warm}
 
 
+USAGE = "usage: python -m benchmarks.compile_probe [--quick] [--runs N] KEY [BACKEND]"
+KEYS = ("demo", "W1", "W2", "W3", "W4", "W5")
+
+
+def _parse(args: list[str]) -> tuple[str, str, bool, int]:
+    quick = "--quick" in args
+    args = [a for a in args if a != "--quick"]
+    runs = 1
+    if "--runs" in args:
+        i = args.index("--runs")
+        try:
+            runs = int(args[i + 1])
+        except (IndexError, ValueError):
+            raise SystemExit(f"--runs takes a whole number of runs\n{USAGE}") from None
+        if runs < 1:
+            raise SystemExit(f"--runs takes a number >= 1, got {runs}\n{USAGE}")
+        del args[i:i + 2]
+    if not 1 <= len(args) <= 2 or args[0] not in KEYS \
+            or (len(args) == 2 and args[1] not in ("cpu", "numpy")):
+        raise SystemExit(f"{USAGE}\nKEY is one of {', '.join(KEYS)}; BACKEND cpu or numpy; "
+                         f"got {' '.join(args) or 'nothing'}")
+    return args[0], args[1] if len(args) == 2 else "cpu", quick, runs
+
+
 def main(argv=None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    quick = "--quick" in args
-    key, backend = [a for a in args if a != "--quick"][:2]
-    try:
-        result = _probe(key, backend, quick)
-    except Exception as exc:  # noqa: BLE001 - reported to the parent as the compile error
-        result = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
-    print(json.dumps(result), flush=True)
-    return 0
+    if "-h" in args or "--help" in args:
+        print(f"{USAGE}\nKEY is one of {', '.join(KEYS)}; BACKEND cpu (default) or numpy; "
+              "prints seconds from gc.compile to the first result, cold then warm")
+        return 0
+    if args[:1] == ["--child"]:  # one timed process, started by measure()
+        quick = "--quick" in args
+        key, backend = [a for a in args[1:] if a != "--quick"][:2]
+        try:
+            result = _probe(key, backend, quick)
+        except Exception as exc:  # noqa: BLE001 - reported to the parent as the compile error
+            result = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        print(json.dumps(result), flush=True)
+        return 0
+    key, backend, quick, runs = _parse(args)
+    failed = False
+    for _ in range(runs):
+        result = measure(key, backend, quick)
+        parts = []
+        for name in ("cold", "warm"):
+            r = result[name]
+            if "error" in r:
+                parts.append(f"{name}: {r['error']}")
+                failed = True
+            else:
+                extra = f", imported {', '.join(r['unwanted_imports'])}" \
+                    if r.get("unwanted_imports") else ""
+                parts.append(f"{name} {r['to_first_result_s']:.3f} s "
+                             f"(+ import {r['import_s']:.3f} s{extra})")
+        print(f"{key} graphc {backend}: " + "; ".join(parts), flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -137,6 +137,22 @@ def test_a_fast_frameworks_steps_span_the_whole_run_as_its_peers_do():
     assert span[0] >= 0.5 * span[1] > 0.1, span
 
 
+@pytest.mark.parametrize("args, words", [
+    ([], "got nothing"), (["W9"], "got W9"), (["W2", "gpu"], "BACKEND cpu or numpy"),
+    (["--runs", "0", "W2"], ">= 1, got 0"), (["--runs", "x", "W2"], "whole number"),
+])
+def test_compile_probe_command_line_names_a_bad_argument(args, words):
+    with pytest.raises(SystemExit) as info:
+        compile_probe.main(args)
+    assert words in str(info.value) and "usage:" in str(info.value)
+
+
+def test_compile_probe_command_line_prints_cold_and_warm(capsys):
+    assert compile_probe.main(["--quick", "W1", "numpy"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("W1 graphc numpy: cold ") and "; warm " in line, line
+
+
 def test_compile_probe_measures_cold_and_warm_in_fresh_processes():
     result = compile_probe.measure("W1", "numpy", quick=True, timeout=120)
     assert result["framework"] == "graphc numpy"
