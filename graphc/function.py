@@ -306,9 +306,72 @@ class Function:
             self._bound_runners()
         return text
 
+    def profile(self, *args, repeat: int = 10, warmup: int = 1, **kwargs):
+        """Where this function's time goes, step by step, on these feeds (given as to a call).
+
+        Runs the function `warmup` times, then `repeat` times timed, through a runner that
+        reads the clock between plan steps, and returns a graphc.profile.Profile: print it
+        for a table of each step's mean µs a call, its share, what it runs with the shapes
+        it writes, and the line of your code that made it (`top(k)`: the k slowest).
+        Parameters and random streams are left as they were: profiling a training step
+        does not train. (`repeat` and `warmup` are keywords of their own: feed an input
+        with either name positionally.)"""
+        from .profile import Profile
+
+        repeat, warmup = _count("repeat", repeat, 1), _count("warmup", warmup, 1)
+        feeds, n = self._bind(args, kwargs)
+        with self._call_lock:
+            if self._pre is not None:
+                self._pre()
+            restore = self._state_saved()
+            try:
+                rows = self.executable.profile(feeds, n, repeat, warmup)
+            finally:
+                restore()
+        return Profile(self.backend, n, repeat, rows)
+
+    def _state_saved(self):
+        """Save what a call changes (updated parameters, random streams); returns the
+        function that puts it back."""
+        ex = self.executable
+        params = [p for p, _ in self.program.updates]
+        rngs = getattr(ex, "rngs", {})
+        rng_states = {k: g.bit_generator.state for k, g in rngs.items()}
+        calls = dict(getattr(ex, "calls", {}))  # the cuda backend's random draw counters
+        if hasattr(ex, "mirrors"):
+            mirrors = [ex.mirrors[id(p)] for p in params]
+            saved = [(m, m.array.copy_to_host(), m.device_newer) for m in mirrors]
+
+            def restore_params():
+                for m, value, newer in saved:
+                    m.array.copy_to_device(value)
+                    m.device_newer = newer
+        else:
+            kept = [(p, p._value.copy()) for p in params]
+
+            def restore_params():
+                for p, value in kept:
+                    np.copyto(p._value, value)
+
+        def restore():
+            restore_params()
+            for k, state in rng_states.items():
+                rngs[k].bit_generator.state = state
+            if calls:
+                ex.calls.update(calls)
+        return restore
+
     def __repr__(self) -> str:
         ins = ", ".join(f"{n}:{dt.SHORT[d]}{fmt_shape(s)}" for n, s, d in self._specs)
         return f"<graphc.Function ({ins}) backend={self.backend}>"
+
+
+def _count(name: str, value, least: int) -> int:
+    """A whole number >= least for a keyword such as profile's `repeat`."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__") or value < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r} "
+                         f"(at {user_location()})")
+    return int(value)
 
 
 def _as_array(name: str, value, shape, dtype) -> np.ndarray:

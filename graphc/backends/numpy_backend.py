@@ -82,6 +82,35 @@ class NumpyExecutable:
     def run(self, feeds, n):
         env = dict(zip(self.program.inputs, feeds))
         evaluate(self.nodes, env, RunContext(n, self.rngs))
+        return self._finish(env)
+
+    def profile(self, feeds, n, repeat: int, warmup: int) -> list:
+        """ProfileRows of `repeat` calls on `feeds` (graphc.profile): one per node run."""
+        from ..profile import END, Ticks, node_rows
+
+        ran = [nd for nd in self.nodes if nd.op not in ("placeholder", "parameter", "constant")]
+        key = {id(nd): i for i, nd in enumerate(ran)}
+        ticks = Ticks(list(range(len(ran))) + [END])
+        shapes = {}
+        for _ in range(warmup):
+            self.run(feeds, n)
+        for _ in range(repeat):
+            ticks.start()
+            env = dict(zip(self.program.inputs, feeds))
+            ctx = RunContext(n, self.rngs)
+            with np.errstate(all="ignore"):
+                for node in self.nodes:
+                    _evaluate((node,), env, ctx)
+                    i = key.get(id(node))
+                    if i is not None:
+                        ticks.tick(i)
+                        shapes[i] = np.shape(env[node.outputs[0]])
+            self._finish(env)
+            ticks.tick(END)
+        return node_rows(ran, ticks.totals, shapes, repeat)
+
+    def _finish(self, env) -> tuple:
+        """The outputs (copies), after every update is applied at once."""
         k = len(self.program.outputs)
         outputs = [np.array(env[t], copy=True) for t in self.roots[:k]]
         new_values = [np.array(env[t], copy=True) for t in self.roots[k:]]  # all at once

@@ -25,6 +25,7 @@ from ...plan.describe import comment_safe as comment
 from ...plan.lower import loop_sizes, view_shape
 from ...plan.memory import layout
 from ...printing import node_line
+from ...profile import END
 from ...shapes import bind
 from .kernels import matmul_function, warm_variant
 
@@ -181,10 +182,11 @@ class _FirstCall:
 class RunnerBuilder:
     """Generates the Python runner of one plan for one batch size."""
 
-    def __init__(self, ex, n):
+    def __init__(self, ex, n, ticks=None):
         self.ex = ex
         self.plan = ex.plan
         self.n = n
+        self.ticks = ticks  # a graphc.profile.Ticks: the runner reads the clock between steps
         self.globals = {"np": np}
         self.lines: list = []
         self.names: dict = {}   # tensor -> python expression
@@ -227,9 +229,14 @@ class RunnerBuilder:
             self.names[t] = a
         self.lines.append(f"def run({', '.join(args)}):")
         self.lines.append(f"    if FIRST: return FIRST({', '.join(args)})")
+        if self.ticks is not None:
+            self.globals["TICK"] = self.ticks
+            self.lines.append("    TICK.start()")
         for step in plan.steps:
             self.lines.append(f"    # step {step.index}: {step.kind}")
             EMIT[type(step)](self, step)
+            if self.ticks is not None:
+                self.lines.append(f"    TICK.tick({int(step.index)})")
         # outputs that are not per-call buffers are copied before any update is applied
         outs = []
         for t in plan.out_tensors:
@@ -257,6 +264,8 @@ class RunnerBuilder:
             copies.append(f"    np.copyto({self.param(param)}, {src})"
                           f"  # update {comment(param.name)}")
         self.lines += copies
+        if self.ticks is not None:
+            self.lines.append(f"    TICK.tick({END!r})")
         self.lines.append(f"    return ({', '.join(outs)},)" if outs else "    return ()")
         self.source = "\n".join(self.lines) + "\n"
         code = compile(self.source, f"<graphc plan N={self.n}>", "exec")

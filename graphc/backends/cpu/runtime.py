@@ -76,6 +76,23 @@ class CpuExecutable(RunnerCache):
 
         return RunnerBuilder(self, n).build()
 
+    def profile(self, feeds, n, repeat: int, warmup: int) -> list:
+        """ProfileRows of `repeat` calls on `feeds` (graphc.profile), through a runner of
+        its own that reads the clock between steps (the bound runners are not touched)."""
+        from ...profile import END, Ticks, plan_rows
+        from .. import check_batch
+        from .runner import RunnerBuilder
+
+        check_batch(self.plan, n)
+        ticks = Ticks([s.index for s in self.plan.steps] + [END])
+        run = RunnerBuilder(self, n, ticks).build()
+        for _ in range(warmup):
+            run(*feeds)
+        ticks.reset()
+        for _ in range(repeat):
+            run(*feeds)
+        return plan_rows(self.plan, ticks.totals, n, repeat)
+
     def describe(self, n=None, kernels: bool = False) -> str:
         from .describe import describe
 

@@ -28,6 +28,7 @@ from ...plan.describe import comment_safe as comment
 from ...plan.lower import loop_sizes, view_shape
 from ...plan.memory import layout
 from ...printing import node_line
+from ...profile import END, FEEDS
 from ...shapes import bind
 
 HOST_FALLBACK = "host fallback"  # what describe says of a step run by its NumPy reference
@@ -130,13 +131,38 @@ class DeviceRunner:
 
     # --- a call -------------------------------------------------------------------------------
     def __call__(self, *feeds):
+        self._upload(feeds)
+        for launch in self.launches:
+            launch.run()
+        return self._finish()
+
+    def profile_call(self, ticks, *feeds):
+        """A call, the device synchronised and the clock read after each launch (graphc.profile
+        Ticks, keyed by plan step)."""
+        sync = cuda.synchronize
+        sync()
+        ticks.start()
+        self._upload(feeds)
+        sync()
+        ticks.tick(FEEDS)
+        for launch in self.launches:
+            launch.run()
+            sync()
+            ticks.tick(launch.step)
+        outs = self._finish()
+        sync()
+        ticks.tick(END)
+        return outs
+
+    def _upload(self, feeds) -> None:
         for (host, dev), x in zip(self.feeds, feeds):
             host[...] = x
             dev.copy_to_device(host)
         if self.checked:
             self.status.copy_to_device(np.zeros_like(self.status_host))
-        for launch in self.launches:
-            launch.run()
+
+    def _finish(self) -> tuple:
+        """The outputs copied to the host, then every update applied at once."""
         outs = tuple(arr.copy_to_host() for arr in self.outputs)
         for _, src, stage in self.updates:
             if stage is not None:

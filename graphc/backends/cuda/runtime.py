@@ -96,6 +96,20 @@ class CudaExecutable(RunnerCache):
 
         return DeviceRunner(self, n)
 
+    def profile(self, feeds, n, repeat: int, warmup: int) -> list:
+        """ProfileRows of `repeat` calls on `feeds` (graphc.profile): the runner for n, each
+        launch followed by a device synchronise."""
+        from ...profile import END, FEEDS, Ticks, plan_rows
+
+        run = self.bind(n)
+        ticks = Ticks([FEEDS] + [s.index for s in self.plan.steps] + [END])
+        for _ in range(warmup):
+            run(*feeds)
+        ticks.reset()
+        for _ in range(repeat):
+            run.profile_call(ticks, *feeds)
+        return plan_rows(self.plan, ticks.totals, n, repeat)
+
     def describe(self, n=None, kernels: bool = False) -> str:
         from .describe import describe
 
