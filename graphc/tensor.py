@@ -350,9 +350,10 @@ def constant(value, dtype=None) -> Tensor:
 
 
 def as_tensor(value, like: Tensor | None = None) -> Tensor:
-    """Turn a Python scalar or numpy array into a constant (a Tensor is returned as is).
+    """Turn a Python scalar, list or numpy array into a constant (a Tensor is returned as is).
 
     Python scalars are weakly typed: next to a tensor they take its dtype (see graphc.dtypes).
+    A list of Python floats is float32, as gc.constant's; a NumPy array keeps its dtype.
     """
     if isinstance(value, Tensor):
         return value
@@ -371,7 +372,9 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
         if arr.dtype.name not in dt.DTYPES:
             raise TypeError(f"cannot use an array of dtype {arr.dtype} in a graph; "
                             f"expected one of {', '.join(dt.DTYPES)}")
-        return constant(arr)
+        # a list of Python floats is float32, as gc.constant's (and JAX's); an array keeps
+        # its dtype
+        return constant(arr if isinstance(value, np.ndarray) else value)
     raise TypeError(f"cannot use {type(value).__name__} {value!r} as a graphc tensor")
 
 

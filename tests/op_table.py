@@ -383,6 +383,14 @@ case("split-indices", "split", lambda a: gc.split(a, [1, 3], axis=-1),
      lambda a: np.split(a, [1, 3], axis=-1), [((2, 4),), ((None, 2, 5),)])
 case("split-first-part-only", "split", lambda a: gc.split(a, [1])[0] * 2.0,
      lambda a: np.split(a, [1])[0] * 2.0, [((3, 2),), ((4,),)])
+# numpy.split's slice rules: an index past the end, a negative one, decreasing ones (the
+# pieces overlap: gc.split had refused [1, 6] as "not increasing")
+case("split-past-end", "split", lambda a: gc.split(a, [1, 6], axis=-1)[1] * 2.0,
+     lambda a: np.split(a, [1, 6], axis=-1)[1] * 2.0, [((2, 4),), ((None, 2, 5),)])
+case("split-negative", "split", lambda a: gc.split(a, [-1], axis=-1)[0] * 2.0,
+     lambda a: np.split(a, [-1], axis=-1)[0] * 2.0, [((2, 4),), ((None, 2, 5),)])
+case("split-overlapping", "split", lambda a: gc.split(a, [3, 1], axis=-1)[2] * 2.0,
+     lambda a: np.split(a, [3, 1], axis=-1)[2] * 2.0, [((2, 4),), ((None, 2, 5),)])
 case("split-then-add", "split", lambda a: sum_parts(gc.split(a, 3, axis=-1)),
      lambda a: sum_parts(np.split(a, 3, axis=-1)), [((2, 6),), ((None, 3),)])
 

@@ -118,6 +118,23 @@ def test_gradient_with_respect_to_a_parameter(backend):
                                xv.T @ np.ones((3, 2)))
 
 
+@pytest.mark.parametrize("op", ["maximum", "minimum"])
+def test_a_nan_result_of_maximum_sends_its_gradient_to_the_nan_operand(op, backend):
+    """np.maximum returns the NaN operand's NaN; its gradient goes there (it had gone to
+    the other operand, as NaN >= b is false); ties still go to a."""
+    a = gc.placeholder((5,), "float32", name="a")
+    b = gc.placeholder((5,), "float32", name="b")
+    ga, gb = gc.grad(gc.sum(getattr(gc, op)(a, b)), [a, b])
+    nan = np.nan
+    av = np.array([nan, 1, nan, 2, 3], np.float32)
+    bv = np.array([1, nan, nan, 2, -3], np.float32)
+    got_a, got_b = gc.compile([a, b], [ga, gb], backend=backend)(av, bv)
+    first = np.isnan(av) | (av == bv) | ((av > bv) if op == "maximum" else (av < bv))
+    np.testing.assert_array_equal(got_a, first.astype(np.float32))
+    np.testing.assert_array_equal(got_b, (~first).astype(np.float32))
+    assert got_a[0] == 1 and got_b[1] == 1 and got_a[2] == 1 and got_a[3] == 1
+
+
 def test_grad_does_not_change_the_users_graph():
     x = gc.placeholder((3,), name="x")
     y = gc.sum(gc.tanh(x) * x)

@@ -285,6 +285,36 @@ def test_integer_arithmetic_wraps_and_bools_add_as_or_inside_fused_kernels(name,
     np.testing.assert_array_equal(got, want, err_msg=name)
 
 
+_F32_HOSTILE = np.array([np.nan, 3e9, -3e9, np.inf, -np.inf, -2147483648.0, 2147483520.0,
+                         -2.7, 2.7, -0.0, 1e19, -1e19] * 2, np.float32)
+CAST_CASES = {  # name: build over x (float32 and float64)
+    "int32": lambda x: gc.cast(x, "int32"),
+    "int32 back to float": lambda x: gc.cast(gc.cast(x, "int32"), x.dtype) + 2.5,
+    "int64": lambda x: gc.cast(x, "int64"),
+    "int64 back to float": lambda x: gc.cast(gc.cast(x, "int64"), x.dtype) * 2,
+    "int32 compared": lambda x: gc.greater(gc.cast(x, "int32"), 0),
+}
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("backend", OP_BACKENDS, ids=backend_id)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(CAST_CASES))
+def test_a_float_cast_to_int_out_of_range_gives_numpys_minimum(name, dtype, backend):
+    """NaN, +-inf and values outside the integer type give its minimum (NumPy's astype on
+    x86) inside a fused kernel too: LLVM had folded float(int32(NaN)) + 2.5 to NaN while
+    the stored int32 read INT_MIN."""
+    x = gc.placeholder((None,), dtype, name="x")
+    xv = _F32_HOSTILE.astype(dtype)
+    got = gc.compile([x], CAST_CASES[name](x), backend=backend)(xv)
+    want = gc.compile([x], CAST_CASES[name](x), backend="numpy")(xv)
+    if name in ("int32", "int64"):  # (the reference is NumPy's astype)
+        with np.errstate(invalid="ignore"):
+            np.testing.assert_array_equal(want, xv.astype(name))
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want, err_msg=name)
+
+
 def _numpy_case(name, arrays):
     """The NumPy reference of INTEGER_CASES[name]."""
     x = arrays[0]
@@ -302,6 +332,21 @@ def _numpy_case(name, arrays):
         "bool a*b as int32": lambda: (x * arrays[-1]).astype(np.int32),
         "where(a*b)": lambda: np.where(x * arrays[-1], np.float32(1.0), np.float32(2.0)),
     }[name]()
+
+
+@pytest.mark.parametrize("value, dtype", [
+    ([0.5, 1.5], "float32"), ((0.5, 1.5), "float32"), ([[1.0], [2.0]], "float32"),
+    ([1, 2], "int64"), ([True, False], "bool"), (np.array([0.5, 1.5]), "float64"),
+    (np.array([1, 2], np.int32), "int32"),
+])
+def test_a_list_of_python_floats_is_float32_as_a_constant(value, dtype):
+    """As gc.constant's and JAX's: x + [0.5, 1.5] had made a float32 graph float64
+    (as_tensor went through np.asarray first); a NumPy array keeps its dtype."""
+    assert gc.as_tensor(value).dtype == dtype
+    assert gc.constant(value).dtype == dtype
+    x = gc.placeholder((2,), "float32")
+    if dtype in ("float32", "int64", "bool") and np.shape(value) == (2,):
+        assert (x + value).dtype == "float32"
 
 
 def test_reciprocal_sqrt_is_exact_at_zero_and_inf(backend):

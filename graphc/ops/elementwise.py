@@ -96,6 +96,8 @@ def _minmax_vjp(pick_first):
         (g,) = grads
         a, b = node.inputs
         first = pick_first(a, b)  # ties go to the first operand
+        if a.dtype.startswith("float"):  # and a NaN result to the operand it came from
+            first = add(first, not_equal(a, a))  # (bool + is or; a NaN in b: b's)
         zero = as_tensor(0, like=g)
         return [unbroadcast(where(first, g, zero), a.shape),
                 unbroadcast(where(first, zero, g), b.shape)]

@@ -461,10 +461,14 @@ def split(x, indices_or_sections, axis: int = 0) -> list:
                 not all(is_int(i) for i in indices_or_sections):
             raise ShapeError(f"split: {indices_or_sections!r} is neither a number of sections "
                              f"nor a list of int indices")
-        cuts = [0, *(int(i) for i in indices_or_sections), length]
-        sizes = tuple(b - a for a, b in itertools.pairwise(cuts))
-        if any(s < 0 for s in sizes):
-            raise ShapeError(f"split: indices {tuple(indices_or_sections)} are not increasing")
+        # each piece is x[a:b] along the axis with Python's slice rules, as numpy.split's:
+        # a negative index counts from the end, one past the end gives an empty piece
+        cuts = [0, *(range(length)[:int(i)].stop for i in indices_or_sections), length]
+        pieces = list(itertools.pairwise(cuts))
+        if any(b < a for a, b in pieces):  # decreasing: pieces overlap, so slices
+            lead = (slice(None),) * axis
+            return [x[(*lead, slice(a, b))] for a, b in pieces]
+        sizes = tuple(b - a for a, b in pieces)
     from ..tensor import make_node
 
     return list(make_node("split", [x], {"sizes": sizes, "axis": axis}).outputs)

@@ -7,7 +7,7 @@ function Numba compiles, with NumPy's NaN and infinity behaviour.
 """
 from __future__ import annotations
 
-from .scalar import ANY, DTYPES, Target, Template, numba_binary
+from .scalar import ANY, Target, Template, numba_binary, numba_casts
 
 MATHLIB = "graphc.kernels.mathlib"
 
@@ -18,13 +18,6 @@ _TYPES = {"bool": "np.bool_", "int32": "np.int32", "int64": "np.int64",
 def _floats(source: str) -> dict:
     """The same NumPy template for both float dtypes (the op is float-only)."""
     return {"float32": Template(source), "float64": Template(source)}
-
-
-def _casts() -> dict:
-    casts = {f"cast_{dtype}": {ANY: Template(f"{_TYPES[dtype]}({{0}})")}
-             for dtype in DTYPES if dtype != "bool"}
-    casts["cast_bool"] = {ANY: Template("({0} != 0)")}  # NaN is true, as astype(bool)
-    return casts
 
 
 def _float_signs() -> dict:
@@ -62,7 +55,7 @@ NUMBA_CPU = Target(
         # form's maximum (Numba's np.maximum: one vmaxps for relu's maximum(x, 0))
         "maximum": {ANY: Template("np.maximum({0}, {1})")},
         "minimum": {ANY: Template("np.minimum({0}, {1})")},
-        **_casts(),
+        **numba_casts(_TYPES, select=True),
     },
     helpers={name: MATHLIB for name in (
         "fexp32", "fexp64", "flog32", "flog64", "fsigmoid32", "ftanh32", "ftanh64", "select",

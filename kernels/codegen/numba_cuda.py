@@ -27,18 +27,11 @@ from dataclasses import replace
 import numpy as np
 
 from .elementwise import FASTMATH, KernelSpec, _one_line, translate_body
-from .scalar import ANY, DTYPES, Target, Template, numba_binary
+from .scalar import ANY, Target, Template, numba_binary, numba_casts
 
 MATHLIB = "graphc.kernels.cuda.mathlib"
 _TYPES = {"bool": "np.bool_", "int32": "np.int32", "int64": "np.int64",
           "float32": "np.float32", "float64": "np.float64"}
-
-
-def _casts() -> dict:
-    casts = {f"cast_{dtype}": {ANY: Template(f"{_TYPES[dtype]}({{0}})")}
-             for dtype in DTYPES if dtype != "bool"}
-    casts["cast_bool"] = {ANY: Template("({0} != 0)")}  # NaN is true, as astype(bool)
-    return casts
 
 
 def _float_signs() -> dict:
@@ -73,7 +66,7 @@ def _target(name: str, module: str) -> Target:
             "sign": {**_float_signs(), ANY: Template("gsign({0})", helpers=("gsign",))},
             "maximum": {ANY: Template("gmaximum({0}, {1})", helpers=("gmaximum",))},
             "minimum": {ANY: Template("gminimum({0}, {1})", helpers=("gminimum",))},
-            **_casts(),
+            **numba_casts(_TYPES, select=False),
         },
         helpers=helper,
         binary=numba_binary(_TYPES),

@@ -151,6 +151,33 @@ def numba_binary(types: Mapping[str, str]) -> dict:
     return out
 
 
+def numba_casts(types: Mapping[str, str], select: bool) -> dict:
+    """Target.functions' cast_<dtype> entries for Numba (CPU: select=True, one LLVM select;
+    CUDA: a conditional expression). A float cast to an integer type gives the type's
+    minimum for NaN, +-inf and values outside its range, as NumPy's astype on x86
+    (cvttss2si's "integer indefinite"): Numba's own conversion is LLVM's fptosi, undefined
+    there, and LLVM folded float32(int32(x)) of a NaN back to NaN while the stored int32
+    read INT_MIN. A bool is value != 0 (NaN is true, as astype(bool))."""
+    out = {}
+    for dtype in DTYPES:
+        t = types.get(dtype)
+        if t is None or dtype == "bool":
+            continue
+        entry = {ANY: Template(f"{t}({{0}})")}
+        if dtype in ("int32", "int64"):
+            bits = 31 if dtype == "int32" else 63
+            for src in ("float32", "float64"):
+                f = types[src]
+                inside = f"(({{0}} >= {f}({-2.0 ** bits!r})) & ({{0}} < {f}({2.0 ** bits!r})))"
+                least = f"{t}({-2 ** bits})"
+                entry[src] = (Template(f"select({inside}, {t}({{0}}), {least})",
+                                       helpers=("select",)) if select else
+                              Template(f"({t}({{0}}) if {inside} else {least})"))
+        out[f"cast_{dtype}"] = entry
+    out["cast_bool"] = {ANY: Template("({0} != 0)")}
+    return out
+
+
 def is_variable(name: str) -> bool:
     """Whether `name` is a neutral variable: one ASCII letter, then digits (x0, v12)."""
     return name.isascii() and name[:1].isalpha() and name[1:].isdigit()
