@@ -325,3 +325,32 @@ def test_graphc_info_shows_the_device():
     assert "gpu compute capability" in out
     if CUDA_MODE == "simulator":
         assert "simulator" in out and "tiled shared-memory kernel" in out
+
+
+@pytest.mark.parametrize("shapes", [((2, 3), (3, 2)), ((5, 33), (33, 3)), ((2, 3, 4), (4, 2))])
+def test_a_bool_matmul_is_numpys_or_of_ands(shapes):
+    """NumPy's bool product (any(a and b) along k) runs on the device: it had built and then
+    failed at its first call (the device product took only float and int dtypes)."""
+    rng = np.random.default_rng(3)
+    a = gc.placeholder(shapes[0], "bool", name="a")
+    b = gc.placeholder(shapes[1], "bool", name="b")
+    av, bv = rng.random(shapes[0]) < 0.3, rng.random(shapes[1]) < 0.3
+    for build in (lambda: a @ b, lambda: a @ gc.transpose(gc.transpose(b))):
+        got = gc.compile([a, b], build(), backend="cuda")(av, bv)
+        assert got.dtype == np.bool_
+        np.testing.assert_array_equal(got, av @ bv)
+
+
+def test_an_int32_sum_wraps_on_the_device_as_numpys():
+    """NumPy's int32 sum wraps in int32; the device's int64 partial had been stored into
+    the int32 output unwrapped (the simulator refused it with an OverflowError)."""
+    x = gc.placeholder((2, 3), "int32", name="x")
+    xv = np.array([[2**31 - 1, 1, 5], [-2**31, -1, -7]], np.int32)
+    builds = [gc.sum(x), gc.sum(x, axis=1), gc.sum(x, axis=0, keepdims=True)]
+    if hasattr(gc, "sum_to"):
+        builds.append(gc.sum_to(x, (1, 3)))
+    for y in builds:
+        got = gc.compile([x], y, backend="cuda")(xv)
+        want = gc.compile([x], y, backend="numpy")(xv)
+        assert got.dtype == want.dtype == np.int32
+        np.testing.assert_array_equal(got, want)

@@ -265,3 +265,9 @@ def test_ints_in_range_still_work(backend):
     assert a.dtype == b.dtype == np.int32
     np.testing.assert_array_equal(a, [2 ** 31 - 1, 2 ** 31 - 2, 2 ** 31 - 6])
     np.testing.assert_array_equal(b, [-2 ** 31, 2 ** 31 - 1, 2 ** 31 - 5])
+
+
+def test_argmax_over_the_flattened_batch_dimension_says_to_give_an_axis():
+    """(It had said `cannot reshape [N,3] into (-1,)`, an operation the user never wrote.)"""
+    x = gc.placeholder((None, 3), name="x")
+    _raises_at(gc.ShapeError, lambda: gc.argmax(x, None), "argmax", "axis=None", "[N,3]", "give an axis")

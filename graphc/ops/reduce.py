@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..errors import ShapeError
-from ..shapes import check_axes_attr, normalize_axes, normalize_axis
+from ..shapes import check_axes_attr, fmt_shape, normalize_axes, normalize_axis
 from ..tensor import Tensor, apply, as_tensor
 from .base import cast
 from .registry import NN, REDUCE, Op, not_differentiable, register
@@ -183,6 +183,10 @@ def argmax(x, axis=-1) -> Tensor:
 
     x = as_tensor(x)
     if axis is None:
+        if None in x.shape:
+            raise ShapeError(f"argmax: axis=None flattens its input, and a flat index over "
+                             f"the batch dimension N of {fmt_shape(x.shape)} would depend on "
+                             f"N; give an axis (argmax(x, axis=-1) is each row's)")
         x, axis = reshape(x, (-1,)), 0
     if isinstance(axis, (tuple, list)):
         raise ShapeError(f"argmax takes one axis (an int or None), got {axis!r}")

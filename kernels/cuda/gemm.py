@@ -12,7 +12,7 @@ a[z] @ b[z].T (a convolution's weight gradient) without copying the images side 
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda, float32, float64, int32, int64
+from numba import cuda, float32, float64, int32, int64, uint8
 
 from .launch import MAX_BLOCKS, SIMULATED, TILE
 
@@ -65,15 +65,48 @@ def _make_gemm(nb_type):
     return gemm
 
 
+def _make_bool_gemm():
+    """NumPy's bool product: c[i, j] = any(a[i, p] and b[p, j]), tiles of 0/1 bytes."""
+    @cuda.jit
+    def gemm(a, b, c, ta, tb, alpha, beta, fold):
+        sa = cuda.shared.array((TILE, TILE), uint8)
+        sb = cuda.shared.array((TILE, TILE), uint8)
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        m, n = c.shape[1], c.shape[2]
+        if fold:
+            k = a.shape[0] * a.shape[2]
+        else:
+            k = a.shape[1] if ta else a.shape[2]
+        for z in range(cuda.blockIdx.z, c.shape[0], cuda.gridDim.z):
+            za = z if a.shape[0] > 1 else 0
+            zb = z if b.shape[0] > 1 else 0
+            for i0 in range(cuda.blockIdx.y * TILE, m, cuda.gridDim.y * TILE):
+                for j0 in range(cuda.blockIdx.x * TILE, n, cuda.gridDim.x * TILE):
+                    i, j = i0 + ty, j0 + tx
+                    acc = uint8(0)
+                    for p0 in range(0, k, TILE):
+                        p, q = p0 + tx, p0 + ty
+                        sa[ty, tx] = 1 if i < m and p < k and _at(a, za, i, p, ta, fold) else 0
+                        sb[ty, tx] = 1 if q < k and j < n and _at(b, zb, q, j, tb, fold) else 0
+                        cuda.syncthreads()
+                        for t in range(TILE):
+                            acc |= sa[ty, t] & sb[t, tx]
+                        cuda.syncthreads()
+                    if i < m and j < n:
+                        c[z, i, j] = acc != 0
+
+    return gemm
+
+
 _KERNELS: dict = {}
 
 
 def _kernel(dtype):
     name = np.dtype(dtype).name
-    if name not in _NUMBA_TYPES:
-        raise TypeError(f"graphc's CUDA matmul takes {', '.join(_NUMBA_TYPES)}, not {name}")
+    if name not in _NUMBA_TYPES and name != "bool":
+        raise TypeError(f"graphc's CUDA matmul takes bool, {', '.join(_NUMBA_TYPES)}, not {name}")
     if name not in _KERNELS:
-        _KERNELS[name] = _make_gemm(_NUMBA_TYPES[name])
+        _KERNELS[name] = _make_bool_gemm() if name == "bool" else _make_gemm(_NUMBA_TYPES[name])
     return _KERNELS[name]
 
 
@@ -87,6 +120,8 @@ def matmul(a, b, c, ta: bool, tb: bool, alpha: float = 1.0, beta: float = 0.0,
     batch = 1 if batch_sum else c.shape[0]
     grid = (_tiles(c.shape[2]), _tiles(c.shape[1]), max(1, min(batch, 65535)))
     kind = np.dtype(c.dtype).kind
+    if kind == "b" and (alpha != 1 or beta != 0):
+        raise TypeError("graphc's CUDA bool matmul takes no scale and no accumulation")
     if kind in "iu" and float(alpha).is_integer() and float(beta).is_integer():
         # integer scalars for an integer product: a float alpha * acc went through float64,
         # which rounds an int64 above 2**53

@@ -16,12 +16,14 @@ from .shape import contiguous_strides, unravel_dot
 
 # geom rows: kept sizes, kept strides, reduced sizes, reduced strides
 @cuda.jit
-def _sum(x, out, geom, count):
+def _sum(x, out, geom, count, wrap32):
     for flat in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         s = unravel_dot(flat, geom, 0, 1)
         acc = int64(0)
         for j in range(count):
             acc += int64(x[s + unravel_dot(j, geom, 2, 3)])
+        if wrap32:  # an int32 sum wraps as NumPy's (explicitly: the simulator's store refused)
+            acc = ((acc + int64(2147483648)) & int64(4294967295)) - int64(2147483648)
         out[flat] = acc
 
 
@@ -53,7 +55,8 @@ def _plan(x, out, axes, op: str) -> Launches:
         return Launches(lambda: None, "nothing (empty)")
     grid = blocks(out.size)
     if op == "sum":
-        return Launches(lambda: _sum[grid, THREADS](flat_x, flat_out, geom, count),
+        wrap32 = np.dtype(out.dtype) == np.int32
+        return Launches(lambda: _sum[grid, THREADS](flat_x, flat_out, geom, count, wrap32),
                         f"reduce._sum[{grid}, {THREADS}] (int64 accumulation)")
     largest = op == "max"
     return Launches(lambda: _extreme[grid, THREADS](flat_x, flat_out, geom, count, largest),
