@@ -30,7 +30,33 @@ def _at(x, z, row, col, trans, fold):
     return x[z, col, row] if trans else x[z, row, col]
 
 
-def _make_gemm(nb_type):
+@cuda.jit(device=True, inline=True)
+def _madd(acc, x, y):
+    return acc + x * y
+
+
+@cuda.jit(device=True, inline=True)
+def _store(c, z, i, j, acc, alpha, beta):
+    if beta == 0:  # c may hold anything (NaN) before a plain product
+        c[z, i, j] = alpha * acc
+    else:
+        c[z, i, j] = beta * c[z, i, j] + alpha * acc
+
+
+@cuda.jit(device=True, inline=True)
+def _or_and(acc, x, y):
+    return acc | (x & y)
+
+
+@cuda.jit(device=True, inline=True)
+def _store_any(c, z, i, j, acc, alpha, beta):
+    c[z, i, j] = acc != 0
+
+
+def _make_gemm(nb_type, madd=_madd, store=_store):
+    """The tiled product c = beta * c + alpha * op(a) @ op(b) over tiles of nb_type; with
+    madd=_or_and and store=_store_any (tiles of 0/1 bytes) NumPy's bool product, any(a and
+    b) along k."""
     @cuda.jit
     def gemm(a, b, c, ta, tb, alpha, beta, fold):
         sa = cuda.shared.array((TILE, TILE), nb_type)
@@ -54,46 +80,10 @@ def _make_gemm(nb_type):
                         sb[ty, tx] = _at(b, zb, q, j, tb, fold) if q < k and j < n else 0
                         cuda.syncthreads()
                         for t in range(TILE):
-                            acc += sa[ty, t] * sb[t, tx]
+                            acc = madd(acc, sa[ty, t], sb[t, tx])
                         cuda.syncthreads()
                     if i < m and j < n:
-                        if beta == 0:  # c may hold anything (NaN) before a plain product
-                            c[z, i, j] = alpha * acc
-                        else:
-                            c[z, i, j] = beta * c[z, i, j] + alpha * acc
-
-    return gemm
-
-
-def _make_bool_gemm():
-    """NumPy's bool product: c[i, j] = any(a[i, p] and b[p, j]), tiles of 0/1 bytes."""
-    @cuda.jit
-    def gemm(a, b, c, ta, tb, alpha, beta, fold):
-        sa = cuda.shared.array((TILE, TILE), uint8)
-        sb = cuda.shared.array((TILE, TILE), uint8)
-        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        m, n = c.shape[1], c.shape[2]
-        if fold:
-            k = a.shape[0] * a.shape[2]
-        else:
-            k = a.shape[1] if ta else a.shape[2]
-        for z in range(cuda.blockIdx.z, c.shape[0], cuda.gridDim.z):
-            za = z if a.shape[0] > 1 else 0
-            zb = z if b.shape[0] > 1 else 0
-            for i0 in range(cuda.blockIdx.y * TILE, m, cuda.gridDim.y * TILE):
-                for j0 in range(cuda.blockIdx.x * TILE, n, cuda.gridDim.x * TILE):
-                    i, j = i0 + ty, j0 + tx
-                    acc = uint8(0)
-                    for p0 in range(0, k, TILE):
-                        p, q = p0 + tx, p0 + ty
-                        sa[ty, tx] = 1 if i < m and p < k and _at(a, za, i, p, ta, fold) else 0
-                        sb[ty, tx] = 1 if q < k and j < n and _at(b, zb, q, j, tb, fold) else 0
-                        cuda.syncthreads()
-                        for t in range(TILE):
-                            acc |= sa[ty, t] & sb[t, tx]
-                        cuda.syncthreads()
-                    if i < m and j < n:
-                        c[z, i, j] = acc != 0
+                        store(c, z, i, j, acc, alpha, beta)
 
     return gemm
 
@@ -106,7 +96,8 @@ def _kernel(dtype):
     if name not in _NUMBA_TYPES and name != "bool":
         raise TypeError(f"graphc's CUDA matmul takes bool, {', '.join(_NUMBA_TYPES)}, not {name}")
     if name not in _KERNELS:
-        _KERNELS[name] = _make_bool_gemm() if name == "bool" else _make_gemm(_NUMBA_TYPES[name])
+        _KERNELS[name] = (_make_gemm(uint8, _or_and, _store_any) if name == "bool" else
+                          _make_gemm(_NUMBA_TYPES[name]))
     return _KERNELS[name]
 
 
