@@ -245,6 +245,7 @@ class Function:
                 if arr.dtype == object or not np.can_cast(arr.dtype, dtype, "same_kind"):
                     raise FeedTypeError(f"input {name!r}: cannot cast a {arr.dtype} value to "
                                         f"{dtype} safely; expected {dtype}{fmt_shape(shape)}")
+                _check_int_range(name, arr, dtype)
                 arr = arr.astype(dtype)
             if arr.ndim != len(shape):
                 raise FeedError(f"input {name!r}: expected shape {fmt_shape(shape)} (rank "
@@ -364,6 +365,22 @@ class Function:
     def __repr__(self) -> str:
         ins = ", ".join(f"{n}:{dt.SHORT[d]}{fmt_shape(s)}" for n, s, d in self._specs)
         return f"<graphc.Function ({ins}) backend={self.backend}>"
+
+
+def _check_int_range(name: str, arr: np.ndarray, dtype) -> None:
+    """Integers fed to a narrower integer input (int64 labels to an int32 placeholder) must
+    fit it: NumPy's same_kind cast would wrap 2**31 to -2**31 silently."""
+    to = np.dtype(dtype)
+    if arr.dtype.kind not in "iu" or to.kind not in "iu" or arr.size == 0:
+        return
+    lo, hi = np.iinfo(to).min, np.iinfo(to).max
+    if np.iinfo(arr.dtype).min >= lo and np.iinfo(arr.dtype).max <= hi:
+        return
+    least, most = arr.min(), arr.max()
+    if least < lo or most > hi:
+        bad = least if least < lo else most
+        raise FeedError(f"input {name!r}: the {arr.dtype} value {int(bad)} does not fit "
+                        f"{to.name} (range [{lo}, {hi}]); expected {to.name} values")
 
 
 def _count(name: str, value, least: int) -> int:

@@ -275,6 +275,26 @@ def test_a_call_with_a_bad_feed_raises_and_applies_no_update():
     assert not np.array_equal(W.value, W0)
 
 
+@pytest.mark.parametrize("labels, bad", [
+    (np.array([0, 2**31], np.int64), "2147483648"),
+    (np.array([-2**31 - 1, 0], np.int64), "-2147483649"),
+    (np.array([2**32, 0], np.uint64), "4294967296"),
+])
+def test_integers_that_do_not_fit_a_narrower_input_are_refused(labels, bad, backend):
+    """int64 labels fed to an int32 input are cast as NumPy's same_kind allows, which had
+    wrapped 2**31 to -2**31 silently; values that fit still pass."""
+    t = gc.placeholder((None,), "int32", name="t")
+    w = gc.Parameter(np.zeros(3, np.float32), name="w")
+    step = gc.compile([t], gc.sum(gc.cast(t, "float32")) + gc.sum(w),
+                      updates=[(w, w + 1.0)], backend=backend)
+    with pytest.raises(gc.FeedError, match=f"input 't': the {labels.dtype} value {bad} does "
+                                            f"not fit int32"):
+        step(labels)
+    np.testing.assert_array_equal(w.value, np.zeros(3, np.float32))
+    step(np.array([0, 1], np.int64))
+    np.testing.assert_array_equal(w.value, np.ones(3, np.float32))
+
+
 def _classifier():
     x = gc.placeholder((None, 3), name="x")
     t = gc.placeholder((None,), "int64", name="t")

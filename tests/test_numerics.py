@@ -939,13 +939,20 @@ def test_gradient_of_a_power_wrt_the_exponent_is_zero_at_a_zero_base(backend):
     np.testing.assert_array_equal(got_b[0], 0.0)
     np.testing.assert_allclose(got_b[1], 8.0 * math.log(2.0), rtol=1e-14)
     np.testing.assert_allclose(got_a, [0.0, 12.0], rtol=1e-14)
+    # below 0 the limit is inf * log(0) = -inf (PyTorch's), not 0 and not NaN
+    _, gb = gc.compile([a, b], [ga, gb], backend=backend)(
+        np.array([0.0, -0.0]), np.array([-1.0, -0.5]))
+    np.testing.assert_array_equal(gb, [-np.inf, -np.inf])
 
 
 def test_pow_gradients_at_zero_match_torch(backend):
     torch = pytest.importorskip("torch")
-    av, bv = np.array([0.0, 0.0, 0.0, 2.0]), np.array([0.0, 2.0, 3.0, 0.0])
-    a = gc.placeholder((4,), "float64", name="a")
-    b = gc.placeholder((4,), "float64", name="b")
+    # (negative exponents at a zero base: d/db is inf * log(0) = -inf, as torch's; graphc
+    # had given NaN)
+    av = np.array([0.0, 0.0, 0.0, 2.0, 0.0, -0.0, 0.0, 0.0, -2.0])
+    bv = np.array([0.0, 2.0, 3.0, 0.0, -1.0, -2.0, -0.5, np.nan, 0.5])
+    a = gc.placeholder((9,), "float64", name="a")
+    b = gc.placeholder((9,), "float64", name="b")
     ga, gb = gc.grad(gc.sum(a ** b), [a, b])
     got_a, got_b = gc.compile([a, b], [ga, gb], backend=backend)(av, bv)
     at = torch.tensor(av, requires_grad=True)

@@ -80,14 +80,16 @@ def _div_vjp(node, grads):
 
 
 def _pow_vjp(node, grads):
-    """d/da = b * a**(b-1), 0 where b == 0; d/db = y * log(a), with log(1) where a == 0.
-    Both are 0 where the limit is (x**0 at 0, 0**b for b > 0), as PyTorch and JAX."""
+    """d/da = b * a**(b-1), 0 where b == 0; d/db = y * log(a), 0 where a == 0 and b >= 0.
+    Both are 0 where the limit is (x**0 at 0, 0**b for b >= 0), and d/db of 0**b for b < 0
+    is inf * log(0) = -inf, as PyTorch's."""
     (g,) = grads
     a, b = node.inputs
     y = node.outputs[0]
     zero = as_tensor(0, like=g)
     ga = mul(g, where(equal(b, 0), zero, mul(b, pow(a, sub(b, 1)))))
-    gb = mul(g, mul(y, log(where(equal(a, 0), as_tensor(1, like=a), a))))
+    at_limit = mul(equal(a, 0), greater_equal(b, 0))  # (bool * is and)
+    gb = mul(g, where(at_limit, zero, mul(y, log(a))))
     return [unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)]
 
 
