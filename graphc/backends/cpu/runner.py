@@ -99,6 +99,16 @@ def skinny_takes_loops(case: str, m: int, n: int, k: int, dtype, acc: bool) -> b
     return False
 
 
+# A @ B.T (the "nt" case: the input gradient g @ W.T of a layer with few outputs, such as a
+# classifier's 10 classes) with an inner size K below this multiplies a packed copy of B.T
+# instead. OpenBLAS's nt kernels with such K (one thread, 2026-12-02, Zen 4; time of B.T
+# packed + nn over time of nt): float32 64 x 1024 K = 2-15: 0.28-0.81, 256 x 256: 0.65-0.82,
+# 1024 x 10: 0.58-0.69; float64 0.55-0.94 (K = 8-15 at 64 x 1024: 0.85-0.99); 1024 x 1024
+# 1.00-1.01 (the copy is then noise). From K = 16 on the nt kernels are as fast or faster
+# (float32 64 x 1024, K = 16-128: 1.14-1.30).
+NT_PACK_BELOW_K = 16
+
+
 ARENA_ALIGN = 64  # a cache line and an AVX-512 vector: the memory plan's offsets are multiples
 
 
@@ -429,6 +439,13 @@ def emit_matmul(b: RunnerBuilder, step) -> None:
             fn = b.glob(blas.gemm, "gemm_numpy")
             b.line(f"{fn}({a}, {bb}, out={c}, trans_a={ta}, trans_b={tb})", what)
             return
+    if case == "nt" and bind(step.a.shape, b.n)[1] < NT_PACK_BELOW_K:
+        # OpenBLAS's A @ B.T with a short inner size runs 1.2-3.6x slower than copying B.T
+        # into a (K, N) buffer and multiplying that (measured below NT_PACK_BELOW_K)
+        shape = bind(step.b.shape, b.n)[::-1]
+        packed = b.glob(np.empty(shape, np.dtype(dtype)), "packed_b")
+        b.line(f"np.copyto({packed}, {bb}.T)", "B.T packed for a short inner size")
+        bb, tb = packed, False
     fn = b.glob(gemm_call.gemm_threads, "gemm")
     addr = b.glob(gemm_call.gemm_address(dtype), f"{np.dtype(dtype).name}_gemm_addr")
     threads = b.glob(gemm_call.threads_addresses() if choice == "gemm_1t" else
