@@ -108,10 +108,16 @@ def plan_rows(plan, totals: dict, n, repeat: int) -> list:
         more = f" (+{len(stored) - 2} more)" if len(stored) > 2 else ""
         what = step_head(step)
         a, b = getattr(step, "a", None), getattr(step, "b", None)
-        if a is not None and b is not None:  # a product: its operands' shapes
+        rate = ""
+        if a is not None and b is not None:  # a product: its operands' shapes and its rate
             what += "".join(f" {plan.names.get(t, '?')}{fmt_shape(bind(t.shape, n))}{op}"
                             for t, op in ((a, " @"), (b, "")))
-        what += f" -> {shapes}{more}" if shapes else ""
+            sa, sb = bind(a.shape, n), bind(b.shape, n)
+            if len(sa) == 2 and len(sb) == 2 and seconds > 0:
+                m, k = sa[::-1] if step.trans_a else sa
+                cols = sb[0] if step.trans_b else sb[1]
+                rate = f" ({2 * m * k * cols / seconds / 1e9:.1f} GFLOP/s)"
+        what += (f" -> {shapes}{more}" if shapes else "") + rate
         for update in (getattr(step, "update", None), getattr(step, "post", None)):
             if update is not None:
                 what += f"; updates {update.param.name} in place"

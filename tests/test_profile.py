@@ -74,6 +74,10 @@ def test_profile_names_the_products_operands_and_the_updates_they_fuse():
     prof = f.profile(*_feeds(7), repeat=2)
     text = str(prof)
     assert "[7,6]" in text and "[6,8]" in text, text   # x @ w1 at batch 7
+    for row in prof.rows:  # a product's row gives its rate: 2 M N K over its time
+        if row.what.startswith("matmul %0[7,6] @"):
+            rate = 2 * 7 * 6 * 8 / row.seconds / 1e9
+            assert f"({rate:.1f} GFLOP/s)" in row.what, row.what
     for name in ("w1", "w2"):
         assert f"updates {name} in place" in text, text
 
