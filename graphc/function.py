@@ -6,6 +6,7 @@ executable whose `run(feeds, n)` returns the outputs and applies the updates in 
 from __future__ import annotations
 
 import builtins
+import operator
 import threading
 
 import numpy as np
@@ -319,7 +320,8 @@ class Function:
         with either name positionally.)"""
         from .profile import Profile
 
-        repeat, warmup = _count("repeat", repeat, 1), _count("warmup", warmup, 1)
+        repeat = _count("repeat", repeat, 1, self._index)
+        warmup = _count("warmup", warmup, 1, self._index)
         feeds, n = self._bind(args, kwargs)
         with self._call_lock:
             if self._pre is not None:
@@ -383,12 +385,18 @@ def _check_int_range(name: str, arr: np.ndarray, dtype) -> None:
                         f"{to.name} (range [{lo}, {hi}]); expected {to.name} values")
 
 
-def _count(name: str, value, least: int) -> int:
-    """A whole number >= least for a keyword such as profile's `repeat`."""
-    if isinstance(value, bool) or not hasattr(type(value), "__index__") or value < least:
-        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r} "
-                         f"(at {user_location()})")
-    return int(value)
+def _count(name: str, value, least: int, inputs=()) -> int:
+    """A whole number >= least for a keyword such as profile's `repeat`: a Python or NumPy
+    integer scalar (not a bool, a float or an array of any shape)."""
+    ok = not isinstance(value, (bool, np.bool_, np.ndarray)) and hasattr(type(value), "__index__")
+    if not ok or operator.index(value) < least:
+        what = (f"an array of shape {value.shape}" if isinstance(value, np.ndarray)
+                else repr(value))
+        hint = (f"; `{name}` is profile's own keyword, so feed the input named {name!r} "
+                f"positionally" if name in inputs else "")
+        raise ValueError(f"profile's {name} must be a whole number >= {least}, got {what} "
+                         f"(at {user_location()}){hint}")
+    return operator.index(value)
 
 
 def _as_array(name: str, value, shape, dtype) -> np.ndarray:

@@ -98,6 +98,10 @@ def test_profile_leaves_random_streams_as_they_were():
     ({"repeat": 2.5}, "repeat must be a whole number >= 1, got 2.5"),
     ({"repeat": True}, "repeat must be a whole number >= 1, got True"),
     ({"warmup": 0}, "warmup must be a whole number >= 1, got 0"),
+    ({"repeat": np.float64(3.0)}, f"repeat must be a whole number >= 1, got {np.float64(3.0)!r}"),
+    ({"repeat": np.array(3.7)}, "repeat must be a whole number >= 1, got an array of shape ()"),
+    ({"repeat": np.array([2, 3])}, "got an array of shape (2,)"),
+    ({"warmup": np.bool_(True)}, f"warmup must be a whole number >= 1, got {np.bool_(True)!r}"),
 ])
 def test_a_bad_repeat_is_named_at_the_users_line(kwargs, word):
     f, _params = _mlp_step("cpu")
@@ -105,6 +109,37 @@ def test_a_bad_repeat_is_named_at_the_users_line(kwargs, word):
     with pytest.raises(ValueError) as info:
         f.profile(x, t, **kwargs)
     assert word in str(info.value) and f"{THIS_FILE}:" in str(info.value)
+
+
+def test_numpy_integer_counts_are_taken():
+    f, _params = _mlp_step("cpu")
+    prof = f.profile(*_feeds(), repeat=np.int64(2), warmup=np.int32(1))
+    assert prof.repeat == 2 and type(prof.repeat) is int
+
+
+def test_an_input_named_repeat_is_told_to_go_positionally():
+    x = gc.placeholder((None, 3), "float32", name="repeat")
+    f = gc.compile([x], gc.relu(x).sum())
+    feed = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError) as info:
+        f.profile(repeat=feed)
+    msg = str(info.value)
+    assert "got an array of shape (2, 3)" in msg and f"{THIS_FILE}:" in msg, msg
+    assert "profile's own keyword" in msg and "positionally" in msg, msg
+    assert f.profile(feed, repeat=2).n == 2
+
+
+@pytest.mark.parametrize("backend", OP_BACKENDS, ids=backend_id)
+def test_profiling_many_batch_sizes_binds_no_runner(backend):
+    """Profiling is not a call: it keeps no runner, so sizes profiled one after another
+    never grow the function's runners (bound at MAX_RUNNERS for calls)."""
+    f, _params = _mlp_step(backend)
+    f(*_feeds(4))
+    before = dict(f.executable.runners)
+    for n in range(1, 12):
+        f.profile(*_feeds(n), repeat=1)
+    assert f.executable.runners.keys() == before.keys()
+    assert all(f.executable.runners[k] is before[k] for k in before)
 
 
 def test_bad_feeds_are_refused_as_by_a_call_and_change_nothing():

@@ -97,11 +97,16 @@ class CudaExecutable(RunnerCache):
         return DeviceRunner(self, n)
 
     def profile(self, feeds, n, repeat: int, warmup: int) -> list:
-        """ProfileRows of `repeat` calls on `feeds` (graphc.profile): the runner for n, each
-        launch followed by a device synchronise."""
+        """ProfileRows of `repeat` calls on `feeds` (graphc.profile): the bound runner for n
+        if there is one, else one of its own that is not kept (profiling many sizes must not
+        grow self.runners past Function's bound); each launch followed by a synchronise."""
         from ...profile import END, FEEDS, Ticks, plan_rows
+        from .. import check_batch
 
-        run = self.bind(n)
+        run = self.runners.get(n)
+        if run is None:
+            check_batch(self.plan, n)
+            run = self.new_runner(n)
         ticks = Ticks([FEEDS] + [s.index for s in self.plan.steps] + [END])
         for _ in range(warmup):
             run(*feeds)
