@@ -623,6 +623,10 @@ def main(argv=None) -> int:
     except CliError as exc:
         print(f"graphc: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `graphc dump ... | head` (before Exception, which it is one of)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:
         if not _user_facing(exc):
             raise
@@ -631,7 +635,3 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("graphc: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `graphc dump ... | head`
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0

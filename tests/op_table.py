@@ -22,6 +22,24 @@ from graphc.shapes import bind
 from graphc.tensor import apply
 
 
+def shape_id(shapes) -> str:
+    """A test id for a case's shape set: "3x4,N" (N the batch dimension, "scalar" for ())."""
+    def one(shape):
+        return "x".join("N" if d is None else str(d) for d in shape) or "scalar"
+
+    return ",".join(one(s) for s in shapes)
+
+
+def weighted_sum(tensors, weights):
+    """sum_i sum(t_i * w_i): one scalar of several outputs (w_i a projection), or, with the
+    gradients and vectors v_i, the scalar whose gradient is the Hessian times v."""
+    total = None
+    for t, w in zip(tensors, weights):
+        term = gc.sum(t * w)
+        total = term if total is None else total + term
+    return total
+
+
 # --- value domains: rng, shape -> float64 / int / bool array ------------------------------------
 def normal(rng, shape):
     return rng.standard_normal(shape)

@@ -284,3 +284,27 @@ def test_a_saved_graph_with_a_surrogate_in_a_name_dumps(folder, capsys):
         assert main(["dump", str(folder / "surrogate.json"), "--format", fmt]) == 0
         out, _err = capsys.readouterr()
         assert "\\ud800\\x1b[8m" in out and "\x1b" not in out
+
+
+def test_dump_into_a_pipe_closed_early_exits_quietly(tmp_path):
+    """`graphc dump ... | head -1`: the reader goes away mid-print (a dump far larger than
+    a pipe's buffer); graphc stops without a BrokenPipeError traceback, status 0."""
+    (tmp_path / "long.py").write_text(textwrap.dedent("""
+        import graphc as gc
+
+        def chain():
+            h = gc.placeholder((None, 3), name="x")
+            for _ in range(3000):
+                h = gc.tanh(h)
+            return h.sum()
+    """))
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "graphc", "dump", "long.py:chain"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does after its line
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 0, err
+    assert first and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -14,7 +14,7 @@ from conftest import OP_BACKENDS, backend_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from op_table import CASES, OpCase
+from op_table import CASES, OpCase, shape_id, weighted_sum
 
 import graphc as gc
 from graphc.testing import check_grad, numeric_grad
@@ -31,13 +31,6 @@ def backend(request) -> str:
     return request.param
 
 
-def _shape_id(shapes) -> str:
-    def one(shape):
-        return "x".join("N" if d is None else str(d) for d in shape) or "scalar"
-
-    return ",".join(one(s) for s in shapes)
-
-
 def _params(kind: str) -> list:
     params = []
     for c in CASES:
@@ -51,7 +44,7 @@ def _params(kind: str) -> list:
             for dtype in dtypes:
                 suffix = f"-{dtype}" if dtype else ""
                 params.append(pytest.param(c, shapes, dtype,
-                                           id=f"{c.name}[{_shape_id(shapes)}]{suffix}"))
+                                           id=f"{c.name}[{shape_id(shapes)}]{suffix}"))
     return params
 
 
@@ -169,7 +162,7 @@ def test_grad_with_batch_dim(case: OpCase, shapes, dtype, backend):
     xs = _placeholders(case, shapes, "float64")
     outs = _as_list(case.build(*xs))
     seeds = [gc.placeholder(o.shape, o.dtype, name=f"seed{i}") for i, o in enumerate(outs)]
-    y = _project_with(outs, seeds)
+    y = weighted_sum(outs, seeds)
     is_float = [a.is_float for a in case.arg_list()]
     wrt = [x for x, f in zip(xs, is_float) if f]
     f_val = gc.compile(xs + seeds, y, backend=backend)
@@ -191,14 +184,6 @@ def test_grad_with_batch_dim(case: OpCase, shapes, dtype, backend):
     for i, (s, n) in enumerate(zip(symbolic, numeric)):
         np.testing.assert_allclose(s, n, rtol=options["rtol"], atol=options["atol"],
                                    err_msg=f"{case.name}: gradient of operand {i} at N")
-
-
-def _project_with(outputs, seeds):
-    total = None
-    for out, s in zip(outputs, seeds):
-        term = gc.sum(out * s)
-        total = term if total is None else total + term
-    return total
 
 
 # --- broadcasting, as a property ------------------------------------------------------------------

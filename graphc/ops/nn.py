@@ -104,16 +104,6 @@ register(Op("softmax_cross_entropy", NN, _sce_infer, _sce_ref, _sce_vjp,
             doc="mean over the batch of -log softmax(logits)[label]"))
 
 
-def _sce_grad_composite(x, t, g):
-    """(softmax(x) - one_hot(t)) * g / N, written with other ops."""
-    from .elementwise import div, mul, sub
-    from .reduce import numel
-
-    p = apply("softmax", x, axis=1)
-    onehot = apply("one_hot", t, classes=x.shape[1], dtype=x.dtype)
-    return mul(sub(p, onehot), div(g, numel(x, 0, x.dtype)))
-
-
 def _sce_grad_infer(types, attrs):
     (ls, ld), (_ts, _td), (gs, _gd) = types
     _sce_infer(types[:2], attrs)
@@ -131,11 +121,23 @@ def _sce_grad_ref(values, attrs, ctx):
 
 
 def _sce_grad_vjp(node, grads):
-    """Differentiate the composite form (so grad-of-grad works through the fused op)."""
-    from ..autodiff import grad
+    """Of z = (p - one_hot(t)) * g / N, p = softmax(x): dx = p * (u - sum(u * p, 1)) with
+    u = gz * g / N (softmax's VJP), dg = sum(gz * (p - one_hot(t))) / N; built from other ops,
+    so grad-of-grad works through the fused op. (Not by calling grad() on that composite:
+    grad() follows g back to x where g depends on x, the gradient of a function of the loss,
+    and that path is then counted twice, here and by the caller's grad.)"""
+    from .elementwise import div, mul, sub
+    from .reduce import numel
+    from .reduce import sum as rsum
 
+    (gz,) = grads
     x, t, g = node.inputs
-    gx, gg = grad(_sce_grad_composite(x, t, g), [x, g], seed=grads[0])
+    n = numel(x, 0, x.dtype)
+    p = apply("softmax", x, axis=1)
+    onehot = apply("one_hot", t, classes=x.shape[1], dtype=x.dtype)
+    u = mul(gz, div(g, n))
+    gx = mul(p, sub(u, rsum(mul(u, p), 1, keepdims=True)))
+    gg = div(rsum(mul(gz, sub(p, onehot))), n)
     return [gx, None, gg]
 
 
