@@ -167,9 +167,14 @@ def _grad_header(roots, n_forward: int, y_index: int, wrt, named: bool) -> str:
 
 
 def cmd_dump(args) -> int:
+    from .function import Function
     from .printing import dump
 
-    target = load_target(args.target, allow_function=args.optimized or args.kernels)
+    target = load_target(args.target, allow_function=True)
+    if isinstance(target, Function) and not (args.optimized or args.kernels):
+        raise CliError(f"{args.target} returned a compiled step (a gc.Function): dump prints "
+                       f"its plan with --optimized or --kernels; for the graph, return "
+                       f"its output tensors instead")
     if not isinstance(target, list):  # a compiled step: its plan, updates included
         if args.grad or args.format != "text":
             raise CliError("a compiled step prints its plan only; leave out --grad/--format")
@@ -296,13 +301,21 @@ def cmd_compile(args) -> int:
     elif args.target is None:
         raise CliError("nothing to compile: give a TARGET, or --builtins for the "
                        "hand-written kernels")
-    outputs = load_target(args.target)
-    inputs = placeholders(outputs)
+    from .function import Function
+
     start = time.perf_counter()
-    try:
-        fn = gc_compile(inputs, outputs, backend=args.backend)
-    except ValueError as exc:
-        raise CliError(f"cannot compile {args.target}: {_one_line(exc)}") from None
+    value = load_target(args.target, allow_function=True)
+    if isinstance(value, Function):  # a compiled step (its own backend, updates included):
+        fn, inputs, outputs = value, value.program.inputs, value.program.outputs
+        args.backend = fn.backend  # the target compiled it; its first calls warm the kernels
+    else:
+        outputs = value
+        inputs = placeholders(outputs)
+        start = time.perf_counter()
+        try:
+            fn = gc_compile(inputs, outputs, backend=args.backend)
+        except ValueError as exc:
+            raise CliError(f"cannot compile {args.target}: {_one_line(exc)}") from None
     executable = fn.executable
     kernels = None
     if hasattr(executable, "compile_kernels"):  # a backend that reports its own progress

@@ -109,6 +109,31 @@ def test_compile_ahead_of_time_then_a_second_process_loads_from_the_cache(model,
     assert log and all("loaded from cache" in ln for ln in log), second.stderr
 
 
+def test_compile_takes_a_compiled_training_step_then_a_second_process_loads_it(model, tmp_path):
+    """A file whose function returns gc.compile(...) (a training step with its updates):
+    `graphc compile` calls it on zeros at each --batch and reports it; the next process
+    loads every kernel from the cache."""
+    cache = tmp_path / "c"
+    first = graphc("compile", "model.py:train", "--batch", "4,64", cwd=model, cache=cache)
+    assert first.returncode == 0, first.stderr
+    assert "called once on zeros with N=4" in first.stdout, first.stdout
+    assert "called once on zeros with N=64" in first.stdout, first.stdout
+    assert "compiled model.py:train: 2 inputs, 1 outputs" in first.stdout, first.stdout
+    second = graphc("compile", "model.py:train", "--batch", "4,64", cwd=model, cache=cache)
+    assert second.returncode == 0, second.stderr
+    log = [ln for ln in second.stderr.splitlines() if ln.startswith("graphc: kernel")]
+    assert log and all("loaded from cache" in ln for ln in log), second.stderr
+
+
+def test_plain_dump_of_a_compiled_step_says_which_modes_print_it(model, tmp_path):
+    r = graphc("dump", "model.py:train", cwd=model, cache=tmp_path / "c")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if not ln.startswith("graphc: kernel")
+              and not ln.startswith("graphc: compiling")]  # (GRAPHC_LOG=compile's lines)
+    assert len(errors) == 1 and errors[0].startswith("graphc: error: "), r.stderr
+    assert "compiled step" in errors[0] and "--optimized or --kernels" in errors[0], errors[0]
+
+
 _CONV_SCRIPT = """
 import numpy as np, graphc as gc
 from graphc.kernels.cpu import conv
