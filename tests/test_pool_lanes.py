@@ -148,20 +148,37 @@ def test_2x2_average_pooling_and_its_gradient_match_the_scalar_sums(dtype, width
     _same_numbers(gx, _avg_grad_reference(gy, x.shape))
 
 
-def test_average_pooling_of_other_windows_keeps_the_scalar_loops():
-    """3x3 stride 2 pad 1 (overlapping windows, padding counted as zeros): the vector
-    steps are for the common window only; the result is PyTorch's rule by NumPy."""
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((2, 3, 9, 10)).astype(np.float32)
-    y = np.empty((2, 3, 5, 5), np.float32)
-    conv.avg_pool2d(x, y, 3, 3, 2, 2, 1, 1)
-    xp = np.zeros((2, 3, 11, 12), np.float64)
-    xp[:, :, 1:10, 1:11] = x
-    want = np.empty_like(y)
-    for i in range(5):
-        for j in range(5):
-            want[:, :, i, j] = xp[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3].sum(axis=(2, 3)) / 9
-    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("window", [(3, 3, 2, 2, 1, 1), (3, 3, 1, 1, 1, 1), (2, 3, 1, 2, 1, 0),
+                                    (4, 2, 3, 1, 2, 1), (3, 3, 3, 3, 0, 0), (1, 1, 1, 1, 0, 0),
+                                    (5, 5, 1, 1, 2, 2), (7, 7, 7, 7, 0, 0), (2, 2, 1, 1, 0, 0),
+                                    (4, 4, 2, 2, 2, 2)])
+def test_average_pooling_of_other_windows_is_the_references(dtype, window):
+    """Other windows than 2x2 stride 2 (overlapping, strided, padding counted as zeros,
+    windows reaching into the padding only) sum separably, rows then columns, in float64:
+    the op's NumPy reference's numbers (float32 bit for bit on normal data, whose float64
+    sums are exact; float64 to the last bits, the order of the sums being another), with
+    NaN and infinities where the reference has them."""
+    from graphc.ops.conv import _avg_pool_grad_ref, _avg_pool_ref
+
+    kh, kw, sh, sw, ph, pw = window
+    attrs = {"kernel": (kh, kw), "stride": (sh, sw), "pad": (ph, pw)}
+    rng = np.random.default_rng(sum(window))
+    x = rng.standard_normal((2, 3, 11, 13)).astype(dtype)
+    x[0, 0, 3, 4], x[1, 2, 7, 0], x[0, 1, 0, 12] = np.nan, np.inf, -np.inf
+    (want,) = _avg_pool_ref([x], attrs, None)
+    y = np.full(want.shape, 7, dtype)
+    conv.avg_pool2d(x, y, kh, kw, sh, sw, ph, pw)
+    gy = rng.standard_normal(want.shape).astype(dtype)
+    (gwant,) = _avg_pool_grad_ref([gy], dict(attrs, size=x.shape[2:]), None)
+    gx = np.full(x.shape, 7, dtype)
+    conv.avg_pool2d_grad(gy, gx, kh, kw, sh, sw, ph, pw)
+    if dtype == np.float32:
+        _same_numbers(y, want)
+        _same_numbers(gx, gwant)
+    else:
+        np.testing.assert_allclose(y, want, rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(gx, gwant, rtol=1e-14, atol=1e-15)
 
 
 # --- other windows: the separable selection (conv._row_picks, _window_picks, _position) -----

@@ -1154,12 +1154,53 @@ def _avg_grad_row_2x2(gf, g0, df, d0, d1, ow_n, step):
             avg_2x2_grad_4(gf, g0 + j, df, d0 + 2 * j, d1 + 2 * j)
 
 
+@numba.njit(**_INLINE)
+def _tap_range(ow_n, size, stride, pad, d):
+    """[lo, hi): the windows ow whose tap d (input index ow * stride - pad + d) is inside
+    [0, size)."""
+    lo = max(0, (pad - d + stride - 1) // stride)
+    hi = min(ow_n, (size - 1 + pad - d) // stride + 1)
+    return lo, max(lo, hi)
+
+
+@numba.njit(**_INLINE)
+def _window_sums_rows(plane, kw, sw, pw, ow_n, rows):
+    """rows[h, ow] = the sum of plane[h] over window ow's columns inside the plane (float64),
+    tap by tap: each tap's inner loop runs along a row."""
+    height, width = plane.shape
+    rows[:, :] = 0.0
+    for d in range(kw):
+        lo, hi = _tap_range(ow_n, width, sw, pw, d)
+        off = d - pw
+        for h in range(height):
+            for ow in range(lo, hi):
+                rows[h, ow] += plane[h, ow * sw + off]
+
+
+@numba.njit(**_INLINE)
+def _window_spread_rows(rows, kw, sw, pw, acc):
+    """acc[h, w] = the sum of rows[h, ow] over the windows ow covering column w (float64)."""
+    height, width = acc.shape
+    acc[:, :] = 0.0
+    for d in range(kw):
+        lo, hi = _tap_range(rows.shape[1], width, sw, pw, d)
+        off = d - pw
+        for h in range(height):
+            for ow in range(lo, hi):
+                acc[h, ow * sw + off] += rows[h, ow]
+
+
 def _avg_pool_loops(x, out, xf, of, kh, kw, sh, sw, ph, pw, lo, hi):
     """(xf, of: flat views of x and out, for the 2x2 pass's vector steps)"""
     _, chans, oh_n, ow_n = out.shape
     height, width = x.shape[2], x.shape[3]
     area = kh * kw
     step = _lanes_2x2(xf, ow_n) if _pool_2x2(kh, kw, sh, sw, ph, pw) else 0
+    # overlapping windows sum separably (rows, then columns: kh + kw additions an output,
+    # not kh * kw; 3x3 stride 1 ran 3x faster), in float64 as the reference does
+    overlap = not step and (kh > sh or kw > sw)
+    rows = np.empty((height if overlap else 0, ow_n))
+    acc = np.empty(ow_n if overlap else 0)
     for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
@@ -1169,15 +1210,29 @@ def _avg_pool_loops(x, out, xf, of, kh, kw, sh, sw, ph, pw, lo, hi):
                 x0 = (nc * height + 2 * oh) * width
                 _row_2x2(True, xf, x0, x0 + width, of, (nc * oh_n + oh) * ow_n, ow_n, step)
             continue
+        if not overlap:  # each element in one window at most: sum each window directly
+            for oh in range(oh_n):
+                h0 = oh * sh - ph
+                for ow in range(ow_n):
+                    w0 = ow * sw - pw
+                    total = 0.0
+                    for h in range(max(h0, 0), min(h0 + kh, height)):
+                        for w in range(max(w0, 0), min(w0 + kw, width)):
+                            total += plane[h, w]
+                    out[n, c, oh, ow] = total / area
+            continue
+        _window_sums_rows(plane, kw, sw, pw, ow_n, rows)
         for oh in range(oh_n):
             h0 = oh * sh - ph
-            for ow in range(ow_n):
-                w0 = ow * sw - pw
-                total = 0.0
-                for h in range(max(h0, 0), min(h0 + kh, height)):
-                    for w in range(max(w0, 0), min(w0 + kw, width)):
-                        total += plane[h, w]
-                out[n, c, oh, ow] = total / area
+            h1 = min(h0 + kh, height)
+            h0 = max(h0, 0)
+            for ow in range(np.uint64(ow_n)):
+                acc[ow] = 0.0
+            for h in range(h0, h1):
+                for ow in range(np.uint64(ow_n)):
+                    acc[ow] += rows[h, ow]
+            for ow in range(np.uint64(ow_n)):
+                out[n, c, oh, ow] = acc[ow] / area
 
 
 def _avg_pool_grad_loops(gy, gx, gyf, gxf, kh, kw, sh, sw, ph, pw, lo, hi):
@@ -1186,6 +1241,11 @@ def _avg_pool_grad_loops(gy, gx, gyf, gxf, kh, kw, sh, sw, ph, pw, lo, hi):
     height, width = gx.shape[2], gx.shape[3]
     area = kh * kw
     step = _lanes_2x2(gyf, ow_n) if _pool_2x2(kh, kw, sh, sw, ph, pw) else 0
+    overlap = not step and (kh > sh or kw > sw)  # (as in _avg_pool_loops)
+    rows = np.empty((height if overlap else 0, ow_n))
+    acc = np.empty((height if overlap else 0, width))
+    share = np.empty(ow_n if overlap else 0, gy.dtype)
+    area_t = np.full(1, area, gy.dtype)[0]  # (a share is gy / area in gy's dtype)
     for nc in range(lo, hi):
         n = nc // chans
         c = nc - n * chans
@@ -1197,15 +1257,34 @@ def _avg_pool_grad_loops(gy, gx, gyf, gxf, kh, kw, sh, sw, ph, pw, lo, hi):
                                   step)
             _zero_outside_windows(dst, oh_n, ow_n)
             continue
-        dst[:, :] = 0
+        if not overlap:  # each element in one window at most: its share, or 0
+            dst[:, :] = 0
+            for oh in range(oh_n):
+                h0 = oh * sh - ph
+                for ow in range(ow_n):
+                    w0 = ow * sw - pw
+                    part = gy[n, c, oh, ow] / area_t + 0.0  # (-0.0 -> +0.0: 0 + share)
+                    for h in range(max(h0, 0), min(h0 + kh, height)):
+                        for w in range(max(w0, 0), min(w0 + kw, width)):
+                            dst[h, w] = part
+            continue
+        # the adjoint, separably, as the reference sums: each window's share gy / area (in
+        # gy's dtype) summed in float64 over the window rows covering each input row, then
+        # over the window columns covering each input column
+        rows[:, :] = 0.0
         for oh in range(oh_n):
             h0 = oh * sh - ph
-            for ow in range(ow_n):
-                w0 = ow * sw - pw
-                share = gy[n, c, oh, ow] / area
-                for h in range(max(h0, 0), min(h0 + kh, height)):
-                    for w in range(max(w0, 0), min(w0 + kw, width)):
-                        dst[h, w] += share
+            h1 = min(h0 + kh, height)
+            h0 = max(h0, 0)
+            for ow in range(np.uint64(ow_n)):
+                share[ow] = gy[n, c, oh, ow] / area_t
+            for h in range(h0, h1):
+                for ow in range(np.uint64(ow_n)):
+                    rows[h, ow] += share[ow]
+        _window_spread_rows(rows, kw, sw, pw, acc)
+        for h in range(height):
+            for w in range(np.uint64(width)):
+                dst[h, w] = acc[h, w]
 
 
 # 2x2 windows (the vector steps) and other windows (separable picks): kernels of their own,
