@@ -250,7 +250,7 @@ def dropout(x, ratio: float = 0.5, train=True, seed: int | None = None) -> Tenso
     (a placeholder, to switch per call). The mask is drawn at run time from a generator seeded
     by `seed` (default: a fresh seed per dropout node, from gc.set_seed)."""
     from ..random import check_seed, next_seed
-    from .elementwise import div, less, where
+    from .elementwise import div, less, mul, where
 
     x = as_tensor(x)
     check_dropout_ratio(ratio)
@@ -260,8 +260,10 @@ def dropout(x, ratio: float = 0.5, train=True, seed: int | None = None) -> Tenso
     if seed is None:
         seed = next_seed()
     u = apply("random_uniform", x, dtype=x.dtype, seed=seed)
-    # (ratio 1 drops every element, as PyTorch's p=1: x / 0 is computed and never picked)
-    dropped = where(less(u, ratio), 0.0, div(x, 1.0 - ratio))
+    # (ratio 1 drops every element, as PyTorch's p=1, whose gradient is 0 too: x * 0, never
+    # picked, in place of x / 0, whose gradient 0 / 0 had made it NaN)
+    kept = mul(x, 0.0) if ratio == 1 else div(x, 1.0 - ratio)
+    dropped = where(less(u, ratio), 0.0, kept)
     if isinstance(train, bool):
         return dropped
     return where(train, dropped, x)
