@@ -126,6 +126,27 @@ def test_sequential_and_embedding():
     np.testing.assert_array_equal(g[:, 0], [1, 0, 2, 0, 1])
 
 
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_embedding_ids_index_as_numpy_and_a_bad_id_is_named(backend):
+    """-1 is the last row (NumPy's and DeZero's W[ids]; PyTorch refuses it); an id outside
+    [-in_size, in_size) is a RuntimeCheckError that names it, and leaves W as it was."""
+    emb = nn.Embedding(5, 3)
+    ids = gc.placeholder((None,), "int64", name="ids")
+    loss = gc.sum(emb(ids))
+    step = gc.compile([ids], emb(ids), updates=[(emb.W, emb.W - 0.1 * gc.grad(loss, emb.W))],
+                      backend=backend)
+    before = emb.W.value
+    np.testing.assert_array_equal(step(np.array([-1, -5, 0])), before[[4, 0, 0]])
+    after = emb.W.value
+    for bad in (5, -6):
+        with pytest.raises(gc.RuntimeCheckError, match=f"index {bad} is out of bounds"):
+            step(np.array([0, bad]))
+        np.testing.assert_array_equal(emb.W.value, after)
+    np.testing.assert_allclose(after[[1, 2, 3]], before[[1, 2, 3]])
+    np.testing.assert_allclose(after[0], before[0] - 0.2, rtol=1e-6)
+    np.testing.assert_allclose(after[4], before[4] - 0.1, rtol=1e-6)
+
+
 def test_dropout_is_on_in_train_mode_and_off_in_test_mode():
     layer = nn.Dropout(0.5)
     x = gc.placeholder((None, 1000), name="x")

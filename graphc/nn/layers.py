@@ -219,7 +219,9 @@ class BatchNorm(Layer):
 
 class Embedding(Layer):
     """Rows of W (in_size, out_size) picked by integer ids: ids (...) -> (..., out_size).
-    W starts as N(0, 1), as PyTorch's and DeZero's EmbedID."""
+    W starts as N(0, 1), as PyTorch's and DeZero's EmbedID. Ids index W as NumPy (and
+    DeZero's W[ids]) does: -in_size <= id < in_size, a negative id counting from the last
+    row (PyTorch refuses those); any other id is a RuntimeCheckError naming it at run time."""
 
     def __init__(self, in_size: int, out_size: int, dtype="float32"):
         from ..random import next_seed
