@@ -186,7 +186,10 @@ class SGD(Optimizer):
 
 
 class MomentumSGD(Optimizer):
-    """v <- momentum * v - lr * g; p <- p + v."""
+    """v <- momentum * v - lr * g; p <- p + v (DeZero's form). With a constant lr this is
+    PyTorch's SGD(momentum=...) (buf <- momentum * buf + g; p <- p - lr * buf, buf = -v/lr);
+    when lr changes between steps (a 0-d Parameter schedule) the velocity keeps the old
+    steps' lr, where PyTorch's buffer applies the new lr to all of it."""
 
     HYPER = ("lr", "momentum")
 
@@ -237,7 +240,10 @@ class AdaDelta(Optimizer):
 
 class Adam(Optimizer):
     """t <- t + 1; m <- m + (1-beta1)(g - m); v <- v + (1-beta2)(g^2 - v);
-    p <- p - lr_t m / (sqrt(v) + eps), lr_t = alpha sqrt(1 - beta2^t) / (1 - beta1^t)."""
+    p <- p - lr_t m / (sqrt(v) + eps), lr_t = alpha sqrt(1 - beta2^t) / (1 - beta1^t)
+    (DeZero's and the Adam paper's efficient form: eps is added to sqrt(v) before the bias
+    correction; PyTorch's Adam adds it after, so it equals this one with its eps at step t
+    set to eps / sqrt(1 - beta2^t))."""
 
     HYPER = ("alpha", "beta1", "beta2", "eps")
 
