@@ -101,17 +101,20 @@ def _dot_escape(text: str) -> str:
 
 
 def to_dot(nodes, names, outputs) -> str:
+    """Graphviz for `nodes` (topologically sorted): dot nodes n0, n1, ... in that order, so a
+    graph prints the same however many nodes were made before it (a loaded one, too)."""
+    key = {node.id: f"n{i}" for i, node in enumerate(nodes)}
     lines = ["digraph graphc {", "  rankdir=TB;", '  node [shape=box, fontname="monospace"];']
     for node in nodes:
         label = f"{node.op}\\n" + ", ".join(f"{names[t]}:{_type(t)}" for t in node.outputs)
         if node.attrs.get("name"):
             label = f"{_dot_escape(node.attrs['name'])}\\n" + label
         shape = "ellipse" if node.op in ("placeholder", "parameter", "constant") else "box"
-        lines.append(f'  n{node.id} [label="{label}", shape={shape}];')
+        lines.append(f'  {key[node.id]} [label="{label}", shape={shape}];')
         for t in node.inputs:
-            lines.append(f'  n{t.node.id} -> n{node.id} [label="{names[t]}"];')
+            lines.append(f'  {key[t.node.id]} -> {key[node.id]} [label="{names[t]}"];')
     for i, t in enumerate(outputs):
         lines.append(f'  out{i} [label="output {i}", shape=plaintext];')
-        lines.append(f"  n{t.node.id} -> out{i};")
+        lines.append(f"  {key[t.node.id]} -> out{i};")
     lines.append("}")
     return "\n".join(lines)

@@ -30,6 +30,17 @@ def shape_id(shapes) -> str:
     return ",".join(one(s) for s in shapes)
 
 
+def project(outputs, rng):
+    """A scalar that depends on every element of every output: sum of sum(out * r), r drawn
+    from rng (fixed random projections)."""
+    total = None
+    for out in outputs:
+        r = rng.standard_normal([1 if d is None else d for d in out.shape])
+        term = gc.sum(out * r.astype(out.dtype))
+        total = term if total is None else total + term
+    return total
+
+
 def weighted_sum(tensors, weights):
     """sum_i sum(t_i * w_i): one scalar of several outputs (w_i a projection), or, with the
     gradients and vectors v_i, the scalar whose gradient is the Hessian times v."""

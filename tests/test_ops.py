@@ -14,7 +14,7 @@ from conftest import OP_BACKENDS, backend_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from op_table import CASES, OpCase, shape_id, weighted_sum
+from op_table import CASES, OpCase, project, shape_id, weighted_sum
 
 import graphc as gc
 from graphc.testing import check_grad, numeric_grad
@@ -89,16 +89,6 @@ def _tolerance(dtype, case: OpCase) -> dict:
     return {"rtol": 1e-11, "atol": 1e-12}
 
 
-def _project(outputs, rng):
-    """A scalar that depends on every element of every output: sum of sum(out * r)."""
-    total = None
-    for out in outputs:
-        r = rng.standard_normal([1 if d is None else d for d in out.shape])
-        term = gc.sum(out * r.astype(out.dtype))
-        total = term if total is None else total + term
-    return total
-
-
 # --- table-driven tests ------------------------------------------------------------------------------
 @pytest.mark.parametrize("case, shapes, dtype", _params("shape"))
 def test_shape_rule(case: OpCase, shapes, dtype):
@@ -145,7 +135,7 @@ def test_grad(case: OpCase, shapes, dtype, backend):
         it = iter(float_tensors)
         tensors = [fixed[i] if i in fixed else next(it) for i in range(len(arrays))]
         out = case.build(*tensors)
-        return _project(out, np.random.default_rng(1)) if isinstance(out, list) else out
+        return project(out, np.random.default_rng(1)) if isinstance(out, list) else out
 
     floats = [a for a, f in zip(arrays, is_float) if f]
     check_grad(fn, *floats, backend=backend, **case.grad_options)
