@@ -112,3 +112,20 @@ def test_a_plain_sum_keeps_one_chain():
                          reduce=("sum", "v0", "float32", (True,)))
     assert ew._chains(spec) == 1
     assert "_c1" not in ew.render(spec)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu", "cuda"])
+@pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
+def test_an_integer_mean_is_the_exact_mean_rounded_once(backend, dtype):
+    """float32, as JAX's, but summed and divided in float64: int32 values near 2**30 are
+    not float32 numbers, and a float32 sum of them had lost their low bits."""
+    if dtype == "bool":
+        v = np.arange(37) % 3 == 0
+    else:
+        v = np.array([2**25 + 1, -(2**25)] * 10).astype(dtype)  # mean 0.5 (float32 sums: 0)
+    x = gc.placeholder((None,), dtype, name="x")
+    f = gc.compile([x], [gc.mean(x), gc.mean(gc.reshape(x, (-1, 1)), 1)], backend=backend)
+    got, rows = f(v)
+    assert got.dtype == np.float32 and rows.dtype == np.float32
+    assert got == np.float32(v.astype(np.float64).mean()), got
+    np.testing.assert_array_equal(rows, v.astype(np.float64).astype(np.float32))

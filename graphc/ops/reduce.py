@@ -168,13 +168,16 @@ def numel(x, axis=None, dtype="float32") -> Tensor:
 
 
 def mean(x, axis=None, keepdims=False) -> Tensor:
-    """Mean over `axis`: sum / numel (the count is bound at run time when it involves N)."""
+    """Mean over `axis`: sum / numel (the count is bound at run time when it involves N).
+    An integer or bool mean is float32 (as JAX's), summed and divided in float64 so that it
+    is the exact mean rounded once (int32 values above 2**24 are not float32 numbers)."""
     from .elementwise import div
 
     x = as_tensor(x)
-    if not dt.is_float(x.dtype):
-        x = cast(x, "float32")
-    return div(sum(x, axis, keepdims), numel(x, axis, x.dtype))
+    if dt.is_float(x.dtype):
+        return div(sum(x, axis, keepdims), numel(x, axis, x.dtype))
+    wide = cast(x, "float64")
+    return cast(div(sum(wide, axis, keepdims), numel(wide, axis, "float64")), "float32")
 
 
 def argmax(x, axis=-1) -> Tensor:
